@@ -1,0 +1,276 @@
+//! A small reverse-mode autograd core: a tape of recorded ops.
+//!
+//! A forward pass pushes every value onto the [`Tape`]; an op is *recorded* (kept with its inputs for the
+//! backward pass) only when one of its inputs needs a gradient, so an inference pass records nothing.
+//! `backward` walks the tape once in reverse and applies each op's backward rule in one exhaustive
+//! `match` (a new `Op` variant without a rule does not compile). Gradients accumulate with `+=`, so a
+//! value used twice (the input of a residual block) gets the sum of both paths.
+//!
+//! The tape borrows parameters instead of copying them (`CowArray`), so a model's weights stay where
+//! they are during a step; after `backward`, [`Tape::into_param_grads`] hands the gradients to the
+//! optimizer by parameter name.
+
+use crate::error::{Error, Result};
+use crate::ops::{self, activation, conv2d, conv2d::Conv2dSpec, linear, loss, maxpool2d, maxpool2d::Pool2dSpec};
+use crate::tensor::Float;
+use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
+
+/// A handle to a value on a tape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Var(usize);
+
+/// A recorded operation and what its backward rule needs.
+#[derive(Debug)]
+enum Op {
+    /// An input, parameter or constant; also every op none of whose inputs needs a gradient.
+    Leaf,
+    Conv2d { x: Var, w: Var, b: Option<Var>, spec: Conv2dSpec },
+    MaxPool2d { x: Var, spec: Pool2dSpec, argmax: Vec<u32> },
+    Linear { x: Var, w: Var, b: Option<Var> },
+    Relu { x: Var },
+    Selu { x: Var },
+    Add { a: Var, b: Var },
+    Reshape { x: Var },
+    MaeLoss { pred: Var, target: Var },
+    MseLoss { pred: Var, target: Var },
+}
+
+struct Node<'a, T: Float> {
+    value: CowArray<'a, T, IxDyn>,
+    requires_grad: bool,
+    op: Op,
+}
+
+/// The tape: values, recorded ops, and after `backward`, gradients.
+pub struct Tape<'a, T: Float> {
+    nodes: Vec<Node<'a, T>>,
+    grads: Vec<Option<ArrayD<T>>>,
+    params: Vec<(String, Var)>,
+    grad_enabled: bool,
+}
+
+impl<'a, T: Float> Default for Tape<'a, T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<'a, T: Float> Tape<'a, T> {
+    /// A tape for training: parameters need gradients.
+    pub fn new() -> Self {
+        Self { nodes: Vec::new(), grads: Vec::new(), params: Vec::new(), grad_enabled: true }
+    }
+
+    /// A tape for inference: nothing is recorded and nothing needs a gradient.
+    pub fn inference() -> Self {
+        Self { grad_enabled: false, ..Self::new() }
+    }
+
+    fn push(&mut self, value: CowArray<'a, T, IxDyn>, requires_grad: bool, op: Op) -> Var {
+        let requires_grad = requires_grad && self.grad_enabled;
+        let op = if requires_grad { op } else { Op::Leaf };
+        self.nodes.push(Node { value, requires_grad, op });
+        self.grads.push(None);
+        Var(self.nodes.len() - 1)
+    }
+
+    fn needs(&self, v: Var) -> bool {
+        self.nodes[v.0].requires_grad
+    }
+
+    /// An owned input; `requires_grad` asks for its gradient.
+    pub fn input(&mut self, value: ArrayD<T>, requires_grad: bool) -> Var {
+        self.push(value.into(), requires_grad, Op::Leaf)
+    }
+
+    /// A borrowed input (no copy).
+    pub fn input_view(&mut self, value: ArrayViewD<'a, T>, requires_grad: bool) -> Var {
+        self.push(value.into(), requires_grad, Op::Leaf)
+    }
+
+    /// A named parameter, borrowed from its model. Its gradient is collected by `into_param_grads`.
+    pub fn param(&mut self, name: impl Into<String>, value: &'a ArrayD<T>) -> Var {
+        let v = self.push(value.view().into(), true, Op::Leaf);
+        self.params.push((name.into(), v));
+        v
+    }
+
+    /// The value of `v`.
+    pub fn value(&self, v: Var) -> ArrayViewD<'_, T> {
+        self.nodes[v.0].value.view()
+    }
+
+    /// The gradient of `v` after `backward` (None when `v` needs none or got none).
+    pub fn grad(&self, v: Var) -> Option<&ArrayD<T>> {
+        self.grads[v.0].as_ref()
+    }
+
+    fn val(&self, v: Var) -> &CowArray<'a, T, IxDyn> {
+        &self.nodes[v.0].value
+    }
+
+    /// 2-D convolution (see `ops::conv2d`).
+    pub fn conv2d(&mut self, x: Var, w: Var, b: Option<Var>, spec: Conv2dSpec) -> Result<Var> {
+        let y = conv2d::forward(self.val(x), self.val(w), b.map(|b| self.val(b)), spec)?;
+        let rg = self.needs(x) || self.needs(w) || b.is_some_and(|b| self.needs(b));
+        Ok(self.push(y.into(), rg, Op::Conv2d { x, w, b, spec }))
+    }
+
+    /// Max pooling, keeping the argmax when a gradient will be needed.
+    pub fn maxpool2d(&mut self, x: Var, spec: Pool2dSpec) -> Result<Var> {
+        let (y, argmax) = maxpool2d::forward(self.val(x), spec)?;
+        let rg = self.needs(x);
+        Ok(self.push(y.into(), rg, Op::MaxPool2d { x, spec, argmax }))
+    }
+
+    /// `x W^T + b`.
+    pub fn linear(&mut self, x: Var, w: Var, b: Option<Var>) -> Result<Var> {
+        let y = linear::forward(self.val(x), self.val(w), b.map(|b| self.val(b)))?;
+        let rg = self.needs(x) || self.needs(w) || b.is_some_and(|b| self.needs(b));
+        Ok(self.push(y.into(), rg, Op::Linear { x, w, b }))
+    }
+
+    /// ReLU.
+    pub fn relu(&mut self, x: Var) -> Var {
+        let y = activation::relu(self.val(x));
+        let rg = self.needs(x);
+        self.push(y.into(), rg, Op::Relu { x })
+    }
+
+    /// SELU.
+    pub fn selu(&mut self, x: Var) -> Var {
+        let y = activation::selu(self.val(x));
+        let rg = self.needs(x);
+        self.push(y.into(), rg, Op::Selu { x })
+    }
+
+    /// Elementwise sum of two tensors of the same shape.
+    pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
+        let y = ops::add(self.val(a), self.val(b))?;
+        let rg = self.needs(a) || self.needs(b);
+        Ok(self.push(y.into(), rg, Op::Add { a, b }))
+    }
+
+    /// Reshape (row-major).
+    pub fn reshape(&mut self, x: Var, shape: &[usize]) -> Result<Var> {
+        let y = ops::reshape(self.val(x), shape)?;
+        let rg = self.needs(x);
+        Ok(self.push(y.into(), rg, Op::Reshape { x }))
+    }
+
+    /// `[N, ...]` to `[N, prod(...)]`.
+    pub fn flatten(&mut self, x: Var) -> Result<Var> {
+        let shape = ops::flatten_shape(self.val(x).shape())?;
+        self.reshape(x, &shape)
+    }
+
+    /// Mean absolute error, a scalar (0-d) value.
+    pub fn mae_loss(&mut self, pred: Var, target: Var) -> Result<Var> {
+        let l = loss::mae(self.val(pred), self.val(target))?;
+        let rg = self.needs(pred) || self.needs(target);
+        Ok(self.push(ArrayD::from_elem(IxDyn(&[]), l).into(), rg, Op::MaeLoss { pred, target }))
+    }
+
+    /// Mean squared error, a scalar (0-d) value.
+    pub fn mse_loss(&mut self, pred: Var, target: Var) -> Result<Var> {
+        let l = loss::mse(self.val(pred), self.val(target))?;
+        let rg = self.needs(pred) || self.needs(target);
+        Ok(self.push(ArrayD::from_elem(IxDyn(&[]), l).into(), rg, Op::MseLoss { pred, target }))
+    }
+
+    /// Backward pass from a scalar `loss`.
+    pub fn backward(&mut self, loss: Var) -> Result<()> {
+        if self.nodes[loss.0].value.len() != 1 {
+            return Err(Error::shape("backward", "backward() needs a scalar; use backward_with for a tensor", &[self.nodes[loss.0].value.shape()]));
+        }
+        let seed = ArrayD::from_elem(self.nodes[loss.0].value.raw_dim(), T::one());
+        self.backward_with(loss, seed)
+    }
+
+    /// Backward pass from `out` with upstream gradient `grad_output` (of `out`'s shape).
+    pub fn backward_with(&mut self, out: Var, grad_output: ArrayD<T>) -> Result<()> {
+        if grad_output.shape() != self.nodes[out.0].value.shape() {
+            return Err(Error::shape("backward", "grad_output must have the output's shape", &[grad_output.shape(), self.nodes[out.0].value.shape()]));
+        }
+        self.accumulate(out, grad_output);
+        for i in (0..=out.0).rev() {
+            if matches!(self.nodes[i].op, Op::Leaf) {
+                continue;
+            }
+            // An intermediate's gradient is used once, here, and then freed.
+            let Some(g) = self.grads[i].take() else { continue };
+            self.backward_node(i, g)?;
+        }
+        Ok(())
+    }
+
+    fn accumulate(&mut self, v: Var, g: ArrayD<T>) {
+        if !self.nodes[v.0].requires_grad {
+            return;
+        }
+        match &mut self.grads[v.0] {
+            Some(acc) => *acc += &g,
+            slot => *slot = Some(g),
+        }
+    }
+
+    /// The one backward `match`: each op's rule, from `ops`.
+    fn backward_node(&mut self, i: usize, g: ArrayD<T>) -> Result<()> {
+        let node = &self.nodes[i];
+        let mut out: Vec<(Var, ArrayD<T>)> = Vec::with_capacity(3);
+        match &node.op {
+            Op::Leaf => {}
+            Op::Conv2d { x, w, b, spec } => {
+                let need = [self.needs(*x), self.needs(*w), b.is_some_and(|b| self.needs(b))];
+                let (dx, dw, db) = conv2d::backward(self.val(*x), self.val(*w), &g, *spec, need)?;
+                out.extend(dx.map(|d| (*x, d)));
+                out.extend(dw.map(|d| (*w, d)));
+                if let (Some(b), Some(db)) = (b, db) {
+                    out.push((*b, db));
+                }
+            }
+            Op::MaxPool2d { x, spec, argmax } => {
+                out.push((*x, maxpool2d::backward(self.val(*x).shape(), &g, argmax, *spec)?));
+            }
+            Op::Linear { x, w, b } => {
+                let need = [self.needs(*x), self.needs(*w), b.is_some_and(|b| self.needs(b))];
+                let (dx, dw, db) = linear::backward(self.val(*x), self.val(*w), &g, need)?;
+                out.extend(dx.map(|d| (*x, d)));
+                out.extend(dw.map(|d| (*w, d)));
+                if let (Some(b), Some(db)) = (b, db) {
+                    out.push((*b, db));
+                }
+            }
+            Op::Relu { x } => out.push((*x, activation::relu_backward(self.val(*x), &g))),
+            Op::Selu { x } => out.push((*x, activation::selu_backward(self.val(*x), &g))),
+            Op::Add { a, b } => {
+                out.push((*a, g.clone()));
+                out.push((*b, g));
+            }
+            Op::Reshape { x } => {
+                let shape = self.val(*x).shape().to_vec();
+                out.push((*x, ops::reshape(&g, &shape)?));
+            }
+            Op::MaeLoss { pred, target } => {
+                let gp = loss::mae_backward(self.val(*pred), self.val(*target), g.sum());
+                out.push((*target, gp.mapv(|v| -v)));
+                out.push((*pred, gp));
+            }
+            Op::MseLoss { pred, target } => {
+                let gp = loss::mse_backward(self.val(*pred), self.val(*target), g.sum());
+                out.push((*target, gp.mapv(|v| -v)));
+                out.push((*pred, gp));
+            }
+        }
+        for (v, d) in out {
+            self.accumulate(v, d);
+        }
+        Ok(())
+    }
+
+    /// The gradients of every parameter, by name, in the order they were registered.
+    pub fn into_param_grads(mut self) -> Vec<(String, Option<ArrayD<T>>)> {
+        let params = std::mem::take(&mut self.params);
+        params.into_iter().map(|(name, v)| (name, self.grads[v.0].take())).collect()
+    }
+}

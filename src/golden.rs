@@ -1,0 +1,277 @@
+//! The audit against PyTorch: runs every case of a golden-vector file (`golden-vectors.md`) through
+//! specnn's f32 CPU path and compares outputs and gradients element by element with
+//! `|got - want| <= abs + rel * |want|`, the tolerances the file gives per case.
+
+use crate::autograd::{Tape, Var};
+use crate::data::prep;
+use crate::error::{Error, Result};
+use crate::io::read_safetensors;
+use crate::nn::{Arch, Dense, Model, ResidualBlock};
+use crate::ops::{conv2d::Conv2dSpec, maxpool2d::Pool2dSpec};
+use crate::optim::{adam_update, AdamConfig};
+use ndarray::{ArrayD, Ix2};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The metadata key of a golden file.
+pub const GOLDEN_KEY: &str = "specnn-golden";
+
+#[derive(Deserialize)]
+struct Doc {
+    version: u32,
+    cases: Vec<Case>,
+}
+
+/// A case's tolerance.
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub struct Tol {
+    pub rel: f64,
+    pub abs: f64,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    op: String,
+    #[serde(default)]
+    attrs: Value,
+    inputs: BTreeMap<String, String>,
+    output: Option<String>,
+    outputs: Option<BTreeMap<String, String>>,
+    grad_output: Option<String>,
+    #[serde(default)]
+    grads: BTreeMap<String, String>,
+    tol: Tol,
+}
+
+/// The outcome of one case.
+#[derive(Clone, Debug)]
+pub struct CaseReport {
+    pub name: String,
+    pub op: String,
+    /// The shapes of the case's inputs.
+    pub shapes: String,
+    /// Largest `|got - want|` over every checked tensor.
+    pub max_abs: f64,
+    /// Largest `|got - want| / |want|` over elements with `want != 0`.
+    pub max_rel: f64,
+    pub tol: Tol,
+    /// Number of tensors compared (outputs and gradients).
+    pub tensors: usize,
+    pub passed: bool,
+    /// Why the case failed, when it did.
+    pub reason: Option<String>,
+}
+
+type Tensors = BTreeMap<String, ArrayD<f32>>;
+
+/// Runs every case of the golden file at `path`. A file that cannot be read or parsed is an error; a
+/// case that cannot run is reported as failed with its reason.
+pub fn audit(path: &Path) -> Result<Vec<CaseReport>> {
+    let (tensors, meta) = read_safetensors::<f32>(path)?;
+    let json = meta.get(GOLDEN_KEY).ok_or_else(|| Error::file(path, format!("no `{GOLDEN_KEY}` metadata: not a golden-vector file")))?;
+    let doc: Doc = serde_json::from_str(json).map_err(|e| Error::file(path, format!("malformed `{GOLDEN_KEY}` JSON: {e}")))?;
+    if doc.version != 1 {
+        return Err(Error::file(path, format!("golden format version {} is not supported (1 is)", doc.version)));
+    }
+    if doc.cases.is_empty() {
+        return Err(Error::file(path, "the golden file lists no cases"));
+    }
+    Ok(doc.cases.iter().map(|c| run_case(c, &tensors)).collect())
+}
+
+fn get<'t>(t: &'t Tensors, key: &str) -> Result<&'t ArrayD<f32>> {
+    t.get(key).ok_or_else(|| Error::Golden(format!("tensor `{key}` is named by a case but not in the file")))
+}
+
+fn attr_usize(attrs: &Value, key: &str, default: Option<usize>) -> Result<usize> {
+    match attrs.get(key) {
+        Some(v) => v.as_u64().map(|v| v as usize).ok_or_else(|| Error::Golden(format!("attr `{key}` is not a non-negative integer"))),
+        None => default.ok_or_else(|| Error::Golden(format!("attr `{key}` is missing"))),
+    }
+}
+
+fn attr_f64(attrs: &Value, key: &str) -> Result<f64> {
+    attrs.get(key).and_then(Value::as_f64).ok_or_else(|| Error::Golden(format!("attr `{key}` is missing or not a number")))
+}
+
+/// The tensors a case computes, by the key of the tensor they are compared with.
+type Got = Vec<(String, ArrayD<f32>)>;
+
+fn run_case(case: &Case, t: &Tensors) -> CaseReport {
+    let shapes = case
+        .inputs
+        .iter()
+        .map(|(role, key)| format!("{role}{:?}", t.get(key).map(|a| a.shape().to_vec()).unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut report = CaseReport {
+        name: case.name.clone(),
+        op: case.op.clone(),
+        shapes,
+        max_abs: 0.0,
+        max_rel: 0.0,
+        tol: case.tol,
+        tensors: 0,
+        passed: false,
+        reason: None,
+    };
+    match compute(case, t).and_then(|got| compare(case, t, got, &mut report)) {
+        Ok(()) => {}
+        Err(e) => report.reason = Some(e.to_string()),
+    }
+    report
+}
+
+fn compare(case: &Case, t: &Tensors, got: Got, r: &mut CaseReport) -> Result<()> {
+    let mut wanted: Vec<&String> = case.output.iter().chain(case.outputs.iter().flat_map(|o| o.values())).chain(case.grads.values()).collect();
+    wanted.sort();
+    let mut produced: Vec<&String> = got.iter().map(|(k, _)| k).collect();
+    produced.sort();
+    if wanted != produced {
+        return Err(Error::Golden(format!("case expects {wanted:?} but specnn produced {produced:?}")));
+    }
+    let mut worst: Option<(String, f64)> = None;
+    let mut ok = true;
+    for (key, g) in &got {
+        let w = get(t, key)?;
+        if g.shape() != w.shape() {
+            return Err(Error::Golden(format!("`{key}`: specnn gives shape {:?}, PyTorch {:?}", g.shape(), w.shape())));
+        }
+        for (&gv, &wv) in g.iter().zip(w.iter()) {
+            let (gv, wv) = (gv as f64, wv as f64);
+            let d = (gv - wv).abs();
+            let limit = r.tol.abs + r.tol.rel * wv.abs();
+            if !(d <= limit) {
+                ok = false;
+                let excess = d / limit;
+                if worst.as_ref().is_none_or(|(_, e)| excess > *e) {
+                    worst = Some((format!("`{key}`: got {gv:e}, want {wv:e} (|diff| {d:.3e} > {limit:.3e})"), excess));
+                }
+            }
+            r.max_abs = r.max_abs.max(if d.is_nan() { f64::INFINITY } else { d });
+            if wv != 0.0 {
+                r.max_rel = r.max_rel.max(d / wv.abs());
+            }
+        }
+        r.tensors += 1;
+    }
+    r.passed = ok;
+    r.reason = worst.map(|(m, _)| m);
+    Ok(())
+}
+
+fn compute(case: &Case, t: &Tensors) -> Result<Got> {
+    let input = |role: &str| -> Result<&ArrayD<f32>> {
+        let key = case.inputs.get(role).ok_or_else(|| Error::Golden(format!("case has no input `{role}`")))?;
+        get(t, key)
+    };
+    let out_key = || case.output.clone().ok_or_else(|| Error::Golden("case has no `output`".into()));
+    match case.op.as_str() {
+        "fold_s" => {
+            let x = input("x")?.view().into_dimensionality::<Ix2>().map_err(|e| Error::Golden(format!("fold_s input: {e}")))?;
+            let side = attr_usize(&case.attrs, "side", Some(64))?;
+            Ok(vec![(out_key()?, prep::fold_s(x, side)?.into_dyn())])
+        }
+        "minmax" => {
+            let x = input("x")?.view().into_dimensionality::<Ix2>().map_err(|e| Error::Golden(format!("minmax input: {e}")))?;
+            Ok(vec![(out_key()?, prep::minmax(x)?.into_dyn())])
+        }
+        "adam_step" => {
+            let a = &case.attrs;
+            let cfg = AdamConfig { lr: attr_f64(a, "lr")?, beta1: attr_f64(a, "beta1")?, beta2: attr_f64(a, "beta2")?, eps: attr_f64(a, "eps")? };
+            let step = attr_usize(a, "step", None)? as u64;
+            let (mut p, g, mut m, mut v) = (input("param")?.clone(), input("grad")?, input("m")?.clone(), input("v")?.clone());
+            if g.shape() != p.shape() || m.shape() != p.shape() || v.shape() != p.shape() {
+                return Err(Error::Golden("adam_step: param, grad, m and v differ in shape".into()));
+            }
+            adam_update(&mut p, g, &mut m, &mut v, step, &cfg);
+            let outs = case.outputs.as_ref().ok_or_else(|| Error::Golden("adam_step has no `outputs`".into()))?;
+            let key = |k: &str| outs.get(k).cloned().ok_or_else(|| Error::Golden(format!("adam_step outputs lack `{k}`")));
+            Ok(vec![(key("param")?, p), (key("m")?, m), (key("v")?, v)])
+        }
+        "model" => {
+            let arch: Arch = serde_json::from_value(case.attrs.get("arch").cloned().unwrap_or(Value::Null))
+                .map_err(|e| Error::Golden(format!("model case: bad `arch`: {e}")))?;
+            let params: BTreeMap<String, ArrayD<f32>> =
+                case.inputs.iter().filter(|(r, _)| r.as_str() != "x").map(|(r, k)| get(t, k).map(|a| (r.clone(), a.clone()))).collect::<Result<_>>()?;
+            let model = Model::from_tensors(&arch, params)?;
+            let x = input("x")?;
+            let mut tape = Tape::new();
+            let xv = tape.input_view(x.view(), case.grads.contains_key("x"));
+            let y = model.forward(&mut tape, xv)?;
+            finish(case, t, tape, y, &[("x", xv)])
+        }
+        op => {
+            // A residual block registers its own parameters, so it is built first and outlives the tape.
+            let block = if op == "residual_block" {
+                let layer = |n: &str| -> Result<Dense<f32>> {
+                    Ok(Dense { name: n.to_string(), weight: input(&format!("{n}.weight"))?.clone(), bias: input(&format!("{n}.bias"))?.clone() })
+                };
+                Some(ResidualBlock { fc1: layer("fc1")?, fc2: layer("fc2")? })
+            } else {
+                None
+            };
+            let mut tape = Tape::new();
+            let mut vars: Vec<(&str, Var)> = Vec::new();
+            for (role, key) in &case.inputs {
+                let v = tape.input_view(get(t, key)?.view(), case.grads.contains_key(role));
+                vars.push((role.as_str(), v));
+            }
+            let var = |role: &str| vars.iter().find(|(r, _)| *r == role).map(|(_, v)| *v).ok_or_else(|| Error::Golden(format!("{op} case has no input `{role}`")));
+            let a = &case.attrs;
+            let y = match op {
+                "conv2d" => {
+                    let (p, s) = (attr_usize(a, "padding", Some(0))?, attr_usize(a, "stride", Some(1))?);
+                    let b = var("bias").ok();
+                    tape.conv2d(var("x")?, var("weight")?, b, Conv2dSpec { stride: (s, s), padding: (p, p) })?
+                }
+                "maxpool2d" => {
+                    let (k, s) = (attr_usize(a, "kernel", Some(2))?, attr_usize(a, "stride", Some(2))?);
+                    tape.maxpool2d(var("x")?, Pool2dSpec { kernel: (k, k), stride: (s, s) })?
+                }
+                "linear" => tape.linear(var("x")?, var("weight")?, var("bias").ok())?,
+                "relu" => tape.relu(var("x")?),
+                "selu" => tape.selu(var("x")?),
+                "flatten" => tape.flatten(var("x")?)?,
+                "mae_loss" => tape.mae_loss(var("pred")?, var("target")?)?,
+                "mse_loss" => tape.mse_loss(var("pred")?, var("target")?)?,
+                "residual_block" => {
+                    let block = block.as_ref().ok_or_else(|| Error::Golden("residual_block: no block".into()))?;
+                    block.forward(&mut tape, var("x")?)?
+                }
+                other => return Err(Error::Golden(format!("unknown op `{other}`"))),
+            };
+            finish(case, t, tape, y, &vars)
+        }
+    }
+}
+
+/// Collects the output, runs the backward pass with the case's `grad_output`, and collects the gradients
+/// of the inputs (`inputs`) and of the parameters registered on the tape.
+fn finish(case: &Case, t: &Tensors, mut tape: Tape<'_, f32>, y: Var, inputs: &[(&str, Var)]) -> Result<Got> {
+    let mut got = vec![(case.output.clone().ok_or_else(|| Error::Golden("case has no `output`".into()))?, tape.value(y).to_owned())];
+    if case.grads.is_empty() {
+        return Ok(got);
+    }
+    let gy = get(t, case.grad_output.as_deref().ok_or_else(|| Error::Golden("case has grads but no `grad_output`".into()))?)?;
+    tape.backward_with(y, gy.clone())?;
+    let mut grads: BTreeMap<String, ArrayD<f32>> = BTreeMap::new();
+    for (role, v) in inputs {
+        if let Some(g) = tape.grad(*v) {
+            grads.insert(role.to_string(), g.clone());
+        }
+    }
+    for (name, g) in tape.into_param_grads() {
+        if let Some(g) = g {
+            grads.insert(name, g);
+        }
+    }
+    for (role, key) in &case.grads {
+        let g = grads.remove(role).ok_or_else(|| Error::Golden(format!("specnn produced no gradient for `{role}`")))?;
+        got.push((key.clone(), g));
+    }
+    Ok(got)
+}

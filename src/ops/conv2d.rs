@@ -1,0 +1,130 @@
+//! `conv2d`: PyTorch's `torch.nn.functional.conv2d` (cross-correlation, zero padding, groups = 1).
+//!
+//! `x [N, C, H, W]`, `weight [O, C, KH, KW]`, `bias [O]` -> `y [N, O, OH, OW]` with
+//! `OH = (H + 2*PH - KH) / SH + 1` (checked: a kernel larger than the padded input is an error).
+//! Any kernel size works, 9x9 for the VMP CNN and 1xK for 1-D spectra (StarNet).
+
+use crate::cpu::conv::{self, ConvGeom};
+use crate::error::{Error, Result};
+use crate::tensor::{Arr, Float};
+use ndarray::Data;
+use ndarray::{ArrayD, ArrayView2, IxDyn};
+use serde::{Deserialize, Serialize};
+
+/// How a layer pads its input: PyTorch's 'same' (odd kernels, stride 1) or 'valid' (no padding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Padding {
+    Same,
+    Valid,
+}
+
+/// Stride and zero padding (rows, columns) of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dSpec {
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+}
+
+impl Conv2dSpec {
+    /// Stride 1 with the given padding mode for a `kh x kw` kernel.
+    pub fn new(padding: Padding, kh: usize, kw: usize) -> Result<Self> {
+        let padding = match padding {
+            Padding::Valid => (0, 0),
+            Padding::Same => {
+                if kh % 2 == 0 || kw % 2 == 0 {
+                    return Err(Error::invalid("conv2d", format!("'same' padding needs an odd kernel, got {kh}x{kw}")));
+                }
+                (kh / 2, kw / 2)
+            }
+        };
+        Ok(Self { stride: (1, 1), padding })
+    }
+}
+
+fn out_size(op: &'static str, input: usize, pad: usize, k: usize, stride: usize) -> Result<usize> {
+    if stride == 0 {
+        return Err(Error::invalid(op, "stride must be at least 1"));
+    }
+    let padded = input + 2 * pad;
+    if k == 0 || k > padded {
+        return Err(Error::invalid(op, format!("kernel {k} is larger than the padded input {padded} ({input} + 2*{pad})")));
+    }
+    Ok((padded - k) / stride + 1)
+}
+
+/// Checks the shapes and returns the convolution's geometry.
+pub fn geometry(x: &[usize], w: &[usize], b: Option<&[usize]>, spec: Conv2dSpec) -> Result<ConvGeom> {
+    const OP: &str = "conv2d";
+    let shapes: Vec<&[usize]> = [Some(x), Some(w), b].into_iter().flatten().collect();
+    if x.len() != 4 || w.len() != 4 {
+        return Err(Error::shape(OP, "x must be [N, C, H, W] and weight [O, C, KH, KW]", &shapes));
+    }
+    if x[1] != w[1] {
+        return Err(Error::shape(OP, format!("x has {} channels but weight expects {}", x[1], w[1]), &shapes));
+    }
+    if let Some(b) = b {
+        if b != [w[0]] {
+            return Err(Error::shape(OP, format!("bias must be [{}]", w[0]), &shapes));
+        }
+    }
+    if x.iter().chain(w).any(|&d| d == 0) {
+        return Err(Error::shape(OP, "no dimension may be zero", &shapes));
+    }
+    let oh = out_size(OP, x[2], spec.padding.0, w[2], spec.stride.0)?;
+    let ow = out_size(OP, x[3], spec.padding.1, w[3], spec.stride.1)?;
+    Ok(ConvGeom {
+        n: x[0],
+        c: x[1],
+        h: x[2],
+        w: x[3],
+        o: w[0],
+        kh: w[2],
+        kw: w[3],
+        sh: spec.stride.0,
+        sw: spec.stride.1,
+        ph: spec.padding.0,
+        pw: spec.padding.1,
+        oh,
+        ow,
+    })
+}
+
+fn weight_matrix<'a, T: Float>(w: &'a [T], g: &ConvGeom) -> ArrayView2<'a, T> {
+    ArrayView2::from_shape((g.o, g.c * g.kh * g.kw), w).expect("weight matrix shape")
+}
+
+/// Forward pass.
+pub fn forward<T: Float>(x: &Arr<impl Data<Elem = T>>, w: &Arr<impl Data<Elem = T>>, b: Option<&Arr<impl Data<Elem = T>>>, spec: Conv2dSpec) -> Result<ArrayD<T>> {
+    let g = geometry(x.shape(), w.shape(), b.map(|b| b.shape()), spec)?;
+    let (x, w) = (x.as_standard_layout(), w.as_standard_layout());
+    let b = b.map(|b| b.as_standard_layout());
+    let mut y = vec![T::zero(); g.n * g.o * g.oh * g.ow];
+    let xs = x.as_slice().expect("standard layout");
+    let ws = w.as_slice().expect("standard layout");
+    conv::forward(xs, weight_matrix(ws, &g), b.as_ref().map(|b| b.as_slice().expect("standard layout")), &g, &mut y);
+    Ok(ArrayD::from_shape_vec(IxDyn(&[g.n, g.o, g.oh, g.ow]), y).expect("output shape"))
+}
+
+/// Gradients of x, weight and bias for upstream gradient `dy`; each is computed only when `need` asks.
+#[allow(clippy::type_complexity)]
+pub fn backward<T: Float>(
+    x: &Arr<impl Data<Elem = T>>,
+    w: &Arr<impl Data<Elem = T>>,
+    dy: &Arr<impl Data<Elem = T>>,
+    spec: Conv2dSpec,
+    need: [bool; 3],
+) -> Result<(Option<ArrayD<T>>, Option<ArrayD<T>>, Option<ArrayD<T>>)> {
+    let g = geometry(x.shape(), w.shape(), None, spec)?;
+    if dy.shape() != [g.n, g.o, g.oh, g.ow] {
+        return Err(Error::shape("conv2d backward", "grad_output does not match the output", &[dy.shape(), &[g.n, g.o, g.oh, g.ow]]));
+    }
+    let (x, w, dy) = (x.as_standard_layout(), w.as_standard_layout(), dy.as_standard_layout());
+    let (xs, ws, dys) = (x.as_slice().expect("std"), w.as_slice().expect("std"), dy.as_slice().expect("std"));
+    let dx = need[0].then(|| {
+        ArrayD::from_shape_vec(IxDyn(&[g.n, g.c, g.h, g.w]), conv::backward_input(weight_matrix(ws, &g), dys, &g)).expect("dx shape")
+    });
+    let dw = need[1].then(|| ArrayD::from_shape_vec(IxDyn(&[g.o, g.c, g.kh, g.kw]), conv::backward_weight(xs, dys, &g)).expect("dw shape"));
+    let db = need[2].then(|| ArrayD::from_shape_vec(IxDyn(&[g.o]), conv::backward_bias(dys, &g)).expect("db shape"));
+    Ok((dx, dw, db))
+}

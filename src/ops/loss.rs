@@ -1,0 +1,52 @@
+//! Losses: mean absolute error (the seed's training loss) and mean squared error, averaged over all
+//! elements, with PyTorch's gradient conventions (the derivative of |0| is 0).
+
+use crate::error::{Error, Result};
+use crate::tensor::{Arr, Float};
+use ndarray::Data;
+use ndarray::{ArrayD, Zip};
+
+fn check<T: Float>(op: &'static str, pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl Data<Elem = T>>) -> Result<()> {
+    if pred.shape() != target.shape() {
+        return Err(Error::shape(op, "pred and target must have the same shape", &[pred.shape(), target.shape()]));
+    }
+    if pred.is_empty() {
+        return Err(Error::shape(op, "the loss of an empty tensor is undefined", &[pred.shape()]));
+    }
+    Ok(())
+}
+
+/// `mean |pred - target|`.
+pub fn mae<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl Data<Elem = T>>) -> Result<T> {
+    check("mae_loss", pred, target)?;
+    let sum = Zip::from(pred).and(target).fold(T::zero(), |acc, &p, &t| acc + (p - t).abs());
+    Ok(sum / T::of(pred.len() as f64))
+}
+
+/// Gradient of `mae` with respect to `pred` for upstream scalar `g` (the target's is its negative).
+pub fn mae_backward<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl Data<Elem = T>>, g: T) -> ArrayD<T> {
+    let k = g / T::of(pred.len() as f64);
+    Zip::from(pred).and(target).map_collect(|&p, &t| {
+        let d = p - t;
+        if d > T::zero() {
+            k
+        } else if d < T::zero() {
+            -k
+        } else {
+            T::zero()
+        }
+    })
+}
+
+/// `mean (pred - target)^2`.
+pub fn mse<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl Data<Elem = T>>) -> Result<T> {
+    check("mse_loss", pred, target)?;
+    let sum = Zip::from(pred).and(target).fold(T::zero(), |acc, &p, &t| acc + (p - t) * (p - t));
+    Ok(sum / T::of(pred.len() as f64))
+}
+
+/// Gradient of `mse` with respect to `pred` for upstream scalar `g`.
+pub fn mse_backward<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl Data<Elem = T>>, g: T) -> ArrayD<T> {
+    let k = T::of(2.0) * g / T::of(pred.len() as f64);
+    Zip::from(pred).and(target).map_collect(|&p, &t| k * (p - t))
+}

@@ -1,0 +1,134 @@
+//! Optimizers: Adam (PyTorch's update rule, bias correction included, no weight decay) and plain SGD.
+//! Parameters and gradients are matched by their state-dict names.
+
+use crate::error::{Error, Result};
+use crate::tensor::Float;
+use ndarray::{ArrayD, Zip};
+use std::collections::HashMap;
+
+/// Adam's hyper-parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+impl Default for AdamConfig {
+    /// PyTorch's defaults.
+    fn default() -> Self {
+        Self { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+    }
+}
+
+/// One Adam update of one tensor, as `torch.optim.Adam` does it for update number `step` (1-based):
+/// `m = b1 m + (1-b1) g`, `v = b2 v + (1-b2) g^2`,
+/// `p -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps)`.
+pub fn adam_update<T: Float>(param: &mut ArrayD<T>, grad: &ArrayD<T>, m: &mut ArrayD<T>, v: &mut ArrayD<T>, step: u64, c: &AdamConfig) {
+    let bc1 = 1.0 - c.beta1.powf(step as f64);
+    let bc2_sqrt = (1.0 - c.beta2.powf(step as f64)).sqrt();
+    let b2 = T::of(c.beta2);
+    let (one_b1, one_b2) = (T::of(1.0 - c.beta1), T::of(1.0 - c.beta2));
+    let step_size = T::of(c.lr / bc1);
+    let (bc2_sqrt, eps) = (T::of(bc2_sqrt), T::of(c.eps));
+    let rule = |p: &mut T, &g: &T, m: &mut T, v: &mut T| {
+        *m = *m + (g - *m) * one_b1; // torch: exp_avg.lerp_(grad, 1 - beta1)
+        *v = *v * b2 + g * g * one_b2;
+        let denom = v.sqrt() / bc2_sqrt + eps;
+        *p = *p - step_size * (*m / denom);
+    };
+    let zip = Zip::from(param).and(grad).and(m).and(v);
+    if grad.len() >= 1 << 15 {
+        zip.par_for_each(rule);
+    } else {
+        zip.for_each(rule);
+    }
+}
+
+/// The Adam optimizer and its moment estimates.
+#[derive(Clone, Debug)]
+pub struct Adam<T: Float> {
+    pub config: AdamConfig,
+    /// The number of updates made so far.
+    pub step: u64,
+    moments: HashMap<String, (ArrayD<T>, ArrayD<T>)>,
+}
+
+impl<T: Float> Adam<T> {
+    pub fn new(config: AdamConfig) -> Self {
+        Self { config, step: 0, moments: HashMap::new() }
+    }
+
+    /// One update of every parameter that has a gradient.
+    pub fn step(&mut self, params: Vec<(String, &mut ArrayD<T>)>, grads: Vec<(String, Option<ArrayD<T>>)>) -> Result<()> {
+        let grads = by_name(grads);
+        self.step += 1;
+        for (name, p) in params {
+            let Some(g) = grads.get(&name) else { continue };
+            check_same(&name, p, g)?;
+            let (m, v) = self.moments.entry(name).or_insert_with(|| (ArrayD::zeros(p.raw_dim()), ArrayD::zeros(p.raw_dim())));
+            adam_update(p, g, m, v, self.step, &self.config);
+        }
+        Ok(())
+    }
+
+    /// The moment estimates (`name.m`, `name.v`) for checkpoints.
+    pub fn state(&self) -> Vec<(String, &ArrayD<T>)> {
+        let mut s: Vec<_> = self.moments.iter().flat_map(|(n, (m, v))| [(format!("{n}.m"), m), (format!("{n}.v"), v)]).collect();
+        s.sort_by(|a, b| a.0.cmp(&b.0));
+        s
+    }
+
+    /// Restores moment estimates saved by `state`.
+    pub fn restore(&mut self, step: u64, state: impl IntoIterator<Item = (String, ArrayD<T>)>) -> Result<()> {
+        let mut ms: HashMap<String, ArrayD<T>> = HashMap::new();
+        let mut vs: HashMap<String, ArrayD<T>> = HashMap::new();
+        for (key, a) in state {
+            if let Some(n) = key.strip_suffix(".m") {
+                ms.insert(n.to_string(), a);
+            } else if let Some(n) = key.strip_suffix(".v") {
+                vs.insert(n.to_string(), a);
+            } else {
+                return Err(Error::invalid("adam", format!("unexpected optimizer state `{key}`")));
+            }
+        }
+        self.moments.clear();
+        for (n, m) in ms {
+            let v = vs.remove(&n).ok_or_else(|| Error::invalid("adam", format!("optimizer state `{n}.v` missing")))?;
+            self.moments.insert(n, (m, v));
+        }
+        self.step = step;
+        Ok(())
+    }
+}
+
+/// Plain stochastic gradient descent: `p -= lr * g`.
+#[derive(Clone, Copy, Debug)]
+pub struct Sgd {
+    pub lr: f64,
+}
+
+impl Sgd {
+    pub fn step<T: Float>(&self, params: Vec<(String, &mut ArrayD<T>)>, grads: Vec<(String, Option<ArrayD<T>>)>) -> Result<()> {
+        let grads = by_name(grads);
+        let lr = T::of(self.lr);
+        for (name, p) in params {
+            let Some(g) = grads.get(&name) else { continue };
+            check_same(&name, p, g)?;
+            Zip::from(p).and(g).for_each(|p, &g| *p -= lr * g);
+        }
+        Ok(())
+    }
+}
+
+fn by_name<T: Float>(grads: Vec<(String, Option<ArrayD<T>>)>) -> HashMap<String, ArrayD<T>> {
+    grads.into_iter().filter_map(|(n, g)| g.map(|g| (n, g))).collect()
+}
+
+fn check_same<T: Float>(name: &str, p: &ArrayD<T>, g: &ArrayD<T>) -> Result<()> {
+    if p.shape() != g.shape() {
+        return Err(Error::ModelTensor { name: name.to_string(), msg: format!("gradient shape {:?} differs from parameter shape {:?}", g.shape(), p.shape()) });
+    }
+    Ok(())
+}
