@@ -34,6 +34,7 @@
 //! ```
 
 pub mod autograd;
+pub mod bench;
 pub mod cpu;
 pub mod data;
 pub mod error;

@@ -37,12 +37,36 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Time whole training and inference steps of the seed's models (samples/s, GFLOP/s).
+    ///
+    /// Runs on random data of the seed's shapes: the VMP CNN ('same' and 'valid', batch 32), the
+    /// residual ANN (batch 128), and inference at batch 1, 32 and 128.
+    ///
+    /// Example: specnn bench --iters 5 --only train_res_ann
+    Bench {
+        /// Timed steps per benchmark (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        iters: usize,
+        /// Untimed steps first.
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+        /// Run only benchmarks whose name contains this text.
+        #[arg(long)]
+        only: Option<String>,
+        /// The machine's peak GFLOP/s, to print the fraction reached.
+        #[arg(long)]
+        peak_gflops: Option<f64>,
+        /// Print one JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Audit { golden, device, quiet } => audit(&golden, device, quiet),
+        Command::Bench { iters, warmup, only, peak_gflops, json } => bench(iters, warmup, only.as_deref(), peak_gflops, json),
     }
 }
 
@@ -87,4 +111,33 @@ fn audit(path: &std::path::Path, device: Device, quiet: bool) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+fn bench(iters: usize, warmup: usize, only: Option<&str>, peak: Option<f64>, json: bool) -> ExitCode {
+    if !json {
+        println!("specnn bench: CPU path, f32, {} threads", rayon::current_num_threads());
+        println!("{:<22} {:>6} {:>11} {:>12} {:>9} {:>8}", "step", "batch", "ms/step", "samples/s", "GFLOP/s", "of peak");
+    }
+    for (name, arch, batch, training) in specnn::bench::seed_steps() {
+        if only.is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
+        let r = if training {
+            specnn::bench::train_step(name, &arch, batch, warmup, iters)
+        } else {
+            specnn::bench::inference(name, &arch, batch, warmup, iters)
+        };
+        match r {
+            Ok(r) if json => println!("{}", serde_json::to_string(&r).expect("serialisable")),
+            Ok(r) => {
+                let frac = peak.map(|p| format!("{:.0}%", 100.0 * r.gflops / p)).unwrap_or_else(|| "-".into());
+                println!("{:<22} {:>6} {:>11.2} {:>12.1} {:>9.1} {:>8}", r.name, r.batch, r.seconds * 1e3, r.samples_per_s, r.gflops, frac);
+            }
+            Err(e) => {
+                eprintln!("error: {name}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -78,7 +78,9 @@ pub fn im2col<T: Float>(x: &[T], g: &ConvGeom, cols: &mut [T]) {
                         let (lo, hi) = g.valid_cols(kj);
                         dst[..lo].fill(T::zero());
                         dst[hi..].fill(T::zero());
-                        dst[lo..hi].copy_from_slice(&src[lo + kj - g.pw..hi + kj - g.pw]);
+                        if hi > lo {
+                            dst[lo..hi].copy_from_slice(&src[lo + kj - g.pw..hi + kj - g.pw]);
+                        }
                     } else {
                         for (ox, d) in dst.iter_mut().enumerate() {
                             let ix = (ox * g.sw + kj) as isize - g.pw as isize;
@@ -108,6 +110,9 @@ pub fn col2im<T: Float>(cols: &[T], g: &ConvGeom, dx: &mut [T]) {
                     let dst = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
                     if g.sw == 1 {
                         let (lo, hi) = g.valid_cols(kj);
+                        if hi == lo {
+                            continue;
+                        }
                         for (d, s) in dst[lo + kj - g.pw..hi + kj - g.pw].iter_mut().zip(&src[lo..hi]) {
                             *d += *s;
                         }

@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Time the seed's training and inference steps in PyTorch and in specnn, in one run, and print the
+ratios (specnn samples/s divided by PyTorch samples/s; above 1 means specnn is faster).
+
+For people who have PyTorch; never needed by the product or CI. Usage:
+
+    cargo build --release
+    python3 benches/pytorch_compare.py [--threads 2] [--iters 5] [--only NAME] [--markdown]
+
+Both sides run the same steps on random data of the seed's shapes: forward, MAE loss, backward and an
+Adam update for training; a forward pass without gradients for inference. fp32, `threads` CPU threads.
+"""
+import argparse, json, os, platform, statistics, subprocess, sys, time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class VmpCnn(nn.Module):
+    def __init__(self, channels=(64, 128, 256), kernel=9, padding="same", dense=(128, 64), outputs=4, side=64):
+        super().__init__()
+        pad = kernel // 2 if padding == "same" else 0
+        c, s = 1, side
+        self.convs = []
+        for i, o in enumerate(channels):
+            conv = nn.Conv2d(c, o, kernel, padding=pad)
+            setattr(self, f"conv{i+1}", conv)
+            self.convs.append(conv)
+            s = (s if padding == "same" else s - kernel + 1) // 2
+            c = o
+        prev = c * s * s
+        self.fcs = []
+        for i, d in enumerate(dense):
+            fc = nn.Linear(prev, d)
+            setattr(self, f"fc{i+1}", fc)
+            self.fcs.append(fc)
+            prev = d
+        self.out = nn.Linear(prev, outputs)
+
+    def forward(self, x):
+        for conv in self.convs:
+            x = F.max_pool2d(F.relu(conv(x)), 2)
+        x = torch.flatten(x, 1)
+        for fc in self.fcs:
+            x = F.relu(fc(x))
+        return self.out(x)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(d, d), nn.Linear(d, d)
+
+    def forward(self, x):
+        return F.selu(x + self.fc2(F.selu(self.fc1(x))))
+
+
+class ResAnn(nn.Module):
+    def __init__(self, inputs=143, width=512, blocks=3, outputs=3):
+        super().__init__()
+        self.input = nn.Linear(inputs, width)
+        self.blocks = nn.ModuleList([ResBlock(width) for _ in range(blocks)])
+        self.out = nn.Linear(width, outputs)
+
+    def forward(self, x):
+        x = F.selu(self.input(x))
+        for b in self.blocks:
+            x = b(x)
+        return self.out(x)
+
+
+def steps():
+    s = [("train_vmp_cnn_same", lambda: VmpCnn(padding="same"), (1, 64, 64), 4, 32, True),
+         ("train_vmp_cnn_valid", lambda: VmpCnn(padding="valid"), (1, 64, 64), 4, 32, True),
+         ("train_res_ann", lambda: ResAnn(), (143,), 3, 128, True)]
+    s += [("infer_vmp_cnn_same", lambda: VmpCnn(padding="same"), (1, 64, 64), 4, b, False) for b in (1, 32, 128)]
+    s += [("infer_res_ann", lambda: ResAnn(), (143,), 3, b, False) for b in (1, 32, 128)]
+    return s
+
+
+def time_torch(make, shape, outputs, batch, training, warmup, iters):
+    torch.manual_seed(0)
+    model = make()
+    x = torch.rand(batch, *shape)
+    y = torch.rand(batch, outputs) * 2 - 1
+    opt = torch.optim.Adam(model.parameters())
+    times = []
+    for i in range(warmup + iters):
+        t0 = time.perf_counter()
+        if training:
+            opt.zero_grad(set_to_none=True)
+            loss = F.l1_loss(model(x), y)
+            loss.backward()
+            opt.step()
+        else:
+            with torch.no_grad():
+                model(x)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--only", default=None)
+    ap.add_argument("--specnn", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "specnn"))
+    ap.add_argument("--markdown", action="store_true", help="print a markdown table for BENCHMARKS.md")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
+    cmd = [a.specnn, "bench", "--json", "--iters", str(a.iters), "--warmup", str(a.warmup)] + (["--only", a.only] if a.only else [])
+    ours = {}
+    for line in subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout.splitlines():
+        r = json.loads(line)
+        ours[(r["name"], r["batch"])] = r
+    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "
+          f"{a.threads} threads; specnn {a.threads} rayon threads; median of {a.iters} steps after {a.warmup} warm-up")
+    hdr = ["step", "batch", "specnn samples/s", "specnn GFLOP/s", "PyTorch samples/s", "PyTorch GFLOP/s", "ratio"]
+    rows = []
+    for name, make, shape, outputs, batch, training in steps():
+        if a.only and a.only not in name:
+            continue
+        r = ours[(name, batch)]
+        t = time_torch(make, shape, outputs, batch, training, a.warmup, a.iters)
+        flops = r["gflops"] * r["seconds"]  # same FLOP count for both
+        rows.append([name, batch, f"{r['samples_per_s']:.1f}", f"{r['gflops']:.1f}", f"{batch / t:.1f}", f"{flops / t:.1f}",
+                     f"{r['samples_per_s'] / (batch / t):.2f}x"])
+        if not a.markdown:
+            print("  ".join(str(v) for v in rows[-1]), flush=True)
+    if a.markdown:
+        print("| " + " | ".join(hdr) + " |")
+        print("|" + "---|" * len(hdr))
+        for r in rows:
+            print("| " + " | ".join(str(v) for v in r) + " |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

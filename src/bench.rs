@@ -1,0 +1,170 @@
+//! Throughput of whole training and inference steps, for `specnn bench` and the PyTorch comparison
+//! (`benches/pytorch_compare.py`). Benchmarks measure; tests never time.
+
+use crate::autograd::Tape;
+use crate::error::Result;
+use crate::nn::{Arch, Model};
+use crate::ops::conv2d::Padding;
+use crate::optim::{Adam, AdamConfig};
+use ndarray::{ArrayD, IxDyn};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use std::time::Instant;
+
+/// What one benchmark measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchResult {
+    pub name: String,
+    pub batch: usize,
+    /// Median seconds per step.
+    pub seconds: f64,
+    pub samples_per_s: f64,
+    pub gflops: f64,
+}
+
+/// Multiply-adds of one forward pass of one sample, per layer: (macs, is_first_layer_with_input).
+fn layer_macs(arch: &Arch) -> Vec<(f64, bool)> {
+    let mut out = Vec::new();
+    match arch {
+        Arch::VmpCnn { in_side, channels, kernel, padding, dense, outputs, .. } => {
+            let (mut side, mut c) = (*in_side, 1);
+            for (i, &o) in channels.iter().enumerate() {
+                let os = if *padding == Padding::Same { side } else { side + 1 - kernel };
+                out.push(((os * os * o * c * kernel * kernel) as f64, i == 0));
+                side = os / 2;
+                c = o;
+            }
+            let mut prev = c * side * side;
+            for &d in dense.iter().chain([outputs]) {
+                out.push(((prev * d) as f64, false));
+                prev = d;
+            }
+        }
+        Arch::ResAnn { inputs, width, blocks, outputs } => {
+            out.push(((inputs * width) as f64, true));
+            for _ in 0..2 * blocks {
+                out.push(((width * width) as f64, false));
+            }
+            out.push(((width * outputs) as f64, false));
+        }
+        Arch::Ann { inputs, hidden, outputs, .. } => {
+            let mut prev = *inputs;
+            for (i, &d) in hidden.iter().chain([outputs]).enumerate() {
+                out.push(((prev * d) as f64, i == 0));
+                prev = d;
+            }
+        }
+        Arch::StarNet { inputs, filters, kernel, pool, dense, outputs } => {
+            let (mut len, mut c) = (*inputs, 1);
+            for (i, &o) in filters.iter().enumerate() {
+                len = len + 1 - kernel;
+                out.push(((len * o * c * kernel) as f64, i == 0));
+                c = o;
+            }
+            let mut prev = c * (len / pool);
+            for &d in dense.iter().chain([outputs]) {
+                out.push(((prev * d) as f64, false));
+                prev = d;
+            }
+        }
+    }
+    out
+}
+
+/// Floating-point operations of one step on a batch: 2 per multiply-add; a training step adds the
+/// weight gradient (same count) and the input gradient (same count, skipped for the first layer,
+/// whose input needs none).
+pub fn step_flops(arch: &Arch, batch: usize, training: bool) -> f64 {
+    let per_sample: f64 = layer_macs(arch)
+        .iter()
+        .map(|&(m, first)| if training { m * if first { 2.0 } else { 3.0 } } else { m })
+        .sum();
+    2.0 * per_sample * batch as f64
+}
+
+fn random_batch(arch: &Arch, batch: usize, seed: u64) -> (ArrayD<f32>, ArrayD<f32>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let shape = arch.input_shape(batch);
+    let n: usize = shape.iter().product();
+    let x = ArrayD::from_shape_vec(IxDyn(&shape), (0..n).map(|_| rng.random_range(0.0..1.0)).collect()).expect("shape");
+    let k = arch.outputs();
+    let y = ArrayD::from_shape_vec(IxDyn(&[batch, k]), (0..batch * k).map(|_| rng.random_range(-1.0..1.0)).collect()).expect("shape");
+    (x, y)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Times `iters` training steps (forward, MAE loss, backward, Adam) after `warmup` untimed ones.
+pub fn train_step(name: &str, arch: &Arch, batch: usize, warmup: usize, iters: usize) -> Result<BenchResult> {
+    let mut model = Model::<f32>::new(arch, 0)?;
+    let mut adam = Adam::new(AdamConfig::default());
+    let (x, y) = random_batch(arch, batch, 1);
+    let mut times = Vec::new();
+    for i in 0..warmup + iters.max(1) {
+        let t0 = Instant::now();
+        let grads = {
+            let mut tape = Tape::new();
+            let xv = tape.input_view(x.view(), false);
+            let yv = tape.input_view(y.view(), false);
+            let pred = model.forward(&mut tape, xv)?;
+            let loss = tape.mae_loss(pred, yv)?;
+            tape.backward(loss)?;
+            tape.into_param_grads()
+        };
+        adam.step(model.params_mut(), grads)?;
+        if i >= warmup {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    Ok(result(name, arch, batch, median(times), true))
+}
+
+/// Times `iters` inference passes after `warmup` untimed ones.
+pub fn inference(name: &str, arch: &Arch, batch: usize, warmup: usize, iters: usize) -> Result<BenchResult> {
+    let model = Model::<f32>::new(arch, 0)?;
+    let (x, _) = random_batch(arch, batch, 1);
+    let mut times = Vec::new();
+    for i in 0..warmup + iters.max(1) {
+        let t0 = Instant::now();
+        let y = model.predict(&x)?;
+        std::hint::black_box(y);
+        if i >= warmup {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    Ok(result(name, arch, batch, median(times), false))
+}
+
+fn result(name: &str, arch: &Arch, batch: usize, seconds: f64, training: bool) -> BenchResult {
+    BenchResult {
+        name: name.to_string(),
+        batch,
+        seconds,
+        samples_per_s: batch as f64 / seconds,
+        gflops: step_flops(arch, batch, training) / seconds / 1e9,
+    }
+}
+
+/// The seed's steps as `specnn bench` runs them: (name, arch, batch, training).
+pub fn seed_steps() -> Vec<(&'static str, Arch, usize, bool)> {
+    let valid = match Arch::vmp_cnn(4) {
+        Arch::VmpCnn { in_side, channels, kernel, activation, dense, outputs, .. } => {
+            Arch::VmpCnn { in_side, channels, kernel, padding: Padding::Valid, activation, dense, outputs }
+        }
+        other => other,
+    };
+    let mut steps = vec![
+        ("train_vmp_cnn_same", Arch::vmp_cnn(4), 32, true),
+        ("train_vmp_cnn_valid", valid.clone(), 32, true),
+        ("train_res_ann", Arch::res_ann(3), 128, true),
+    ];
+    for b in [1, 32, 128] {
+        steps.push(("infer_vmp_cnn_same", Arch::vmp_cnn(4), b, false));
+    }
+    for b in [1, 32, 128] {
+        steps.push(("infer_res_ann", Arch::res_ann(3), b, false));
+    }
+    steps
+}

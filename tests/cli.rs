@@ -1,0 +1,50 @@
+//! The command line as a user runs it.
+
+mod common;
+
+use ndarray::ArrayD;
+use specnn::io::{read_safetensors, write_safetensors};
+use std::process::Command;
+
+fn specnn(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_specnn")).args(args).output().expect("run specnn");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn audit_passes_the_public_file_and_fails_a_tampered_one() {
+    let Some(data) = common::shared_data() else { return };
+    let golden = data.join("golden/public.safetensors");
+    let (code, out, err) = specnn(&["audit", "--golden", golden.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let last = out.lines().last().unwrap();
+    assert!(last.ends_with("passed, 0 failed"), "{last}");
+    assert!(out.contains("conv2d/same/k9") && out.contains("pass"));
+
+    // One wrong number in one PyTorch output makes that case, and the run, fail.
+    let dir = common::tempdir();
+    let (mut tensors, meta) = read_safetensors::<f32>(&golden).unwrap();
+    let y = tensors.get_mut("c0.y").expect("first case output");
+    y.as_slice_mut().unwrap()[0] += 1.0;
+    let list: Vec<(String, &ArrayD<f32>)> = tensors.iter().map(|(k, v)| (k.clone(), v)).collect();
+    let bad = dir.path().join("tampered.safetensors");
+    write_safetensors(&bad, &list, meta).unwrap();
+    let (code, out, _) = specnn(&["audit", "--golden", bad.to_str().unwrap(), "--quiet"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("FAIL") && out.lines().last().unwrap().ends_with("1 failed"), "{out}");
+
+    // A truncated file is a clear error naming it.
+    let bytes = std::fs::read(&golden).unwrap();
+    let cut = dir.path().join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..1000]).unwrap();
+    let (code, _, err) = specnn(&["audit", "--golden", cut.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cut.safetensors"), "{err}");
+}
+
+#[test]
+fn audit_help_has_an_example() {
+    let (code, out, _) = specnn(&["audit", "--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Example: specnn audit --golden"), "{out}");
+}

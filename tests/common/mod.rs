@@ -1,0 +1,26 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// The shared data folder (`$SPECNN_DATA`, else `../shared/data` beside the checkout), if present.
+/// When it is absent the calling test prints why it skips; with `SPECNN_REQUIRE_DATA=1` (set by CI) it
+/// fails instead.
+pub fn shared_data() -> Option<PathBuf> {
+    let dir = std::env::var_os("SPECNN_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    if std::env::var("SPECNN_REQUIRE_DATA").as_deref() == Ok("1") {
+        panic!("SPECNN_REQUIRE_DATA=1 but the shared data folder {} is missing", dir.display());
+    }
+    eprintln!("SKIPPED: shared data folder {} not found (set SPECNN_DATA)", dir.display());
+    None
+}
+
+/// A fresh temporary folder.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
