@@ -26,6 +26,7 @@ pub trait Float:
     + Display
     + Send
     + Sync
+    + rustfft::FftNum
     + 'static
 {
     /// The safetensors dtype name of this type.

@@ -130,6 +130,37 @@ pub fn col2im<T: Float>(cols: &[T], g: &ConvGeom, dx: &mut [T]) {
     }
 }
 
+/// How a convolution is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algo {
+    /// im2col + GEMM (this module): any stride, best for small kernels.
+    Im2col,
+    /// Products of 2-D spectra (`cpu::fftconv`): stride 1 only, far fewer operations for large kernels.
+    Fft,
+}
+
+/// The algorithm for a convolution: FFT for stride-1 kernels of 5x5 (25 taps) or more with at least 4
+/// input channels and 4 samples, im2col otherwise. With one input channel the per-bin products have no
+/// reduction to amortise the transforms over, and with very few samples the transforms of the O x C
+/// weight planes cost more than im2col's direct products (measured with `examples/conv_profile.rs`).
+/// The environment variable `SPECNN_CONV=im2col|fft` overrides the choice (FFT only where stride is 1),
+/// for benchmarks and comparisons.
+pub fn choose(g: &ConvGeom) -> Algo {
+    static FORCED: std::sync::OnceLock<Option<Algo>> = std::sync::OnceLock::new();
+    let forced = *FORCED.get_or_init(|| match std::env::var("SPECNN_CONV").as_deref() {
+        Ok("im2col") => Some(Algo::Im2col),
+        Ok("fft") => Some(Algo::Fft),
+        _ => None,
+    });
+    let fft_possible = g.sh == 1 && g.sw == 1;
+    match forced {
+        Some(Algo::Im2col) => Algo::Im2col,
+        Some(Algo::Fft) if fft_possible => Algo::Fft,
+        _ if fft_possible && g.kh * g.kw >= 25 && g.c >= 4 && g.n >= 4 => Algo::Fft,
+        _ => Algo::Im2col,
+    }
+}
+
 /// Whether to run samples in parallel (each with a serial GEMM) rather than one parallel GEMM at a time.
 fn per_sample_parallel(n: usize) -> bool {
     n >= rayon::current_num_threads()

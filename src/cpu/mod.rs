@@ -2,5 +2,6 @@
 //! Shapes are validated by `crate::ops` before a kernel is called.
 
 pub mod conv;
+pub mod fftconv;
 pub mod gemm;
 pub mod pool;

@@ -4,7 +4,8 @@
 //! `OH = (H + 2*PH - KH) / SH + 1` (checked: a kernel larger than the padded input is an error).
 //! Any kernel size works, 9x9 for the VMP CNN and 1xK for 1-D spectra (StarNet).
 
-use crate::cpu::conv::{self, ConvGeom};
+use crate::cpu::conv::{self, Algo, ConvGeom};
+use crate::cpu::fftconv;
 use crate::error::{Error, Result};
 use crate::tensor::{Arr, Float};
 use ndarray::Data;
@@ -102,7 +103,11 @@ pub fn forward<T: Float>(x: &Arr<impl Data<Elem = T>>, w: &Arr<impl Data<Elem = 
     let mut y = vec![T::zero(); g.n * g.o * g.oh * g.ow];
     let xs = x.as_slice().expect("standard layout");
     let ws = w.as_slice().expect("standard layout");
-    conv::forward(xs, weight_matrix(ws, &g), b.as_ref().map(|b| b.as_slice().expect("standard layout")), &g, &mut y);
+    let bs = b.as_ref().map(|b| b.as_slice().expect("standard layout"));
+    match conv::choose(&g) {
+        Algo::Im2col => conv::forward(xs, weight_matrix(ws, &g), bs, &g, &mut y),
+        Algo::Fft => fftconv::forward(xs, ws, bs, &g, &mut y),
+    }
     Ok(ArrayD::from_shape_vec(IxDyn(&[g.n, g.o, g.oh, g.ow]), y).expect("output shape"))
 }
 
@@ -121,10 +126,21 @@ pub fn backward<T: Float>(
     }
     let (x, w, dy) = (x.as_standard_layout(), w.as_standard_layout(), dy.as_standard_layout());
     let (xs, ws, dys) = (x.as_slice().expect("std"), w.as_slice().expect("std"), dy.as_slice().expect("std"));
+    let algo = conv::choose(&g);
     let dx = need[0].then(|| {
-        ArrayD::from_shape_vec(IxDyn(&[g.n, g.c, g.h, g.w]), conv::backward_input(weight_matrix(ws, &g), dys, &g)).expect("dx shape")
+        let dx = match algo {
+            Algo::Im2col => conv::backward_input(weight_matrix(ws, &g), dys, &g),
+            Algo::Fft => fftconv::backward_input(ws, dys, &g),
+        };
+        ArrayD::from_shape_vec(IxDyn(&[g.n, g.c, g.h, g.w]), dx).expect("dx shape")
     });
-    let dw = need[1].then(|| ArrayD::from_shape_vec(IxDyn(&[g.o, g.c, g.kh, g.kw]), conv::backward_weight(xs, dys, &g)).expect("dw shape"));
+    let dw = need[1].then(|| {
+        let dw = match algo {
+            Algo::Im2col => conv::backward_weight(xs, dys, &g),
+            Algo::Fft => fftconv::backward_weight(xs, dys, &g),
+        };
+        ArrayD::from_shape_vec(IxDyn(&[g.o, g.c, g.kh, g.kw]), dw).expect("dw shape")
+    });
     let db = need[2].then(|| ArrayD::from_shape_vec(IxDyn(&[g.o]), conv::backward_bias(dys, &g)).expect("db shape"));
     Ok((dx, dw, db))
 }

@@ -1,0 +1,248 @@
+//! 2-D convolution by FFT, for stride-1 convolutions with large kernels (the seed's 9x9).
+//!
+//! With the input zero-padded to `HP x WP` (`HP = H + 2*PH`), every pass is a product of 2-D spectra,
+//! summed over channels, one small complex GEMM per frequency bin:
+//!
+//! * forward (cross-correlation): `Y_f[n, o]  = sum_c X_f[n, c] * conj(W_f[o, c])`, keep `[0, OH) x [0, OW)`;
+//! * input gradient (convolution): `DX_f[n, c] = sum_o DY_f[n, o] * W_f[o, c]`, keep `[PH, PH+H) x [PW, PW+W)`;
+//! * weight gradient (correlation): `DW_f[o, c] = sum_n X_f[n, c] * conj(DY_f[n, o])`, keep `[0, KH) x [0, KW)`.
+//!
+//! The transforms are `HP x WP`, so the circular products wrap nowhere inside the kept regions. A 9x9
+//! kernel on a 32x32 map costs 81 multiply-adds per output pixel and channel pair directly, and about
+//! 4 x 840 / 1024 ~ 3.3 here (real GEMMs on 40x21 bins), plus the transforms, which are shared by all
+//! channel pairs.
+//!
+//! Spectra are kept as separate real and imaginary arrays laid out `[group][bin][plane]`, where a group
+//! is a sample (its channels are the planes) or an output channel (its input channels are the planes).
+//! A transform task owns one group and transposes its planes' spectra inside its own, cache-resident
+//! chunk; each bin's GEMM then reads matrices whose rows are contiguous, and writes its output bin
+//! through a disjoint strided view. Bins are ordered column-major (`[WP/2+1][HP]`), the order the
+//! column transforms produce.
+
+use super::conv::ConvGeom;
+use super::gemm::gemm_serial;
+use crate::tensor::Float;
+use ndarray::{Array3, ArrayView2, ArrayViewMut2, Axis};
+use rayon::prelude::*;
+use rustfft::{num_complex::Complex, Fft, FftPlanner};
+use std::sync::Arc;
+
+/// 2-D transforms of real planes of one size. Rows are transformed as complex FFTs in one batched call
+/// per plane (only the rows that hold data; a real row's spectrum is Hermitian, so only its first
+/// `WP/2+1` bins are kept), then columns, also batched.
+struct Plan2d<T: Float> {
+    hp: usize,
+    wp: usize,
+    wc: usize,
+    row_fwd: Arc<dyn Fft<T>>,
+    row_inv: Arc<dyn Fft<T>>,
+    col_fwd: Arc<dyn Fft<T>>,
+    col_inv: Arc<dyn Fft<T>>,
+}
+
+/// Per-task buffers.
+struct Scratch<T> {
+    rows: Vec<Complex<T>>,
+    cols: Vec<Complex<T>>,
+    fft: Vec<Complex<T>>,
+}
+
+impl<T: Float> Plan2d<T> {
+    fn new(hp: usize, wp: usize) -> Self {
+        let mut planner = FftPlanner::<T>::new();
+        Self {
+            hp,
+            wp,
+            wc: wp / 2 + 1,
+            row_fwd: planner.plan_fft_forward(wp),
+            row_inv: planner.plan_fft_inverse(wp),
+            col_fwd: planner.plan_fft_forward(hp),
+            col_inv: planner.plan_fft_inverse(hp),
+        }
+    }
+
+    fn bins(&self) -> usize {
+        self.hp * self.wc
+    }
+
+    fn scratch(&self) -> Scratch<T> {
+        let zero = Complex::new(T::zero(), T::zero());
+        let fft = [&self.row_fwd, &self.row_inv, &self.col_fwd, &self.col_inv].iter().map(|f| f.get_inplace_scratch_len()).max().unwrap_or(0);
+        Scratch { rows: vec![zero; self.hp * self.wp], cols: vec![zero; self.bins()], fft: vec![zero; fft] }
+    }
+
+    /// The spectrum of an `h x w` block placed at `(r0, c0)` in a zero `HP x WP` plane, into `re`/`im`.
+    #[allow(clippy::too_many_arguments)]
+    fn forward(&self, block: &[T], h: usize, w: usize, r0: usize, c0: usize, re: &mut [T], im: &mut [T], s: &mut Scratch<T>) {
+        let (hp, wp, wc) = (self.hp, self.wp, self.wc);
+        let zero = Complex::new(T::zero(), T::zero());
+        let rows = &mut s.rows[..h * wp];
+        rows.fill(zero);
+        for r in 0..h {
+            for (d, &v) in rows[r * wp + c0..r * wp + c0 + w].iter_mut().zip(&block[r * w..(r + 1) * w]) {
+                d.re = v;
+            }
+        }
+        self.row_fwd.process_with_scratch(rows, &mut s.fft);
+        // Columns: rows outside the block are zero; transpose the kept bins to [wc][hp].
+        s.cols.fill(zero);
+        for r in 0..h {
+            for j in 0..wc {
+                s.cols[j * hp + r0 + r] = rows[r * wp + j];
+            }
+        }
+        self.col_fwd.process_with_scratch(&mut s.cols, &mut s.fft);
+        for (k, c) in s.cols.iter().enumerate() {
+            re[k] = c.re;
+            im[k] = c.im;
+        }
+    }
+
+    /// The inverse transform of the spectrum `spec(k) = (re, im)`, scaled by `1/(HP*WP)`; writes rows
+    /// `[r0, r0+h)` and columns `[c0, c0+w)` of the real plane into `out` (`h x w`).
+    #[allow(clippy::too_many_arguments)]
+    fn inverse(&self, spec: impl Fn(usize) -> (T, T), h: usize, w: usize, r0: usize, c0: usize, out: &mut [T], s: &mut Scratch<T>) {
+        let (hp, wp, wc) = (self.hp, self.wp, self.wc);
+        for (k, c) in s.cols.iter_mut().enumerate() {
+            let (re, im) = spec(k);
+            *c = Complex::new(re, im);
+        }
+        self.col_inv.process_with_scratch(&mut s.cols, &mut s.fft);
+        // Rebuild the needed rows in full from their Hermitian halves, then one batched inverse.
+        let rows = &mut s.rows[..h * wp];
+        for r in 0..h {
+            let i = r0 + r;
+            let row = &mut rows[r * wp..(r + 1) * wp];
+            for j in 0..wc {
+                row[j] = s.cols[j * hp + i];
+            }
+            for j in wc..wp {
+                row[j] = s.cols[(wp - j) * hp + i].conj();
+            }
+        }
+        self.row_inv.process_with_scratch(rows, &mut s.fft);
+        let scale = T::one() / T::of((hp * wp) as f64);
+        for r in 0..h {
+            for (o, v) in out[r * w..(r + 1) * w].iter_mut().zip(&rows[r * wp + c0..r * wp + c0 + w]) {
+                *o = v.re * scale;
+            }
+        }
+    }
+
+    /// Spectra of `groups x planes` blocks of `h x w` (contiguous in `data`, group-major) placed at
+    /// `(r0, c0)`, as `[groups][bins][planes]`: one task per group, which transposes its own chunk.
+    fn spectra(&self, data: &[T], groups: usize, h: usize, w: usize, r0: usize, c0: usize) -> (Array3<T>, Array3<T>) {
+        let bins = self.bins();
+        let planes = data.len() / (groups * h * w);
+        let mut re = Array3::<T>::zeros((groups, bins, planes));
+        let mut im = Array3::<T>::zeros((groups, bins, planes));
+        (re.axis_iter_mut(Axis(0)), im.axis_iter_mut(Axis(0)), data.par_chunks(planes * h * w))
+            .into_par_iter()
+            .for_each_init(
+                || (self.scratch(), vec![T::zero(); bins], vec![T::zero(); bins]),
+                |(s, pr, pi), (mut gr, mut gi, blocks)| {
+                    for (p, block) in blocks.chunks(h * w).enumerate() {
+                        self.forward(block, h, w, r0, c0, pr, pi, s);
+                        gr.column_mut(p).iter_mut().zip(pr.iter()).for_each(|(d, v)| *d = *v);
+                        gi.column_mut(p).iter_mut().zip(pi.iter()).for_each(|(d, v)| *d = *v);
+                    }
+                },
+            );
+        (re, im)
+    }
+
+    /// Inverse transforms of `[groups][bins][planes]` spectra into `out` (group-major), one `h x w`
+    /// crop at `(r0, c0)` per plane; one task per group.
+    #[allow(clippy::too_many_arguments)]
+    fn crops(&self, re: &Array3<T>, im: &Array3<T>, h: usize, w: usize, r0: usize, c0: usize, out: &mut [T]) {
+        let planes = re.shape()[2];
+        (re.axis_iter(Axis(0)), im.axis_iter(Axis(0)), out.par_chunks_mut(planes * h * w))
+            .into_par_iter()
+            .for_each_init(
+                || self.scratch(),
+                |s, (gr, gi, o)| {
+                    for (p, plane) in o.chunks_mut(h * w).enumerate() {
+                        self.inverse(|k| (gr[[k, p]], gi[[k, p]]), h, w, r0, c0, plane, s);
+                    }
+                },
+            );
+    }
+}
+
+/// Runs `mul(f, out_re, out_im)` for every bin `f` in parallel, into `[groups][bins][planes]` outputs.
+fn per_bin<T: Float>(groups: usize, bins: usize, planes: usize, mul: impl Fn(usize, ArrayViewMut2<T>, ArrayViewMut2<T>) + Sync) -> (Array3<T>, Array3<T>) {
+    let mut cr = Array3::<T>::zeros((groups, bins, planes));
+    let mut ci = Array3::<T>::zeros((groups, bins, planes));
+    (cr.axis_iter_mut(Axis(1)), ci.axis_iter_mut(Axis(1))).into_par_iter().enumerate().for_each(|(f, (r, i))| mul(f, r, i));
+    (cr, ci)
+}
+
+/// Bin `f` of `[groups][bins][planes]` spectra, as a `[groups][planes]` matrix (rows contiguous).
+fn at<T: Float>(spec: &Array3<T>, f: usize) -> ArrayView2<'_, T> {
+    spec.index_axis(Axis(1), f)
+}
+
+fn plan<T: Float>(g: &ConvGeom) -> Plan2d<T> {
+    Plan2d::new(g.h + 2 * g.ph, g.w + 2 * g.pw)
+}
+
+/// Forward pass (stride 1): `x [N, C, H, W]`, `w [O, C, KH, KW]` into `y [N, O, OH, OW]`.
+pub fn forward<T: Float>(x: &[T], w: &[T], bias: Option<&[T]>, g: &ConvGeom, y: &mut [T]) {
+    let p = plan::<T>(g);
+    let (xr, xi) = p.spectra(x, g.n, g.h, g.w, g.ph, g.pw);
+    let (wr, wi) = p.spectra(w, g.o, g.kh, g.kw, 0, 0);
+    let (one, neg) = (T::one(), -T::one());
+    let (yr, yi) = per_bin(g.n, p.bins(), g.o, |f, mut r, mut i| {
+        let (ar, ai, br, bi) = (at(&xr, f), at(&xi, f), at(&wr, f), at(&wi, f));
+        // X conj(W): re = Xr Wr^T + Xi Wi^T, im = Xi Wr^T - Xr Wi^T
+        gemm_serial(one, ar, br.t(), T::zero(), r.view_mut());
+        gemm_serial(one, ai, bi.t(), one, r.view_mut());
+        gemm_serial(one, ai, br.t(), T::zero(), i.view_mut());
+        gemm_serial(neg, ar, bi.t(), one, i.view_mut());
+    });
+    p.crops(&yr, &yi, g.oh, g.ow, 0, 0, y);
+    if let Some(b) = bias {
+        y.par_chunks_mut(g.oh * g.ow).enumerate().for_each(|(p, plane)| {
+            let bo = b[p % g.o];
+            plane.iter_mut().for_each(|v| *v += bo);
+        });
+    }
+}
+
+/// Input gradient (stride 1): `dx [N, C, H, W]` from `w` and `dy [N, O, OH, OW]`.
+pub fn backward_input<T: Float>(w: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
+    let p = plan::<T>(g);
+    let (dr, di) = p.spectra(dy, g.n, g.oh, g.ow, 0, 0);
+    let (wr, wi) = p.spectra(w, g.o, g.kh, g.kw, 0, 0);
+    let (one, neg) = (T::one(), -T::one());
+    let (xr, xi) = per_bin(g.n, p.bins(), g.c, |f, mut r, mut i| {
+        let (ar, ai, br, bi) = (at(&dr, f), at(&di, f), at(&wr, f), at(&wi, f));
+        // DY W: re = DYr Wr - DYi Wi, im = DYr Wi + DYi Wr
+        gemm_serial(one, ar, br, T::zero(), r.view_mut());
+        gemm_serial(neg, ai, bi, one, r.view_mut());
+        gemm_serial(one, ar, bi, T::zero(), i.view_mut());
+        gemm_serial(one, ai, br, one, i.view_mut());
+    });
+    let mut dx = vec![T::zero(); g.n * g.c * g.h * g.w];
+    p.crops(&xr, &xi, g.h, g.w, g.ph, g.pw, &mut dx);
+    dx
+}
+
+/// Weight gradient (stride 1): `dw [O, C, KH, KW]` from `x` and `dy`.
+pub fn backward_weight<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
+    let p = plan::<T>(g);
+    let (xr, xi) = p.spectra(x, g.n, g.h, g.w, g.ph, g.pw);
+    let (dr, di) = p.spectra(dy, g.n, g.oh, g.ow, 0, 0);
+    let (one, neg) = (T::one(), -T::one());
+    let (wr, wi) = per_bin(g.o, p.bins(), g.c, |f, mut r, mut i| {
+        let (ar, ai, br, bi) = (at(&dr, f), at(&di, f), at(&xr, f), at(&xi, f));
+        // conj(DY)^T X: re = DYr^T Xr + DYi^T Xi, im = DYr^T Xi - DYi^T Xr
+        gemm_serial(one, ar.t(), br, T::zero(), r.view_mut());
+        gemm_serial(one, ai.t(), bi, one, r.view_mut());
+        gemm_serial(one, ar.t(), bi, T::zero(), i.view_mut());
+        gemm_serial(neg, ai.t(), br, one, i.view_mut());
+    });
+    let mut dw = vec![T::zero(); g.o * g.c * g.kh * g.kw];
+    p.crops(&wr, &wi, g.kh, g.kw, 0, 0, &mut dw);
+    dw
+}
