@@ -1,1 +1,26 @@
-fn main(){}
+//! Whole training steps (forward, MAE loss, backward, Adam) and inference of the seed's models on the
+//! CPU: `cpu_train_{model}` and `cpu_infer_{model}`. The same steps as `specnn bench` and
+//! `benches/pytorch_compare.py`. `cargo bench --bench train_step`
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use specnn::bench::{inference, seed_steps, train_step};
+use std::time::Duration;
+
+fn steps(c: &mut Criterion) {
+    let mut g = c.benchmark_group("cpu_steps");
+    g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(8));
+    for (name, arch, batch, training) in seed_steps() {
+        g.throughput(Throughput::Elements(batch as u64));
+        g.bench_function(format!("{name}_b{batch}"), |b| {
+            b.iter_custom(|iters| {
+                let r = if training { train_step(name, &arch, batch, 0, iters as usize) } else { inference(name, &arch, batch, 0, iters as usize) };
+                let r = r.expect("benchmark step runs");
+                std::time::Duration::from_secs_f64(r.seconds * iters as f64)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, steps);
+criterion_main!(benches);
