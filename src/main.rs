@@ -24,6 +24,21 @@ enum Device {
     Cpu,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum MediumArg {
+    Air,
+    Vacuum,
+}
+
+impl From<MediumArg> for specnn::data::Medium {
+    fn from(m: MediumArg) -> Self {
+        match m {
+            MediumArg::Air => specnn::data::Medium::Air,
+            MediumArg::Vacuum => specnn::data::Medium::Vacuum,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run every case of a PyTorch golden-vector file through specnn and compare.
@@ -42,6 +57,18 @@ enum Command {
         /// Print only failing cases and the summary.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Read spectrum files and print what specnn found in each: layout, medium, pixels, wavelength
+    /// range, bad pixels and header facts. A file that cannot be read prints its error.
+    ///
+    /// Example: specnn inspect ../shared/data/lamost/*/*.fits*
+    Inspect {
+        /// Spectrum files (FITS, gzipped FITS or CSV).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Take wavelengths as air or vacuum whatever the file says.
+        #[arg(long, value_enum)]
+        medium: Option<MediumArg>,
     },
     /// Time whole training and inference steps of the seed's models (samples/s, GFLOP/s).
     ///
@@ -72,6 +99,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Audit { golden, device, quiet } => audit(&golden, device, quiet),
+        Command::Inspect { files, medium } => inspect(&files, medium),
         Command::Bench { iters, warmup, only, peak_gflops, json } => bench(iters, warmup, only.as_deref(), peak_gflops, json),
     }
 }
@@ -146,4 +174,43 @@ fn bench(iters: usize, warmup: usize, only: Option<&str>, peak: Option<f64>, jso
         }
     }
     ExitCode::SUCCESS
+}
+
+fn inspect(files: &[PathBuf], medium: Option<MediumArg>) -> ExitCode {
+    let opts = specnn::data::ReadOptions { medium: medium.map(Into::into) };
+    let mut failed = 0;
+    for f in files {
+        match specnn::data::read_spectrum(f, &opts) {
+            Ok(s) => {
+                let n = s.wavelength.len();
+                let bad = s.bad.iter().filter(|b| **b).count();
+                let m = &s.meta;
+                let opt = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_else(|| "-".into());
+                println!(
+                    "{}: {:?}, {:?} wavelengths, {n} pixels {:.2}-{:.2} A, {bad} bad; obsid {} ra {} dec {} z {} snr {:?} class {}{}",
+                    f.display(),
+                    s.layout,
+                    s.medium,
+                    s.wavelength[0],
+                    s.wavelength[n - 1],
+                    m.obsid.map(|o| o.to_string()).unwrap_or_else(|| "-".into()),
+                    opt(m.ra),
+                    opt(m.dec),
+                    opt(m.z),
+                    m.snr,
+                    m.class.as_deref().unwrap_or("-"),
+                    if m.synthetic { " [SYNTHETIC]" } else { "" }
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                println!("{}: error: {e}", f.display());
+            }
+        }
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

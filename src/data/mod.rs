@@ -1,6 +1,19 @@
-//! The science side of the pipeline: spectra in, preprocessing, datasets.
+//! The science side of the pipeline: spectra in, preprocessing, labels, the synthetic survey.
 //!
-//! So far this holds the two preprocessing steps the networks need (`prep::minmax` and `prep::fold_s`,
-//! audited against PyTorch); readers, resampling and the synthetic survey belong here too.
+//! * `spectrum`: the `Spectrum` type (wavelength, flux, ivar, bad pixels, header facts);
+//! * `read`: readers for every accepted layout, detected from the file's contents;
+//! * `prep`: the seed's preprocessing steps, each a plain function;
+//! * `pipeline`: those steps as one configurable pipeline (`PrepConfig`, stored in model files);
+//! * `pca`: principal components fitted on a training set.
 
+pub mod pca;
+pub mod pipeline;
 pub mod prep;
+pub mod read;
+pub mod spectrum;
+
+pub use pca::Pca;
+pub use pipeline::{prepare, PrepConfig};
+pub use prep::Grid;
+pub use read::{read_spectrum, ReadOptions};
+pub use spectrum::{Layout, Medium, Meta, Spectrum};

@@ -43,3 +43,169 @@ pub fn fold_s<T: Float>(x: ArrayView2<T>, side: usize) -> Result<Array4<T>> {
     }
     Ok(out)
 }
+
+/// Vacuum wavelength (Angstrom) of an air wavelength: the IAU standard refractive index of air
+/// (Morton 2000, as used by SDSS), inverted by fixed-point iteration (converges to 1e-10 A).
+pub fn air_to_vacuum(air: f64) -> f64 {
+    let mut vac = air;
+    for _ in 0..6 {
+        vac = air * refractive_index(vac);
+    }
+    vac
+}
+
+/// Air wavelength (Angstrom) of a vacuum wavelength (Morton 2000).
+pub fn vacuum_to_air(vac: f64) -> f64 {
+    vac / refractive_index(vac)
+}
+
+fn refractive_index(vac: f64) -> f64 {
+    let s2 = (1e4 / vac).powi(2);
+    1.0 + 8.34254e-5 + 2.406147e-2 / (130.0 - s2) + 1.5998e-4 / (38.9 - s2)
+}
+
+/// A wavelength grid: `n` pixels from `start` Angstrom, `step` Angstrom apart (linear) or `step` in
+/// ln(lambda) apart (logarithmic).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Grid {
+    pub start: f64,
+    pub step: f64,
+    pub n: usize,
+    pub log: bool,
+}
+
+impl Grid {
+    /// The seed's grid: 4000-8095 Angstrom, 4096 pixels 1 Angstrom apart (vacuum).
+    pub fn seed() -> Self {
+        Self { start: 4000.0, step: 1.0, n: 4096, log: false }
+    }
+
+    /// A CSST-like grid at resolution `r`: one pixel per resolution element (step 1/R in ln lambda)
+    /// from 4000 Angstrom; R = 200 and 143 pixels reach 8136 Angstrom.
+    pub fn csst(r: f64, n: usize) -> Self {
+        Self { start: 4000.0, step: 1.0 / r, n, log: true }
+    }
+
+    /// The pixel wavelengths.
+    pub fn wavelengths(&self) -> Vec<f64> {
+        (0..self.n).map(|i| if self.log { self.start * (i as f64 * self.step).exp() } else { self.start + i as f64 * self.step }).collect()
+    }
+}
+
+/// A spectrum interpolated onto a grid.
+#[derive(Clone, Debug)]
+pub struct Resampled {
+    pub flux: Vec<f64>,
+    pub ivar: Vec<f64>,
+    /// False where the grid pixel is outside the spectrum or touches a bad pixel.
+    pub good: Vec<bool>,
+    /// Fraction of grid pixels inside the spectrum's wavelength range.
+    pub coverage: f64,
+}
+
+/// Linear interpolation onto `grid` (both in the same wavelength frame). The inverse variance is
+/// carried along: with weights `(1-t, t)`, `var = (1-t)^2 var_j + t^2 var_{j+1}`. A grid pixel is bad
+/// when it lies outside the spectrum or when a neighbour it draws on (weight > 0) is bad.
+pub fn resample(wave: &[f64], flux: &[f64], ivar: &[f64], bad: &[bool], grid: &[f64]) -> Resampled {
+    let n = wave.len();
+    let mut out = Resampled { flux: vec![0.0; grid.len()], ivar: vec![0.0; grid.len()], good: vec![false; grid.len()], coverage: 0.0 };
+    let mut covered = 0usize;
+    let mut j = 0usize;
+    for (k, &l) in grid.iter().enumerate() {
+        if n < 2 || l < wave[0] || l > wave[n - 1] {
+            continue;
+        }
+        covered += 1;
+        while j + 2 < n && wave[j + 1] < l {
+            j += 1;
+        }
+        let t = ((l - wave[j]) / (wave[j + 1] - wave[j])).clamp(0.0, 1.0);
+        let (wa, wb) = (1.0 - t, t);
+        let bad_a = wa > 0.0 && bad[j];
+        let bad_b = wb > 0.0 && bad[j + 1];
+        out.flux[k] = wa * flux[j] + wb * flux[j + 1];
+        if bad_a || bad_b || !out.flux[k].is_finite() {
+            out.flux[k] = 0.0;
+            continue;
+        }
+        let var = (if wa > 0.0 { wa * wa / ivar[j] } else { 0.0 }) + (if wb > 0.0 { wb * wb / ivar[j + 1] } else { 0.0 });
+        out.ivar[k] = if var > 0.0 { 1.0 / var } else { f64::INFINITY };
+        out.good[k] = true;
+    }
+    out.coverage = covered as f64 / grid.len().max(1) as f64;
+    out
+}
+
+/// Replaces bad pixels by linear interpolation between the nearest good ones (the nearest good value
+/// beyond either end). An error when no pixel is good.
+pub fn fill_bad(flux: &mut [f64], good: &[bool]) -> Result<()> {
+    let idx: Vec<usize> = (0..flux.len()).filter(|&i| good[i]).collect();
+    let (Some(&first), Some(&last)) = (idx.first(), idx.last()) else {
+        return Err(Error::Data("no good pixel left on the grid".into()));
+    };
+    for i in 0..first {
+        flux[i] = flux[first];
+    }
+    for i in last + 1..flux.len() {
+        flux[i] = flux[last];
+    }
+    for w in idx.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        for i in a + 1..b {
+            let t = (i - a) as f64 / (b - a) as f64;
+            flux[i] = (1.0 - t) * flux[a] + t * flux[b];
+        }
+    }
+    Ok(())
+}
+
+/// Gaussian sigma in ln(lambda) of a line-spread function of resolving power `r` (FWHM = lambda / R).
+pub fn sigma_ln(r: f64) -> f64 {
+    1.0 / (r * (8.0 * std::f64::consts::LN_2).sqrt())
+}
+
+/// Smooths `flux`, sampled uniformly in ln(lambda) with step `dln`, from resolving power `r_native`
+/// to `r_target` with a Gaussian of `sigma = sqrt(sigma_target^2 - sigma_native^2)` (in ln lambda).
+/// The ends are padded with the end values. `r_target` must be below `r_native`.
+pub fn degrade_resolution(flux: &[f64], dln: f64, r_native: f64, r_target: f64) -> Result<Vec<f64>> {
+    if !(r_target > 0.0 && r_native > r_target && dln > 0.0) {
+        return Err(Error::Data(format!("cannot degrade from R={r_native} to R={r_target}: the target must be positive and lower")));
+    }
+    let sigma = (sigma_ln(r_target).powi(2) - sigma_ln(r_native).powi(2)).sqrt() / dln;
+    let half = (4.0 * sigma).ceil() as isize;
+    let kernel: Vec<f64> = (-half..=half).map(|k| (-0.5 * (k as f64 / sigma).powi(2)).exp()).collect();
+    let norm: f64 = kernel.iter().sum();
+    let n = flux.len() as isize;
+    Ok((0..n)
+        .map(|i| {
+            kernel.iter().enumerate().map(|(k, w)| w * flux[(i + k as isize - half).clamp(0, n - 1) as usize]).sum::<f64>() / norm
+        })
+        .collect())
+}
+
+/// A pseudo-continuum: the running median over `width` pixels, then a running mean over `width / 3`.
+pub fn continuum(flux: &[f64], width: usize) -> Vec<f64> {
+    let n = flux.len();
+    let h = width.max(3) / 2;
+    let med: Vec<f64> = (0..n)
+        .map(|i| {
+            let mut w: Vec<f64> = flux[i.saturating_sub(h)..(i + h + 1).min(n)].to_vec();
+            let m = w.len() / 2;
+            *w.select_nth_unstable_by(m, |a, b| a.total_cmp(b)).1
+        })
+        .collect();
+    let h2 = (width / 6).max(1);
+    (0..n).map(|i| {
+        let s = &med[i.saturating_sub(h2)..(i + h2 + 1).min(n)];
+        s.iter().sum::<f64>() / s.len() as f64
+    }).collect()
+}
+
+/// Sets every pixel outside `[lo, hi]` Angstrom to 0 (the seed's CH G-band experiment keeps 4000-5500).
+pub fn window_mask(values: &mut [f64], wavelengths: &[f64], lo: f64, hi: f64) {
+    for (v, &l) in values.iter_mut().zip(wavelengths) {
+        if l < lo || l > hi {
+            *v = 0.0;
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! One observed (or simulated) spectrum as read from a file, before any preprocessing.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The medium wavelengths are measured in. specnn works in vacuum (LAMOST's and SDSS's convention);
+/// air wavelengths (MILES) are converted on the way in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Medium {
+    Air,
+    Vacuum,
+}
+
+/// The file layout a spectrum came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// LAMOST low resolution, DR1-DR7: primary-HDU image of rows flux, ivar, wavelength, andmask, ormask.
+    LamostImage,
+    /// LAMOST low resolution, DR8 and later: `COADD` binary table, one row of vector columns.
+    LamostCoadd,
+    /// SDSS/BOSS: `COADD` table with one row per pixel (flux, loglam, ivar, and_mask).
+    SdssCoadd,
+    /// A 1-D image with a linear wavelength axis (CRVAL1, CDELT1, CRPIX1), as the MILES library.
+    LinearImage,
+    /// A binary table of (wavelength, flux[, ivar]) rows.
+    Table,
+    /// A CSV file with wavelength and flux columns (ivar optional).
+    Csv,
+}
+
+/// What the header says about the observation (all optional: synthetic and library spectra lack most).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Meta {
+    pub obsid: Option<i64>,
+    pub ra: Option<f64>,
+    pub dec: Option<f64>,
+    /// Redshift from the survey pipeline (Z card).
+    pub z: Option<f64>,
+    /// Signal-to-noise per band (SNRU, SNRG, SNRR, SNRI, SNRZ as `u`, `g`, ...).
+    pub snr: BTreeMap<String, f64>,
+    pub class: Option<String>,
+    /// Set when the file says it is synthetic (specnn's `SYNTHETI` card, or a FERRE model).
+    pub synthetic: bool,
+}
+
+/// A spectrum: wavelengths in Angstrom (increasing), flux, inverse variance, and a bad-pixel mask.
+#[derive(Clone, Debug)]
+pub struct Spectrum {
+    pub path: PathBuf,
+    pub layout: Layout,
+    pub medium: Medium,
+    pub wavelength: Vec<f64>,
+    pub flux: Vec<f64>,
+    /// Inverse variance per pixel; 0 marks a pixel with no information. Files without one get 1.
+    pub ivar: Vec<f64>,
+    /// True where the pixel is bad: ivar = 0, a set and-mask bit, or a non-finite flux in such a pixel.
+    pub bad: Vec<bool>,
+    pub meta: Meta,
+}
+
+impl Spectrum {
+    /// The file name (without folders), used to join labels.
+    pub fn file_name(&self) -> String {
+        self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+
+    /// The signal-to-noise ratio used for catalogs: the r band where present, else the g band.
+    pub fn snr(&self) -> Option<f64> {
+        self.meta.snr.get("r").or_else(|| self.meta.snr.get("g")).copied()
+    }
+}
