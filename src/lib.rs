@@ -35,6 +35,7 @@
 
 pub mod autograd;
 pub mod bench;
+pub mod catalog;
 pub mod cpu;
 pub mod data;
 pub mod error;
@@ -43,6 +44,7 @@ pub mod io;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod simulate;
 pub mod tensor;
 
 pub use error::{Error, Result};

@@ -25,6 +25,13 @@ enum Device {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+enum LayoutArg {
+    Image,
+    Coadd,
+    Mixed,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum MediumArg {
     Air,
     Vacuum,
@@ -57,6 +64,29 @@ enum Command {
         /// Print only failing cases and the summary.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Write a SYNTHETIC survey: LAMOST-format FITS spectra made from labels, and labels.csv.
+    ///
+    /// The spectra come from specnn's physical caricature of stellar spectra (see the `data::synth`
+    /// module docs): they are synthetic, say so in every header (SYNTHETI = 'T') and in labels.csv,
+    /// and results on them are never results on real stars. Deterministic for a seed.
+    ///
+    /// Example: specnn simulate --n 5000 --seed 1 --out survey/
+    Simulate {
+        /// Number of stars (with --grid: 0 = every grid point, else a random subset).
+        #[arg(long, default_value_t = 5000)]
+        n: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// LAMOST layout of the files: the DR1-7 primary image, the DR8+ COADD table, or both alternately.
+        #[arg(long, value_enum, default_value = "mixed")]
+        layout: LayoutArg,
+        /// Noise-free spectra on the MARCS grid steps (the seed's experiment 3) instead of a survey.
+        #[arg(long)]
+        grid: bool,
     },
     /// Read spectrum files and print what specnn found in each: layout, medium, pixels, wavelength
     /// range, bad pixels and header facts. A file that cannot be read prints its error.
@@ -100,6 +130,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Audit { golden, device, quiet } => audit(&golden, device, quiet),
         Command::Inspect { files, medium } => inspect(&files, medium),
+        Command::Simulate { n, seed, out, layout, grid } => simulate(n, seed, &out, layout, grid),
         Command::Bench { iters, warmup, only, peak_gflops, json } => bench(iters, warmup, only.as_deref(), peak_gflops, json),
     }
 }
@@ -212,5 +243,37 @@ fn inspect(files: &[PathBuf], medium: Option<MediumArg>) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+fn simulate(n: usize, seed: u64, out: &std::path::Path, layout: LayoutArg, grid: bool) -> ExitCode {
+    use specnn::data::write::LamostLayout;
+    use specnn::simulate::{simulate, star_labels, SimulateConfig};
+    let layouts = match layout {
+        LayoutArg::Image => vec![LamostLayout::Image],
+        LayoutArg::Coadd => vec![LamostLayout::Coadd],
+        LayoutArg::Mixed => vec![LamostLayout::Image, LamostLayout::Coadd],
+    };
+    let cfg = SimulateConfig { n, seed, layouts, grid };
+    let total = star_labels(&cfg).len();
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} spectra, {per_sec}, eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(if grid { "SYNTHETIC grid" } else { "SYNTHETIC survey" });
+    let t0 = std::time::Instant::now();
+    match simulate(&cfg, out, |_| bar.inc(1)) {
+        Ok(k) => {
+            bar.finish();
+            println!("wrote {k} SYNTHETIC spectra and labels.csv to {} in {:.1} s", out.display(), t0.elapsed().as_secs_f64());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            bar.abandon();
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

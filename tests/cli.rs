@@ -48,3 +48,27 @@ fn audit_help_has_an_example() {
     assert_eq!(code, 0);
     assert!(out.contains("Example: specnn audit --golden"), "{out}");
 }
+
+#[test]
+fn simulate_then_inspect() {
+    let dir = common::tempdir();
+    let out = dir.path().join("survey");
+    let (code, stdout, err) = specnn(&["simulate", "--n", "6", "--seed", "2", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("wrote 6 SYNTHETIC spectra"), "{stdout}");
+    let files: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path().to_string_lossy().into_owned()).filter(|p| p.ends_with(".fits")).collect();
+    assert_eq!(files.len(), 6);
+    let mut args = vec!["inspect"];
+    args.extend(files.iter().map(String::as_str));
+    let (code, stdout, _) = specnn(&args);
+    assert_eq!(code, 0);
+    assert_eq!(stdout.matches("[SYNTHETIC]").count(), 6, "{stdout}");
+    assert!(stdout.contains("LamostImage") && stdout.contains("LamostCoadd"));
+
+    // inspect reports a broken file among good ones and exits 1.
+    let broken = out.join("broken.fits");
+    std::fs::write(&broken, b"SIMPLE  =                    T / truncated").unwrap();
+    let (code, stdout, _) = specnn(&["inspect", &files[0], broken.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("broken.fits: error:") && stdout.contains("[SYNTHETIC]"), "{stdout}");
+}
