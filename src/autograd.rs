@@ -33,6 +33,7 @@ enum Op {
     Reshape { x: Var },
     MaeLoss { pred: Var, target: Var },
     MseLoss { pred: Var, target: Var },
+    MaskedMaeLoss { pred: Var, target: Var, mask: Var },
 }
 
 struct Node<'a, T: Float> {
@@ -178,6 +179,13 @@ impl<'a, T: Float> Tape<'a, T> {
         Ok(self.push(ArrayD::from_elem(IxDyn(&[]), l).into(), rg, Op::MseLoss { pred, target }))
     }
 
+    /// Mean absolute error over the elements where `mask` is 1 (unknown labels masked out).
+    pub fn masked_mae_loss(&mut self, pred: Var, target: Var, mask: Var) -> Result<Var> {
+        let l = loss::masked_mae(self.val(pred), self.val(target), self.val(mask))?;
+        let rg = self.needs(pred) || self.needs(target);
+        Ok(self.push(ArrayD::from_elem(IxDyn(&[]), l).into(), rg, Op::MaskedMaeLoss { pred, target, mask }))
+    }
+
     /// Backward pass from a scalar `loss`.
     pub fn backward(&mut self, loss: Var) -> Result<()> {
         if self.nodes[loss.0].value.len() != 1 {
@@ -253,6 +261,11 @@ impl<'a, T: Float> Tape<'a, T> {
             }
             Op::MaeLoss { pred, target } => {
                 let gp = loss::mae_backward(self.val(*pred), self.val(*target), g.sum());
+                out.push((*target, gp.mapv(|v| -v)));
+                out.push((*pred, gp));
+            }
+            Op::MaskedMaeLoss { pred, target, mask } => {
+                let gp = loss::masked_mae_backward(self.val(*pred), self.val(*target), self.val(*mask), g.sum());
                 out.push((*target, gp.mapv(|v| -v)));
                 out.push((*pred, gp));
             }

@@ -39,13 +39,18 @@ pub mod catalog;
 pub mod cpu;
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod golden;
 pub mod io;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod plot;
+pub mod predict;
 pub mod simulate;
 pub mod tensor;
+pub mod train;
+pub mod workflow;
 
 pub use error::{Error, Result};
 pub use tensor::{Float, Tensor};

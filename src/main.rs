@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use specnn::golden;
+use specnn::predict::Thresholds;
+use specnn::workflow::{Kind, TrainRequest};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,6 +24,20 @@ struct Cli {
 enum Device {
     /// The CPU path (f32, every core).
     Cpu,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ArchArg {
+    VmpCnn,
+    ResAnn,
+    Ann,
+    Starnet,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PaddingArg {
+    Same,
+    Valid,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -64,6 +80,128 @@ enum Command {
         /// Print only failing cases and the summary.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Train a network on a folder of spectra and a label table.
+    ///
+    /// Preprocessing as configured (stored in the model file so `predict` repeats it), a seeded split
+    /// (7:3 by default), label standardisation, MAE loss skipping unknown labels, Adam, early stopping
+    /// on the validation MAE, and a checkpoint (MODEL.ckpt) after every epoch for --resume.
+    ///
+    /// Example: specnn train --spectra survey/ --labels survey/labels.csv --arch res-ann --resolution 200 --targets cfe,mgfe,nfe --out res.safetensors
+    Train {
+        #[arg(long)]
+        spectra: PathBuf,
+        /// CSV or FITS table with a `file` (or `obsid`) column and label columns.
+        #[arg(long)]
+        labels: PathBuf,
+        #[arg(long, value_enum)]
+        arch: ArchArg,
+        /// Comma-separated labels: teff, logg, feh, cfe, nfe, mgfe, ofe, afe.
+        #[arg(long, value_delimiter = ',', required = true)]
+        targets: Vec<String>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 30)]
+        epochs: usize,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        /// Fraction of stars used for training; the rest validate.
+        #[arg(long, default_value_t = 0.7)]
+        split: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Epochs without improvement before stopping.
+        #[arg(long, default_value_t = 5)]
+        patience: usize,
+        /// Degrade to this resolving power on a CSST-like grid (200 gives 143 pixels).
+        #[arg(long)]
+        resolution: Option<f64>,
+        /// CNN channel widths, e.g. 16,32,64 (default 64,128,256).
+        #[arg(long, value_delimiter = ',')]
+        channels: Option<Vec<usize>>,
+        /// CNN padding.
+        #[arg(long, value_enum, default_value = "same")]
+        padding: PaddingArg,
+        /// Keep only this window, e.g. 4000,5500 (the seed's CH G-band run); other pixels become 0.
+        #[arg(long, value_delimiter = ',', num_args = 2)]
+        window: Option<Vec<f64>>,
+        /// Smallest fraction of the grid a spectrum must cover (MILES needs 0.8).
+        #[arg(long, default_value_t = 0.95)]
+        min_coverage: f64,
+        /// Continue from MODEL.ckpt.
+        #[arg(long)]
+        resume: bool,
+        #[arg(long, value_enum)]
+        medium: Option<MediumArg>,
+    },
+    /// Estimate labels for spectrum files with a trained model, into a FITS or CSV catalog.
+    ///
+    /// One row per file: file, obsid, ra, dec, snr, each label the model estimates, the VMP flag
+    /// ([Fe/H] < --vmp-feh) and CEMP flag (VMP and [C/Fe] > --cemp-cfe) where those labels exist, and
+    /// a reason for files that could not be read or were refused.
+    ///
+    /// Example: specnn predict --model vmp.safetensors --spectra survey/ --out catalog.fits
+    Predict {
+        #[arg(long)]
+        model: PathBuf,
+        /// Folders and/or files.
+        #[arg(long, required = true, num_args = 1..)]
+        spectra: Vec<PathBuf>,
+        /// Catalog: .fits or .csv.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = -2.0, allow_hyphen_values = true)]
+        vmp_feh: f64,
+        #[arg(long, default_value_t = 1.0)]
+        cemp_cfe: f64,
+        #[arg(long, value_enum)]
+        medium: Option<MediumArg>,
+    },
+    /// The seed's metrics on a labelled folder: report.md and PNG figures.
+    ///
+    /// MAE, SD and M (median of truth - estimate) per label, VMP against normal stars, the VMP and CEMP
+    /// confusion matrices with recall and false-positive rate, the recall/false-positive curve,
+    /// training curves and a few spectra with their estimates.
+    ///
+    /// Example: specnn evaluate --model vmp.safetensors --spectra test/ --labels test/labels.csv --report report/
+    Evaluate {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        spectra: PathBuf,
+        #[arg(long)]
+        labels: PathBuf,
+        #[arg(long)]
+        report: PathBuf,
+        #[arg(long, default_value_t = -2.0, allow_hyphen_values = true)]
+        vmp_feh: f64,
+        #[arg(long, default_value_t = 1.0)]
+        cemp_cfe: f64,
+        #[arg(long, value_enum)]
+        medium: Option<MediumArg>,
+    },
+    /// The main job on built-in SYNTHETIC data: simulate a survey, train the residual ANN (R=200;
+    /// [C/Fe], [Mg/Fe], [N/Fe]) and a VMP CNN (Teff, log g, [Fe/H], [C/Fe]), evaluate both on a separate
+    /// synthetic test survey, search VMP and CEMP candidates, and write catalogs, figures and reports.
+    ///
+    /// Example: specnn demo --out demo/
+    Demo {
+        #[arg(long, default_value = "demo")]
+        out: PathBuf,
+        /// Training stars (the test survey has a quarter as many).
+        #[arg(long, default_value_t = 4000)]
+        n: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// CNN channel widths (the seed's are 64,128,256; the demo's default is smaller to fit ten minutes on 2 cores).
+        #[arg(long, value_delimiter = ',', default_value = "16,32,64")]
+        channels: Vec<usize>,
+        #[arg(long, default_value_t = 30)]
+        cnn_epochs: usize,
+        #[arg(long, default_value_t = 40)]
+        ann_epochs: usize,
     },
     /// Write a SYNTHETIC survey: LAMOST-format FITS spectra made from labels, and labels.csv.
     ///
@@ -130,6 +268,49 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Audit { golden, device, quiet } => audit(&golden, device, quiet),
         Command::Inspect { files, medium } => inspect(&files, medium),
+        Command::Train { spectra, labels, arch, targets, out, epochs, batch, lr, split, seed, patience, resolution, channels, padding, window, min_coverage, resume, medium } => {
+            let kind = match arch {
+                ArchArg::VmpCnn => Kind::VmpCnn,
+                ArchArg::ResAnn => Kind::ResAnn,
+                ArchArg::Ann => Kind::Ann,
+                ArchArg::Starnet => Kind::StarNet,
+            };
+            let padding = match padding {
+                PaddingArg::Same => specnn::ops::conv2d::Padding::Same,
+                PaddingArg::Valid => specnn::ops::conv2d::Padding::Valid,
+            };
+            let req = TrainRequest {
+                spectra,
+                labels,
+                kind,
+                targets,
+                out,
+                epochs,
+                batch,
+                lr,
+                split,
+                seed,
+                patience,
+                resolution,
+                channels,
+                padding,
+                window: window.map(|w| (w[0], w[1])),
+                min_coverage,
+                resume,
+                read: specnn::data::ReadOptions { medium: medium.map(Into::into) },
+            };
+            report(cli_train(&req))
+        }
+        Command::Predict { model, spectra, out, vmp_feh, cemp_cfe, medium } => {
+            let th = Thresholds { vmp_feh, cemp_cfe };
+            report(cli_predict(&model, &spectra, &out, &th, medium))
+        }
+        Command::Evaluate { model, spectra, labels, report: dir, vmp_feh, cemp_cfe, medium } => {
+            let th = Thresholds { vmp_feh, cemp_cfe };
+            let read = specnn::data::ReadOptions { medium: medium.map(Into::into) };
+            report(specnn::workflow::run_evaluate(&model, &spectra, &labels, &dir, &th, &read).map(|e| print_evaluation(&e, &dir)))
+        }
+        Command::Demo { out, n, seed, channels, cnn_epochs, ann_epochs } => report(demo(&out, n, seed, &channels, cnn_epochs, ann_epochs)),
         Command::Simulate { n, seed, out, layout, grid } => simulate(n, seed, &out, layout, grid),
         Command::Bench { iters, warmup, only, peak_gflops, json } => bench(iters, warmup, only.as_deref(), peak_gflops, json),
     }
@@ -276,4 +457,184 @@ fn simulate(n: usize, seed: u64, out: &std::path::Path, layout: LayoutArg, grid:
             ExitCode::FAILURE
         }
     }
+}
+
+fn report(r: specnn::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bar(len: u64, template: &str) -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::new(len);
+    b.set_style(indicatif::ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
+    b
+}
+
+fn cli_train(req: &TrainRequest) -> specnn::Result<()> {
+    let t0 = std::time::Instant::now();
+    let pb = std::cell::RefCell::new(None::<indicatif::ProgressBar>);
+    let outcome = specnn::workflow::run_train(
+        req,
+        |e| {
+            if let Some(b) = pb.borrow().as_ref() {
+                let maes: Vec<String> = req.targets.iter().zip(&e.val_mae).map(|(t, m)| format!("{t} {m:.3}")).collect();
+                let line = format!("epoch {:>3}: train loss {:.4}, validation MAE {}, {:.0} samples/s", e.epoch, e.train_loss, maes.join(", "), e.samples_per_s);
+                if b.is_hidden() {
+                    println!("{line}");
+                } else {
+                    b.println(line);
+                }
+                b.set_position(0);
+            }
+        },
+        |n, loss| {
+            if let Some(b) = pb.borrow().as_ref() {
+                b.inc(n as u64);
+                b.set_message(format!("loss {loss:.4}"));
+            }
+        },
+        |data| {
+            println!(
+                "{} labelled spectra ({} refused){}",
+                data.x.len(),
+                data.refused.len(),
+                if data.synthetic { "; SYNTHETIC data" } else { "" }
+            );
+            for (f, why) in data.refused.iter().take(5) {
+                println!("  refused {f}: {why}");
+            }
+            let n_train = ((data.x.len() as f64) * req.split).round() as u64;
+            *pb.borrow_mut() = Some(bar(n_train, "  [{bar:30}] {pos}/{len} {msg} {per_sec}"));
+        },
+    )?;
+    if let Some(b) = pb.borrow().as_ref() {
+        b.finish_and_clear();
+    }
+    let h = &outcome.history;
+    println!(
+        "wrote {} (best epoch {} of {}{}) in {:.1} s",
+        req.out.display(),
+        h.best_epoch,
+        h.epochs.len(),
+        if h.stopped_early { ", stopped early" } else { "" },
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn cli_predict(model: &std::path::Path, spectra: &[PathBuf], out: &std::path::Path, th: &Thresholds, medium: Option<MediumArg>) -> specnn::Result<()> {
+    let read = specnn::data::ReadOptions { medium: medium.map(Into::into) };
+    let t0 = std::time::Instant::now();
+    let b = bar(0, "  [{bar:30}] {pos}/{len} spectra {per_sec}");
+    let (_, rows) = specnn::workflow::run_predict(model, spectra, out, th, &read, |done, total| {
+        b.set_length(total as u64);
+        b.set_position(done as u64);
+    })?;
+    b.finish_and_clear();
+    let refused = rows.iter().filter(|r| !r.reason.is_empty()).count();
+    println!("wrote {} rows to {} ({} refused) in {:.1} s", rows.len(), out.display(), refused, t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn print_evaluation(e: &specnn::workflow::Evaluation, dir: &std::path::Path) {
+    if e.synthetic {
+        println!("SYNTHETIC data: not a result on real stars");
+    }
+    println!("{} stars evaluated ({} refused)", e.evaluated, e.refused);
+    println!("{:<6} {:>6} {:>10} {:>10} {:>10}", "label", "n", "MAE", "SD", "M");
+    for (name, m, _, _) in &e.metrics {
+        println!("{:<6} {:>6} {:>10.4} {:>10.4} {:>10.4}", name, m.n, m.mae, m.sd, m.median);
+    }
+    if let Some(c) = &e.vmp {
+        println!("VMP: recall {:.2}% ({}/{}), false positives {:.2}% ({}/{})", 100.0 * c.recall(), c.tp, c.tp + c.fn_, 100.0 * c.fpr(), c.fp, c.fp + c.tn);
+    }
+    if let Some(c) = &e.cemp {
+        println!("CEMP among VMP: recall {:.2}% ({}/{}), false positives {:.2}%", 100.0 * c.recall(), c.tp, c.tp + c.fn_, 100.0 * c.fpr());
+    }
+    println!("report: {}", dir.join("report.md").display());
+}
+
+fn demo(out: &std::path::Path, n: usize, seed: u64, channels: &[usize], cnn_epochs: usize, ann_epochs: usize) -> specnn::Result<()> {
+    use specnn::data::write::LamostLayout;
+    use specnn::simulate::{simulate, SimulateConfig};
+    let t0 = std::time::Instant::now();
+    println!("specnn demo: everything below is on SYNTHETIC spectra from specnn's simulator, not on real stars.");
+    let train_dir = out.join("survey-train");
+    let test_dir = out.join("survey-test");
+    let layouts = vec![LamostLayout::Image, LamostLayout::Coadd];
+    for (dir, k, s) in [(&train_dir, n, seed), (&test_dir, (n / 4).max(8), seed + 1000)] {
+        let b = bar(k as u64, "  simulating [{bar:30}] {pos}/{len}");
+        simulate(&SimulateConfig { n: k, seed: s, layouts: layouts.clone(), grid: false }, dir, |_| b.inc(1))?;
+        b.finish_and_clear();
+        println!("simulated {k} SYNTHETIC spectra into {} ({:.0} s)", dir.display(), t0.elapsed().as_secs_f64());
+    }
+    let labels = train_dir.join("labels.csv");
+    let base = TrainRequest {
+        spectra: train_dir.clone(),
+        labels,
+        kind: Kind::ResAnn,
+        targets: vec!["cfe".into(), "mgfe".into(), "nfe".into()],
+        out: out.join("res_ann.safetensors"),
+        epochs: ann_epochs,
+        batch: 128,
+        lr: 1e-3,
+        split: 0.7,
+        seed,
+        patience: 6,
+        resolution: Some(200.0),
+        channels: None,
+        padding: specnn::ops::conv2d::Padding::Same,
+        window: None,
+        min_coverage: 0.95,
+        resume: false,
+        read: Default::default(),
+    };
+    let cnn = TrainRequest {
+        kind: Kind::VmpCnn,
+        targets: vec!["teff".into(), "logg".into(), "feh".into(), "cfe".into()],
+        out: out.join("vmp_cnn.safetensors"),
+        epochs: cnn_epochs,
+        batch: 32,
+        resolution: None,
+        channels: Some(channels.to_vec()),
+        patience: 5,
+        ..base.clone()
+    };
+    let th = Thresholds::default();
+    let mut summary = String::from("# specnn demo (SYNTHETIC data)\n\n> Every number here is on SYNTHETIC spectra from specnn's simulator (a physical caricature), not on real stars.\n\n");
+    for (name, req) in [("res_ann", &base), ("vmp_cnn", &cnn)] {
+        println!("training {name} on {} ...", req.targets.join(", "));
+        cli_train(req)?;
+        let cat = out.join(format!("catalog_{name}.fits"));
+        cli_predict(&req.out, &[test_dir.clone()], &cat, &th, None)?;
+        let dir = out.join(format!("report_{name}"));
+        let e = specnn::workflow::run_evaluate(&req.out, &test_dir, &test_dir.join("labels.csv"), &dir, &th, &Default::default())?;
+        print_evaluation(&e, &dir);
+        summary += &format!("## {name}: {}\n\nTrained on {} SYNTHETIC stars (70% train, 30% validation); evaluated on {} held-out SYNTHETIC stars. Report: `report_{name}/report.md`; catalog: `catalog_{name}.fits`.\n\n| label | MAE | SD | M |\n|---|---|---|---|\n", req.targets.join(", "), n, e.evaluated);
+        for (l, m, _, _) in &e.metrics {
+            summary += &format!("| {l} | {:.4} | {:.4} | {:.4} |\n", m.mae, m.sd, m.median);
+        }
+        if name == "vmp_cnn" {
+            let t = specnn::predict::load_trained(&req.out)?;
+            let rows = specnn::predict::predict_files(&t, &specnn::data::dataset::list_spectra(&test_dir)?, &Default::default(), 1024, |_| {})?;
+            let k = specnn::workflow::candidates(&t, &rows, &th, &out.join("vmp_candidates.fits"))?;
+            summary += &format!("\nThe CNN here uses channel widths {:?} instead of the seed's [64, 128, 256], to fit the demo into about ten minutes on 2 CPU cores.\n\nVMP candidates ([Fe/H] < {}): {k}, in `vmp_candidates.fits` (with the CEMP flag).\n", channels, th.vmp_feh);
+            if let Some(c) = e.vmp {
+                summary += &format!("VMP recall {:.2}%, false-positive rate {:.2}%.\n", 100.0 * c.recall(), 100.0 * c.fpr());
+            }
+            if let Some(c) = e.cemp {
+                summary += &format!("CEMP (among true VMP) recall {:.2}%, false-positive rate {:.2}%.\n", 100.0 * c.recall(), 100.0 * c.fpr());
+            }
+        }
+        summary += "\n";
+    }
+    summary += &format!("Total time: {:.0} s.\n", t0.elapsed().as_secs_f64());
+    specnn::io::write_atomic(&out.join("README.md"), summary.as_bytes())?;
+    println!("demo finished in {:.0} s; summary in {}", t0.elapsed().as_secs_f64(), out.join("README.md").display());
+    Ok(())
 }

@@ -149,6 +149,9 @@ proptest! {
         let inputs = [pred, target];
         check(&inputs, seed, |t, v| t.mae_loss(v[0], v[1]))?;
         check(&inputs, seed, |t, v| t.mse_loss(v[0], v[1]))?;
+        // The masked MAE: a fixed mask with at least one known element.
+        let mask = ArrayD::from_shape_fn(IxDyn(&[n, k]), |i| if (i[0] + i[1] + seed as usize) % 3 == 0 || (i[0], i[1]) == (0, 0) { 1.0 } else { 0.0 });
+        check(&inputs, seed, |t, v| { let m = t.input(mask.clone(), false); t.masked_mae_loss(v[0], v[1], m) })?;
     }
 
     #[test]

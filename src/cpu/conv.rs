@@ -215,21 +215,25 @@ pub fn backward_weight<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
         }
     };
     if per_sample_parallel(g.n) {
-        x.par_chunks(chw)
-            .zip(dy.par_chunks(g.o * ohw))
-            .fold(
-                || (vec![T::zero(); g.o * ckk], Vec::new()),
-                |(mut dw, mut cols), (xn, dyn_)| {
+        // Fixed chunks of samples, partial sums added in chunk order: the result does not depend on
+        // how rayon schedules the chunks (training is reproducible bit for bit).
+        const CHUNK: usize = 4;
+        let partials: Vec<Vec<T>> = x
+            .par_chunks(CHUNK * chw)
+            .zip(dy.par_chunks(CHUNK * g.o * ohw))
+            .map(|(xc, dyc)| {
+                let (mut dw, mut cols) = (vec![T::zero(); g.o * ckk], Vec::new());
+                for (xn, dyn_) in xc.chunks(chw).zip(dyc.chunks(g.o * ohw)) {
                     accumulate(xn, dyn_, &mut dw, &mut cols, false);
-                    (dw, cols)
-                },
-            )
-            .map(|(dw, _)| dw)
-            .reduce_with(|mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += *b);
-                a
+                }
+                dw
             })
-            .unwrap_or_else(|| vec![T::zero(); g.o * ckk])
+            .collect();
+        let mut dw = vec![T::zero(); g.o * ckk];
+        for p in partials {
+            dw.iter_mut().zip(&p).for_each(|(a, b)| *a += *b);
+        }
+        dw
     } else {
         let mut dw = vec![T::zero(); g.o * ckk];
         let mut cols = Vec::new();

@@ -7,6 +7,7 @@
 //! * `pca`: principal components fitted on a training set;
 //! * `labels`: label tables joined to spectra by file name or obsid.
 
+pub mod dataset;
 pub mod labels;
 pub mod pca;
 pub mod pipeline;

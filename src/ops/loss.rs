@@ -50,3 +50,33 @@ pub fn mse_backward<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl
     let k = T::of(2.0) * g / T::of(pred.len() as f64);
     Zip::from(pred).and(target).map_collect(|&p, &t| k * (p - t))
 }
+
+/// `sum(mask |pred - target|) / sum(mask)`: the MAE over the elements whose target is known (mask 1),
+/// so that a star with an unknown label is skipped for that label. An error when nothing is known.
+pub fn masked_mae<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl Data<Elem = T>>, mask: &Arr<impl Data<Elem = T>>) -> Result<T> {
+    check("masked_mae_loss", pred, target)?;
+    if mask.shape() != pred.shape() {
+        return Err(Error::shape("masked_mae_loss", "mask must have the shape of pred", &[pred.shape(), mask.shape()]));
+    }
+    let count = mask.sum();
+    if !(count > T::zero()) {
+        return Err(Error::invalid("masked_mae_loss", "every target is masked: no label to learn from"));
+    }
+    let sum = Zip::from(pred).and(target).and(mask).fold(T::zero(), |acc, &p, &t, &m| if m > T::zero() { acc + m * (p - t).abs() } else { acc });
+    Ok(sum / count)
+}
+
+/// Gradient of `masked_mae` with respect to `pred` for upstream scalar `g`.
+pub fn masked_mae_backward<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl Data<Elem = T>>, mask: &Arr<impl Data<Elem = T>>, g: T) -> ArrayD<T> {
+    let k = g / mask.sum();
+    Zip::from(pred).and(target).and(mask).map_collect(|&p, &t, &m| {
+        let d = p - t;
+        if m <= T::zero() || d == T::zero() {
+            T::zero()
+        } else if d > T::zero() {
+            k * m
+        } else {
+            -k * m
+        }
+    })
+}

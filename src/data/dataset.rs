@@ -1,0 +1,94 @@
+//! Folders of spectra, read and preprocessed in parallel, shaped into network inputs.
+
+use super::pipeline::{prepare, PrepConfig};
+use super::prep::fold_s;
+use super::read::{read_spectrum, ReadOptions};
+use super::spectrum::Meta;
+use crate::error::{Error, Result};
+use crate::nn::Arch;
+use ndarray::{Array2, ArrayD, IxDyn};
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// A spectrum ready for a network.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub path: PathBuf,
+    pub file: String,
+    pub meta: Meta,
+    pub values: Vec<f32>,
+}
+
+/// A spectrum that could not be used, and why.
+#[derive(Clone, Debug)]
+pub struct Refused {
+    pub path: PathBuf,
+    pub file: String,
+    pub reason: String,
+}
+
+/// The spectrum files of a folder: FITS (`.fits`, `.fit`, gzipped too) and CSV files, except CSV files
+/// whose name contains `label` or `catalog`; sorted by name.
+pub fn list_spectra(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let n = p.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+            let fits = [".fits", ".fit", ".fits.gz", ".fit.gz", ".fits.fz"].iter().any(|e| n.ends_with(e));
+            let csv = n.ends_with(".csv") && !n.contains("label") && !n.contains("catalog");
+            p.is_file() && !n.starts_with('.') && (fits || csv)
+        })
+        .collect();
+    out.sort();
+    if out.is_empty() {
+        return Err(Error::file(dir, "no spectrum files (.fits, .fits.gz, .csv) in this folder"));
+    }
+    Ok(out)
+}
+
+/// Reads and preprocesses `paths` in parallel (order kept); files that cannot be read or are refused
+/// by the pipeline are returned with their reason instead of stopping the run.
+pub fn load(paths: &[PathBuf], prep: &PrepConfig, opts: &ReadOptions) -> (Vec<Prepared>, Vec<Refused>) {
+    let results: Vec<std::result::Result<Prepared, Refused>> = paths
+        .par_iter()
+        .map(|p| {
+            let file = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let refuse = |e: Error| Refused { path: p.clone(), file: file.clone(), reason: e.to_string() };
+            let s = read_spectrum(p, opts).map_err(refuse)?;
+            let v = prepare(&s, prep, None).map_err(refuse)?;
+            Ok(Prepared { path: p.clone(), file: file.clone(), meta: s.meta, values: v.iter().map(|&x| x as f32).collect() })
+        })
+        .collect();
+    let (mut ok, mut bad) = (Vec::new(), Vec::new());
+    for r in results {
+        match r {
+            Ok(p) => ok.push(p),
+            Err(r) => bad.push(r),
+        }
+    }
+    (ok, bad)
+}
+
+/// Shapes preprocessed rows into the input of `arch`: `[N, 1, S, S]` (S-fold) for the VMP CNN,
+/// `[N, L]` otherwise.
+pub fn to_input(arch: &Arch, rows: &[&[f32]]) -> Result<ArrayD<f32>> {
+    let len = rows.first().map_or(0, |r| r.len());
+    let flat = Array2::from_shape_vec((rows.len(), len), rows.iter().flat_map(|r| r.iter().copied()).collect())
+        .map_err(|_| Error::Data("spectra of different lengths in one batch".into()))?;
+    match arch {
+        Arch::VmpCnn { in_side, .. } => {
+            if len != in_side * in_side {
+                return Err(Error::Data(format!("the VMP CNN folds {} pixels into {in_side}x{in_side}; the preprocessing gives {len}", in_side * in_side)));
+            }
+            Ok(fold_s(flat.view(), *in_side)?.into_dyn())
+        }
+        _ => {
+            let want = arch.input_shape(1)[1];
+            if len != want {
+                return Err(Error::Data(format!("the network takes {want} inputs; the preprocessing gives {len} pixels")));
+            }
+            Ok(flat.into_dyn().into_shape_with_order(IxDyn(&[rows.len(), len])).expect("same size"))
+        }
+    }
+}

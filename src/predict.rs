@@ -1,0 +1,132 @@
+//! Prediction: a trained model file applied to spectrum files, one catalog row per file. A file that
+//! cannot be read or is refused by the preprocessing gets a row with its reason instead of stopping
+//! the run. Files are processed in chunks, so memory stays flat however many there are.
+
+use crate::catalog::{Catalog, ColumnData};
+use crate::data::dataset::load;
+use crate::data::labels::label_unit;
+use crate::data::{PrepConfig, ReadOptions};
+use crate::error::{Error, Result};
+use crate::nn::{load_model, Model};
+use crate::train::{predict_rows, History, Scaling, HISTORY_KEY, PREP_KEY, SCALING_KEY, SYNTHETIC_KEY, TARGETS_KEY};
+use std::path::{Path, PathBuf};
+
+/// A trained model with everything `predict` needs to repeat training's preprocessing.
+pub struct Trained {
+    pub path: PathBuf,
+    pub model: Model<f32>,
+    pub targets: Vec<String>,
+    pub scaling: Scaling,
+    pub prep: PrepConfig,
+    pub history: History,
+    /// Whether it was trained on synthetic spectra.
+    pub synthetic: bool,
+}
+
+/// Loads a model file written by `specnn train`.
+pub fn load_trained(path: &Path) -> Result<Trained> {
+    let (model, meta) = load_model::<f32>(path)?;
+    let get = |k: &str| meta.get(k).ok_or_else(|| Error::file(path, format!("no `{k}` metadata: not a model written by `specnn train`")));
+    let bad = |k: &str, e: serde_json::Error| Error::file(path, format!("metadata `{k}` is malformed: {e}"));
+    let targets: Vec<String> = get(TARGETS_KEY)?.split(',').map(String::from).collect();
+    let scaling: Scaling = serde_json::from_str(get(SCALING_KEY)?).map_err(|e| bad(SCALING_KEY, e))?;
+    let prep: PrepConfig = serde_json::from_str(get(PREP_KEY)?).map_err(|e| bad(PREP_KEY, e))?;
+    let history: History = meta.get(HISTORY_KEY).map(|h| serde_json::from_str(h)).transpose().map_err(|e| bad(HISTORY_KEY, e))?.unwrap_or_default();
+    if targets.len() != model.arch().outputs() || scaling.mean.len() != targets.len() {
+        return Err(Error::file(path, format!("{} targets for a network of {} outputs", targets.len(), model.arch().outputs())));
+    }
+    Ok(Trained { path: path.into(), model, targets, scaling, prep, history, synthetic: meta.get(SYNTHETIC_KEY).is_some_and(|v| v == "true") })
+}
+
+/// Flag thresholds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Thresholds {
+    /// VMP: estimated [Fe/H] below this.
+    pub vmp_feh: f64,
+    /// CEMP: VMP and estimated [C/Fe] above this.
+    pub cemp_cfe: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self { vmp_feh: -2.0, cemp_cfe: 1.0 }
+    }
+}
+
+/// One predicted (or refused) spectrum.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub file: String,
+    pub obsid: Option<i64>,
+    pub ra: Option<f64>,
+    pub dec: Option<f64>,
+    pub snr: Option<f64>,
+    pub synthetic: bool,
+    /// One value per target (None when refused).
+    pub values: Vec<Option<f64>>,
+    pub reason: String,
+}
+
+/// Predicts every file of `paths`, `chunk` files at a time; `progress` gets the number done.
+pub fn predict_files(t: &Trained, paths: &[PathBuf], opts: &ReadOptions, chunk: usize, progress: impl Fn(usize)) -> Result<Vec<Row>> {
+    let mut rows = Vec::with_capacity(paths.len());
+    for part in paths.chunks(chunk.max(1)) {
+        let (ok, refused) = load(part, &t.prep, opts);
+        let x: Vec<Vec<f32>> = ok.iter().map(|p| p.values.clone()).collect();
+        let pred = predict_rows(&t.model, &x, &(0..x.len()).collect::<Vec<_>>(), &t.scaling, 128)?;
+        let mut part_rows: Vec<(PathBuf, Row)> = ok
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let m = &p.meta;
+                let snr = m.snr.get("r").or_else(|| m.snr.get("g")).copied();
+                (p.path.clone(), Row { file: p.file.clone(), obsid: m.obsid, ra: m.ra, dec: m.dec, snr, synthetic: m.synthetic, values: pred.row(i).iter().map(|v| Some(*v)).collect(), reason: String::new() })
+            })
+            .collect();
+        part_rows.extend(refused.into_iter().map(|r| {
+            (r.path.clone(), Row { file: r.file, obsid: None, ra: None, dec: None, snr: None, synthetic: false, values: vec![None; t.targets.len()], reason: r.reason })
+        }));
+        // Keep the input order.
+        part_rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows.extend(part_rows.into_iter().map(|(_, r)| r));
+        progress(rows.len());
+    }
+    Ok(rows)
+}
+
+/// The catalog of predictions: file, obsid, ra, dec, snr, one column per target, the VMP flag when
+/// [Fe/H] is estimated, the CEMP flag when [C/Fe] is too, and the reason a row is empty.
+pub fn catalog(t: &Trained, rows: &[Row], th: &Thresholds) -> Catalog {
+    let mut c = Catalog::default();
+    c.push("file", "", ColumnData::Str(rows.iter().map(|r| r.file.clone()).collect()));
+    c.push("obsid", "", ColumnData::I64(rows.iter().map(|r| r.obsid).collect()));
+    c.push("ra", "deg", ColumnData::F64(rows.iter().map(|r| r.ra).collect()));
+    c.push("dec", "deg", ColumnData::F64(rows.iter().map(|r| r.dec).collect()));
+    c.push("snr", "", ColumnData::F64(rows.iter().map(|r| r.snr).collect()));
+    for (j, name) in t.targets.iter().enumerate() {
+        c.push(name, label_unit(name), ColumnData::F64(rows.iter().map(|r| r.values[j]).collect()));
+    }
+    let col = |n: &str| t.targets.iter().position(|x| x == n);
+    if let Some(f) = col("feh") {
+        let vmp: Vec<Option<bool>> = rows.iter().map(|r| r.values[f].map(|v| v < th.vmp_feh)).collect();
+        if let Some(cf) = col("cfe") {
+            let cemp = rows.iter().zip(&vmp).map(|(r, v)| match (v, r.values[cf]) {
+                (Some(v), Some(c)) => Some(*v && c > th.cemp_cfe),
+                _ => None,
+            });
+            let cemp: Vec<Option<bool>> = cemp.collect();
+            c.push("vmp", "", ColumnData::Flag(vmp));
+            c.push("cemp", "", ColumnData::Flag(cemp));
+        } else {
+            c.push("vmp", "", ColumnData::Flag(vmp));
+        }
+    }
+    c.push("reason", "", ColumnData::Str(rows.iter().map(|r| r.reason.clone()).collect()));
+    c.cards.push(("MODEL".into(), t.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), "specnn model file".into()));
+    c.cards.push(("VMPFEH".into(), format!("{}", th.vmp_feh), "VMP flag: [Fe/H] below this".into()));
+    c.cards.push(("CEMPCFE".into(), format!("{}", th.cemp_cfe), "CEMP flag: VMP and [C/Fe] above this".into()));
+    if t.synthetic || rows.iter().any(|r| r.synthetic) {
+        c.cards.push(("SYNTHETI".into(), "T".into(), "synthetic spectra or a model trained on them".into()));
+    }
+    c
+}

@@ -1,0 +1,309 @@
+//! Training: label standardisation, a seeded split, the masked MAE loss (unknown labels are skipped),
+//! Adam, early stopping on the validation MAE, a checkpoint after every epoch (written atomically) and
+//! resumption from it.
+//!
+//! Everything random is seeded (`seed`, and the epoch number for each epoch's shuffle), and the CPU
+//! path is deterministic, so a resumed run reaches the same weights as an uninterrupted one.
+
+use crate::autograd::Tape;
+use crate::data::dataset::to_input;
+use crate::data::PrepConfig;
+use crate::error::{Error, Result};
+use crate::io::{read_safetensors, write_safetensors};
+use crate::nn::{save_model, Arch, Model};
+use crate::optim::{Adam, AdamConfig};
+use ndarray::{Array2, ArrayD, IxDyn};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Metadata keys of a trained model file.
+pub const TARGETS_KEY: &str = "specnn-targets";
+pub const SCALING_KEY: &str = "specnn-scaling";
+pub const PREP_KEY: &str = "specnn-prep";
+pub const HISTORY_KEY: &str = "specnn-history";
+pub const SYNTHETIC_KEY: &str = "specnn-trained-on-synthetic";
+
+/// How to train.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    pub arch: Arch,
+    pub targets: Vec<String>,
+    pub prep: PrepConfig,
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f64,
+    /// Fraction of stars for training; the rest validate (the seed's 7:3).
+    pub split: f64,
+    pub seed: u64,
+    /// Epochs without improvement of the validation MAE before stopping.
+    pub patience: usize,
+}
+
+/// Label standardisation, stored in the model file: `z = (y - mean) / sd`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Scaling {
+    pub mean: Vec<f64>,
+    pub sd: Vec<f64>,
+}
+
+/// One epoch's figures.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochStats {
+    pub epoch: usize,
+    /// Mean training loss (standardised MAE).
+    pub train_loss: f64,
+    /// Validation MAE per target, in the label's units.
+    pub val_mae: Vec<f64>,
+    /// Mean standardised validation MAE (what early stopping watches).
+    pub val_score: f64,
+    pub samples_per_s: f64,
+}
+
+/// The whole run.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct History {
+    pub epochs: Vec<EpochStats>,
+    pub best_epoch: usize,
+    pub best_score: Option<f64>,
+    pub stopped_early: bool,
+    /// Row indices of the validation stars.
+    pub validation: Vec<usize>,
+}
+
+/// The seeded split: (train, validation) row indices.
+pub fn split(n: usize, frac: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5_917);
+    for i in (1..n).rev() {
+        idx.swap(i, rng.random_range(0..=i));
+    }
+    let k = ((n as f64) * frac).round() as usize;
+    let (a, b) = idx.split_at(k.clamp(1, n.saturating_sub(1).max(1)));
+    let (mut a, mut b) = (a.to_vec(), b.to_vec());
+    a.sort();
+    b.sort();
+    (a, b)
+}
+
+fn scaling(y: &Array2<f64>, rows: &[usize]) -> Result<Scaling> {
+    let k = y.ncols();
+    let (mut mean, mut sd) = (vec![0.0; k], vec![1.0; k]);
+    for j in 0..k {
+        let v: Vec<f64> = rows.iter().map(|&r| y[[r, j]]).filter(|v| v.is_finite()).collect();
+        if v.len() < 2 {
+            return Err(Error::Data(format!("target {j} is known for {} training stars; at least 2 are needed", v.len())));
+        }
+        mean[j] = v.iter().sum::<f64>() / v.len() as f64;
+        sd[j] = (v.iter().map(|x| (x - mean[j]).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt().max(1e-12);
+    }
+    Ok(Scaling { mean, sd })
+}
+
+fn batch(x: &[Vec<f32>], y: &Array2<f64>, rows: &[usize], arch: &Arch, s: &Scaling) -> Result<(ArrayD<f32>, ArrayD<f32>, ArrayD<f32>)> {
+    let refs: Vec<&[f32]> = rows.iter().map(|&r| x[r].as_slice()).collect();
+    let input = to_input(arch, &refs)?;
+    let k = y.ncols();
+    let mut t = vec![0f32; rows.len() * k];
+    let mut m = vec![0f32; rows.len() * k];
+    for (i, &r) in rows.iter().enumerate() {
+        for j in 0..k {
+            let v = y[[r, j]];
+            if v.is_finite() {
+                t[i * k + j] = ((v - s.mean[j]) / s.sd[j]) as f32;
+                m[i * k + j] = 1.0;
+            }
+        }
+    }
+    Ok((input, ArrayD::from_shape_vec(IxDyn(&[rows.len(), k]), t).expect("shape"), ArrayD::from_shape_vec(IxDyn(&[rows.len(), k]), m).expect("shape")))
+}
+
+/// Predictions in label units for `rows`, in batches of `batch`.
+pub fn predict_rows(model: &Model<f32>, x: &[Vec<f32>], rows: &[usize], s: &Scaling, batch: usize) -> Result<Array2<f64>> {
+    let k = s.mean.len();
+    let batch = batch.max(1);
+    let mut out = Array2::<f64>::zeros((rows.len(), k));
+    for (c, chunk) in rows.chunks(batch).enumerate() {
+        let refs: Vec<&[f32]> = chunk.iter().map(|&r| x[r].as_slice()).collect();
+        let pred = model.predict(&to_input(model.arch(), &refs)?)?;
+        for (i, row) in pred.outer_iter().enumerate() {
+            for j in 0..k {
+                out[[c * batch + i, j]] = row[j] as f64 * s.sd[j] + s.mean[j];
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn checkpoint_path(model_out: &Path) -> PathBuf {
+    let mut p = model_out.as_os_str().to_owned();
+    p.push(".ckpt");
+    PathBuf::from(p)
+}
+
+struct State {
+    model: Model<f32>,
+    adam: Adam<f32>,
+    history: History,
+    bad_epochs: usize,
+}
+
+fn save_checkpoint(path: &Path, cfg: &TrainConfig, scale: &Scaling, st: &State) -> Result<()> {
+    let mut tensors: Vec<(String, &ArrayD<f32>)> = st.model.params().into_iter().map(|(n, p)| (format!("model.{n}"), p)).collect();
+    tensors.extend(st.adam.state().into_iter().map(|(n, p)| (format!("adam.{n}"), p)));
+    let mut meta = HashMap::new();
+    meta.insert("specnn-train-config".into(), serde_json::to_string(cfg).expect("serialisable"));
+    meta.insert(SCALING_KEY.into(), serde_json::to_string(scale).expect("serialisable"));
+    meta.insert(HISTORY_KEY.into(), serde_json::to_string(&st.history).expect("serialisable"));
+    meta.insert("specnn-adam-step".into(), st.adam.step.to_string());
+    meta.insert("specnn-bad-epochs".into(), st.bad_epochs.to_string());
+    write_safetensors(path, &tensors, meta)
+}
+
+fn load_checkpoint(path: &Path, cfg: &TrainConfig) -> Result<State> {
+    let (mut tensors, meta) = read_safetensors::<f32>(path)?;
+    let get = |k: &str| meta.get(k).ok_or_else(|| Error::file(path, format!("checkpoint lacks `{k}`")));
+    let saved: TrainConfig = serde_json::from_str(get("specnn-train-config")?).map_err(|e| Error::file(path, e.to_string()))?;
+    // The number of epochs may grow (resume an interrupted run, or train longer); nothing else may change.
+    if (TrainConfig { epochs: cfg.epochs, ..saved }) != *cfg {
+        return Err(Error::file(path, "the checkpoint was written by a run with other settings (architecture, targets, preprocessing, batch, lr, split, seed or patience); rerun without --resume or with the same settings"));
+    }
+    let model_t: BTreeMap<String, ArrayD<f32>> = tensors.iter().filter_map(|(k, v)| k.strip_prefix("model.").map(|n| (n.to_string(), v.clone()))).collect();
+    let model = Model::from_tensors(&cfg.arch, model_t).map_err(|e| Error::file(path, e.to_string()))?;
+    let adam_t: Vec<(String, ArrayD<f32>)> = std::mem::take(&mut tensors).into_iter().filter_map(|(k, v)| k.strip_prefix("adam.").map(|n| (n.to_string(), v))).collect();
+    let mut adam = Adam::new(AdamConfig { lr: cfg.lr, ..AdamConfig::default() });
+    adam.restore(get("specnn-adam-step")?.parse().map_err(|_| Error::file(path, "bad adam step"))?, adam_t)?;
+    let history: History = serde_json::from_str(get(HISTORY_KEY)?).map_err(|e| Error::file(path, e.to_string()))?;
+    let bad_epochs = get("specnn-bad-epochs")?.parse().map_err(|_| Error::file(path, "bad epoch count"))?;
+    Ok(State { model, adam, history, bad_epochs })
+}
+
+/// Writes the trained model: weights, architecture, targets, scaling, preprocessing and history.
+pub fn save_trained(path: &Path, model: &Model<f32>, cfg: &TrainConfig, scale: &Scaling, history: &History, synthetic: bool) -> Result<()> {
+    let mut meta = HashMap::new();
+    meta.insert(TARGETS_KEY.into(), cfg.targets.join(","));
+    meta.insert(SCALING_KEY.into(), serde_json::to_string(scale).expect("serialisable"));
+    meta.insert(PREP_KEY.into(), serde_json::to_string(&cfg.prep).expect("serialisable"));
+    meta.insert(HISTORY_KEY.into(), serde_json::to_string(history).expect("serialisable"));
+    meta.insert(SYNTHETIC_KEY.into(), synthetic.to_string());
+    save_model(path, model, meta)
+}
+
+/// What a training run returns.
+pub struct Outcome {
+    pub model: Model<f32>,
+    pub scaling: Scaling,
+    pub history: History,
+}
+
+/// Trains on rows `x` (preprocessed spectra) with targets `y` (`[stars, targets]`, NaN = unknown),
+/// writing the best model to `model_out` and a checkpoint beside it after every epoch. With `resume`,
+/// continues from that checkpoint. `on_epoch` sees each epoch's figures; `on_batch` each batch's loss.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    x: &[Vec<f32>],
+    y: &Array2<f64>,
+    cfg: &TrainConfig,
+    model_out: &Path,
+    resume: bool,
+    synthetic: bool,
+    mut on_epoch: impl FnMut(&EpochStats),
+    on_batch: impl Fn(usize, f64),
+) -> Result<Outcome> {
+    if x.len() != y.nrows() || y.ncols() != cfg.targets.len() || cfg.targets.len() != cfg.arch.outputs() {
+        return Err(Error::invalid("train", format!("{} spectra, {} label rows, {} targets, {} network outputs", x.len(), y.nrows(), cfg.targets.len(), cfg.arch.outputs())));
+    }
+    if x.len() < 4 {
+        return Err(Error::Data(format!("{} labelled spectra: too few to train and validate", x.len())));
+    }
+    let (train_rows, val_rows) = split(x.len(), cfg.split, cfg.seed);
+    let scale = scaling(y, &train_rows)?;
+    let ckpt = checkpoint_path(model_out);
+    let mut st = if resume && ckpt.exists() {
+        load_checkpoint(&ckpt, cfg)?
+    } else {
+        if resume {
+            return Err(Error::file(&ckpt, "--resume given but there is no checkpoint to resume from"));
+        }
+        State {
+            model: Model::new(&cfg.arch, cfg.seed)?,
+            adam: Adam::new(AdamConfig { lr: cfg.lr, ..AdamConfig::default() }),
+            history: History { validation: val_rows.clone(), ..History::default() },
+            bad_epochs: 0,
+        }
+    };
+    let mut best = st.model.clone();
+    if resume && model_out.exists() {
+        if let Ok((m, _)) = crate::nn::load_model::<f32>(model_out) {
+            best = m;
+        }
+    }
+    let first_epoch = st.history.epochs.len();
+    for epoch in first_epoch..cfg.epochs {
+        if st.history.stopped_early {
+            break;
+        }
+        let t0 = Instant::now();
+        let mut order = train_rows.clone();
+        let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(1 + epoch as u64).wrapping_mul(0x9E37_79B9));
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.random_range(0..=i));
+        }
+        let (mut loss_sum, mut batches) = (0.0, 0usize);
+        for rows in order.chunks(cfg.batch.max(1)) {
+            let (input, target, mask) = batch(x, y, rows, &cfg.arch, &scale)?;
+            if mask.sum() == 0.0 {
+                continue;
+            }
+            let (loss, grads) = {
+                let mut tape = Tape::new();
+                let xv = tape.input_view(input.view(), false);
+                let tv = tape.input_view(target.view(), false);
+                let mv = tape.input_view(mask.view(), false);
+                let pred = st.model.forward(&mut tape, xv)?;
+                let loss = tape.masked_mae_loss(pred, tv, mv)?;
+                tape.backward(loss)?;
+                (tape.value(loss).sum() as f64, tape.into_param_grads())
+            };
+            if !loss.is_finite() {
+                return Err(Error::Data(format!("the training loss became {loss} in epoch {}; lower the learning rate", epoch + 1)));
+            }
+            st.adam.step(st.model.params_mut(), grads)?;
+            loss_sum += loss;
+            batches += 1;
+            on_batch(rows.len(), loss);
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        let pred = predict_rows(&st.model, x, &val_rows, &scale, 256)?;
+        let mut val_mae = Vec::new();
+        let mut score = 0.0;
+        for j in 0..cfg.targets.len() {
+            let errs: Vec<f64> = val_rows.iter().enumerate().filter(|(_, &r)| y[[r, j]].is_finite()).map(|(i, &r)| (y[[r, j]] - pred[[i, j]]).abs()).collect();
+            let mae = if errs.is_empty() { f64::NAN } else { errs.iter().sum::<f64>() / errs.len() as f64 };
+            val_mae.push(mae);
+            score += if mae.is_finite() { mae / scale.sd[j] } else { 0.0 };
+        }
+        score /= cfg.targets.len() as f64;
+        let stats = EpochStats { epoch: epoch + 1, train_loss: loss_sum / batches.max(1) as f64, val_mae, val_score: score, samples_per_s: train_rows.len() as f64 / secs };
+        if st.history.best_score.is_none_or(|b| score < b) {
+            st.history.best_score = Some(score);
+            st.history.best_epoch = epoch + 1;
+            st.bad_epochs = 0;
+            best = st.model.clone();
+            st.history.epochs.push(stats.clone());
+            save_trained(model_out, &best, cfg, &scale, &st.history, synthetic)?;
+        } else {
+            st.bad_epochs += 1;
+            st.history.epochs.push(stats.clone());
+            if st.bad_epochs >= cfg.patience {
+                st.history.stopped_early = true;
+            }
+        }
+        save_checkpoint(&ckpt, cfg, &scale, &st)?;
+        on_epoch(&stats);
+    }
+    // The final file holds the best weights with the whole history.
+    save_trained(model_out, &best, cfg, &scale, &st.history, synthetic)?;
+    Ok(Outcome { model: best, scaling: scale, history: st.history })
+}

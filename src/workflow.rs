@@ -1,0 +1,293 @@
+//! The science workflow behind the CLI verbs `train`, `predict`, `evaluate` and `demo`: folders of
+//! spectra and label tables in, model files, catalogs, reports and figures out.
+
+use crate::catalog::Catalog;
+use crate::data::dataset::{list_spectra, load};
+use crate::data::labels::label_unit;
+use crate::data::{read_spectrum, Grid, Labels, PrepConfig, ReadOptions, LABEL_NAMES};
+use crate::error::{Error, Result};
+use crate::eval::{curve, metrics, Confusion, Metrics};
+use crate::nn::{Activation, Arch};
+use crate::ops::conv2d::Padding;
+use crate::predict::{catalog, load_trained, predict_files, Row, Thresholds, Trained};
+use crate::train::{train, EpochStats, Outcome, TrainConfig};
+use ndarray::Array2;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// The networks `train` builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    VmpCnn,
+    ResAnn,
+    Ann,
+    StarNet,
+}
+
+/// What `specnn train` was asked.
+#[derive(Clone, Debug)]
+pub struct TrainRequest {
+    pub spectra: PathBuf,
+    pub labels: PathBuf,
+    pub kind: Kind,
+    pub targets: Vec<String>,
+    pub out: PathBuf,
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub split: f64,
+    pub seed: u64,
+    pub patience: usize,
+    /// Degrade to this resolving power on the CSST grid (e.g. 200).
+    pub resolution: Option<f64>,
+    /// CNN channel widths (default the seed's 64, 128, 256).
+    pub channels: Option<Vec<usize>>,
+    pub padding: Padding,
+    pub window: Option<(f64, f64)>,
+    pub min_coverage: f64,
+    pub resume: bool,
+    pub read: ReadOptions,
+}
+
+/// The preprocessing a request implies.
+pub fn prep_for(r: &TrainRequest) -> Result<PrepConfig> {
+    let mut p = match r.resolution {
+        Some(res) => {
+            if r.kind == Kind::VmpCnn {
+                return Err(Error::invalid("train", "the VMP CNN folds the 4096-pixel R~1800 grid into 64x64; --resolution is for the dense networks and StarNet"));
+            }
+            // One pixel per resolution element from 4000 A to ~8136 A (143 pixels at R = 200).
+            let n = ((8136.0f64 / 4000.0).ln() * res).round() as usize + 1;
+            PrepConfig { grid: Grid::csst(res, n), degrade_to: Some(res), ..PrepConfig::default() }
+        }
+        None => PrepConfig::default(),
+    };
+    p.window = r.window;
+    p.min_coverage = r.min_coverage;
+    Ok(p)
+}
+
+/// The architecture a request implies, for `inputs` pixels.
+pub fn arch_for(r: &TrainRequest, inputs: usize) -> Arch {
+    let outputs = r.targets.len();
+    match r.kind {
+        Kind::VmpCnn => Arch::VmpCnn {
+            in_side: 64,
+            channels: r.channels.clone().unwrap_or_else(|| vec![64, 128, 256]),
+            kernel: 9,
+            padding: r.padding,
+            activation: Activation::Relu,
+            dense: vec![128, 64],
+            outputs,
+        },
+        Kind::ResAnn => Arch::ResAnn { inputs, width: 512, blocks: 3, outputs },
+        Kind::Ann => Arch::Ann { inputs, hidden: vec![512, 512, 512], activation: Activation::Selu, outputs },
+        Kind::StarNet => Arch::StarNet { inputs, filters: vec![4, 16], kernel: 8, pool: 4, dense: vec![256, 128], outputs },
+    }
+}
+
+/// Labelled spectra, preprocessed: rows, targets (NaN = unknown), and what was left out.
+pub struct Labelled {
+    pub files: Vec<PathBuf>,
+    pub x: Vec<Vec<f32>>,
+    pub y: Array2<f64>,
+    pub refused: Vec<(String, String)>,
+    pub synthetic: bool,
+}
+
+/// Reads the label table, joins it to the folder's spectra, and preprocesses the labelled ones.
+pub fn load_labelled(spectra: &Path, labels: &Path, targets: &[String], prep: &PrepConfig, read: &ReadOptions) -> Result<Labelled> {
+    let table = Labels::read(labels)?;
+    for t in targets {
+        if !LABEL_NAMES.contains(&t.as_str()) {
+            return Err(Error::invalid("targets", format!("`{t}` is not a label specnn knows ({})", LABEL_NAMES.join(", "))));
+        }
+        if !table.columns.contains(t) {
+            return Err(Error::file(labels, format!("no `{t}` column (it has {})", table.columns.join(", "))));
+        }
+    }
+    let paths = list_spectra(spectra)?;
+    let by_file = table.rows.iter().any(|r| r.file.is_some());
+    let keys: Vec<(String, Option<i64>)> = if by_file {
+        paths.iter().map(|p| (p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), None)).collect()
+    } else {
+        paths.iter().map(|p| (String::new(), read_spectrum(p, read).ok().and_then(|s| s.meta.obsid))).collect()
+    };
+    let joined = table.join(&keys)?;
+    let files: Vec<PathBuf> = joined.iter().map(|&i| paths[i].clone()).collect();
+    let (ok, refused) = load(&files, prep, read);
+    let row_of: std::collections::HashMap<PathBuf, usize> = files.iter().enumerate().map(|(i, p)| (p.clone(), i)).collect();
+    let mut y = Array2::<f64>::from_elem((ok.len(), targets.len()), f64::NAN);
+    for (i, p) in ok.iter().enumerate() {
+        let row = &table.rows[row_of[&p.path]];
+        for (j, t) in targets.iter().enumerate() {
+            if let Some(Some(v)) = row.values.get(t) {
+                y[[i, j]] = *v;
+            }
+        }
+    }
+    let synthetic = table.synthetic || ok.iter().any(|p| p.meta.synthetic);
+    Ok(Labelled {
+        files: ok.iter().map(|p| p.path.clone()).collect(),
+        x: ok.into_iter().map(|p| p.values).collect(),
+        y,
+        refused: refused.into_iter().map(|r| (r.file, r.reason)).collect(),
+        synthetic,
+    })
+}
+
+/// Runs `specnn train`.
+pub fn run_train(r: &TrainRequest, on_epoch: impl FnMut(&EpochStats), on_batch: impl Fn(usize, f64), on_loaded: impl FnOnce(&Labelled)) -> Result<Outcome> {
+    let prep = prep_for(r)?;
+    let data = load_labelled(&r.spectra, &r.labels, &r.targets, &prep, &r.read)?;
+    on_loaded(&data);
+    let arch = arch_for(r, prep.grid.n);
+    let cfg = TrainConfig { arch, targets: r.targets.clone(), prep, epochs: r.epochs, batch: r.batch, lr: r.lr, split: r.split, seed: r.seed, patience: r.patience };
+    train(&data.x, &data.y, &cfg, &r.out, r.resume, data.synthetic, on_epoch, on_batch)
+}
+
+/// Runs `specnn predict`: every spectrum file in `spectra` (a folder or a list) into a catalog.
+pub fn run_predict(model: &Path, inputs: &[PathBuf], out: &Path, th: &Thresholds, read: &ReadOptions, progress: impl Fn(usize, usize)) -> Result<(Trained, Vec<Row>)> {
+    let t = load_trained(model)?;
+    let mut paths = Vec::new();
+    for p in inputs {
+        if p.is_dir() {
+            paths.extend(list_spectra(p)?);
+        } else {
+            paths.push(p.clone());
+        }
+    }
+    let total = paths.len();
+    let rows = predict_files(&t, &paths, read, 1024, |done| progress(done, total))?;
+    catalog(&t, &rows, th).write(out)?;
+    Ok((t, rows))
+}
+
+/// What `evaluate` found.
+pub struct Evaluation {
+    pub metrics: Vec<(String, Metrics, Metrics, Metrics)>,
+    pub vmp: Option<Confusion>,
+    pub cemp: Option<Confusion>,
+    pub evaluated: usize,
+    pub refused: usize,
+    pub synthetic: bool,
+}
+
+/// Runs `specnn evaluate`: the seed's metrics on a labelled folder, `report.md` and PNG figures.
+pub fn run_evaluate(model: &Path, spectra: &Path, labels: &Path, report: &Path, th: &Thresholds, read: &ReadOptions) -> Result<Evaluation> {
+    let t = load_trained(model)?;
+    let data = load_labelled(spectra, labels, &t.targets, &t.prep, read)?;
+    if data.x.is_empty() {
+        return Err(Error::file(spectra, "no labelled spectrum could be used"));
+    }
+    let rows: Vec<usize> = (0..data.x.len()).collect();
+    let est = crate::train::predict_rows(&t.model, &data.x, &rows, &t.scaling, 128)?;
+    std::fs::create_dir_all(report).map_err(|e| Error::io(report, e))?;
+    let synthetic = data.synthetic || t.synthetic;
+    let tag = if synthetic { "SYNTHETIC data: " } else { "" };
+    let col = |j: usize| -> (Vec<f64>, Vec<f64>) { (data.y.column(j).to_vec(), est.column(j).to_vec()) };
+    let fe = t.targets.iter().position(|x| x == "feh");
+    let cf = t.targets.iter().position(|x| x == "cfe");
+    let true_vmp: Option<Vec<bool>> = fe.map(|j| data.y.column(j).iter().map(|v| v.is_finite() && *v < th.vmp_feh).collect());
+
+    let mut md = String::new();
+    let _ = writeln!(md, "# specnn evaluation report\n");
+    if synthetic {
+        let _ = writeln!(md, "> **SYNTHETIC DATA.** These spectra (or the model's training set) come from specnn's synthetic survey, a physical caricature. Nothing here is a result on real stars.\n");
+    }
+    let _ = writeln!(md, "- model: `{}` — `{}`", model.display(), t.model.arch().to_json());
+    let _ = writeln!(md, "- targets: {}; trained {} epochs (best: {}){}", t.targets.join(", "), t.history.epochs.len(), t.history.best_epoch, if t.history.stopped_early { ", stopped early" } else { "" });
+    let _ = writeln!(md, "- spectra: `{}`, labels: `{}`; {} evaluated, {} refused by the reader or the preprocessing", spectra.display(), labels.display(), data.x.len(), data.refused.len());
+    for (f, why) in data.refused.iter().take(5) {
+        let _ = writeln!(md, "  - refused `{f}`: {why}");
+    }
+    let _ = writeln!(md, "\n## Metrics (E = truth - estimate; MAE = mean |E|, SD = standard deviation of E, M = median of E)\n");
+    let _ = writeln!(md, "| label | unit | n | MAE | SD | M | VMP n | VMP MAE | normal n | normal MAE |\n|---|---|---|---|---|---|---|---|---|---|");
+    let mut all = Vec::new();
+    for (j, name) in t.targets.iter().enumerate() {
+        let (tr, es) = col(j);
+        let m = metrics(&tr, &es);
+        let pick = |want: bool| -> Metrics {
+            match &true_vmp {
+                Some(v) => {
+                    let (a, b): (Vec<f64>, Vec<f64>) = tr.iter().zip(&es).zip(v).filter(|(_, f)| **f == want).map(|((a, b), _)| (*a, *b)).unzip();
+                    metrics(&a, &b)
+                }
+                None => Metrics { n: 0, mae: f64::NAN, sd: f64::NAN, median: f64::NAN },
+            }
+        };
+        let (mv, mn) = (pick(true), pick(false));
+        let _ = writeln!(md, "| {name} | {} | {} | {:.4} | {:.4} | {:.4} | {} | {:.4} | {} | {:.4} |", label_unit(name), m.n, m.mae, m.sd, m.median, mv.n, mv.mae, mn.n, mn.mae);
+        crate::plot::one_to_one(&report.join(format!("one_to_one_{name}.png")), &format!("{tag}{name}: MAE {:.3}, SD {:.3}", m.mae, m.sd), name, &tr, &es)?;
+        let resid: Vec<f64> = tr.iter().zip(&es).map(|(a, b)| a - b).collect();
+        crate::plot::residuals(&report.join(format!("residuals_{name}.png")), &format!("{tag}{name} residuals"), name, &tr, &resid)?;
+        if let Some(f) = fe.filter(|&f| f != j) {
+            crate::plot::residuals(&report.join(format!("residuals_{name}_vs_feh.png")), &format!("{tag}{name} residuals against [Fe/H]"), "feh", &data.y.column(f).to_vec(), &resid)?;
+        }
+        all.push((name.clone(), m, mv, mn));
+    }
+    let _ = writeln!(md, "\nVMP: true [Fe/H] < {}; normal: true [Fe/H] >= {} (columns empty when [Fe/H] is not a target).", th.vmp_feh, th.vmp_feh);
+
+    let mut vmp = None;
+    if let Some(j) = fe {
+        let (tr, es) = col(j);
+        let c = Confusion::from_pairs(tr.iter().zip(&es).filter(|(a, b)| a.is_finite() && b.is_finite()).map(|(a, b)| (*a < th.vmp_feh, *b < th.vmp_feh)));
+        let _ = writeln!(md, "\n## VMP identification (estimated [Fe/H] < {})\n", th.vmp_feh);
+        let _ = writeln!(md, "| estimate \\ truth | [Fe/H] < {0} | [Fe/H] >= {0} |\n|---|---|---|\n| [Fe/H] < {0} | {1} | {2} |\n| [Fe/H] >= {0} | {3} | {4} |", th.vmp_feh, c.tp, c.fp, c.fn_, c.tn);
+        let _ = writeln!(md, "\nRecall {:.2}% ({}/{}); {} of {} normal stars flagged ({:.2}%).", 100.0 * c.recall(), c.tp, c.tp + c.fn_, c.fp, c.fp + c.tn, 100.0 * c.fpr());
+        crate::plot::confusion(&report.join("confusion_vmp.png"), &format!("{tag}VMP: estimate (rows) vs truth"), ("VMP", "normal"), &c)?;
+        let ths: Vec<f64> = (0..=24).map(|i| th.vmp_feh - 0.6 + 0.05 * i as f64).collect();
+        let cv = curve(&tr, &es, th.vmp_feh, &ths);
+        let _ = writeln!(md, "\n### Recall and false-positive rate against the threshold on estimated [Fe/H]\n\n| threshold | recall | false-positive rate |\n|---|---|---|");
+        for (t_, r, f) in cv.iter().step_by(4) {
+            let mark = if (t_ - th.vmp_feh).abs() < 1e-9 { " (operating point)" } else { "" };
+            let _ = writeln!(md, "| {t_:.2}{mark} | {:.2}% | {:.2}% |", 100.0 * r, 100.0 * f);
+        }
+        let pts: Vec<(f64, f64)> = cv.iter().map(|(_, r, f)| (100.0 * f, 100.0 * r)).collect();
+        let op = Confusion::from_pairs(tr.iter().zip(&es).filter(|(a, b)| a.is_finite() && b.is_finite()).map(|(a, b)| (*a < th.vmp_feh, *b < th.vmp_feh)));
+        crate::plot::lines(&report.join("vmp_recall_fpr.png"), &format!("{tag}VMP flag: recall against false-positive rate"), "false-positive rate (%)", "recall (%)", &[("thresholds -2.6..-1.4".into(), pts)], &[(100.0 * op.fpr(), 100.0 * op.recall())])?;
+        vmp = Some(c);
+    }
+    let mut cemp = None;
+    if let (Some(f), Some(k)) = (fe, cf) {
+        let pairs = (0..data.x.len()).filter(|&i| data.y[[i, f]].is_finite() && data.y[[i, f]] < th.vmp_feh && data.y[[i, k]].is_finite()).map(|i| (data.y[[i, k]] > th.cemp_cfe, est[[i, k]] > th.cemp_cfe));
+        let c = Confusion::from_pairs(pairs);
+        let _ = writeln!(md, "\n## CEMP identification among true VMP stars (estimated [C/Fe] > {})\n", th.cemp_cfe);
+        let _ = writeln!(md, "| estimate \\ truth | [C/Fe] > {0} | [C/Fe] <= {0} |\n|---|---|---|\n| [C/Fe] > {0} | {1} | {2} |\n| [C/Fe] <= {0} | {3} | {4} |", th.cemp_cfe, c.tp, c.fp, c.fn_, c.tn);
+        let _ = writeln!(md, "\nRecall {:.2}%; false-positive rate {:.2}%.", 100.0 * c.recall(), 100.0 * c.fpr());
+        crate::plot::confusion(&report.join("confusion_cemp.png"), &format!("{tag}CEMP among VMP: estimate vs truth"), ("CEMP", "not CEMP"), &c)?;
+        cemp = Some(c);
+    }
+    // Training curves and a few spectra.
+    if !t.history.epochs.is_empty() {
+        let train_pts: Vec<(f64, f64)> = t.history.epochs.iter().map(|e| (e.epoch as f64, e.train_loss)).collect();
+        let val_pts: Vec<(f64, f64)> = t.history.epochs.iter().map(|e| (e.epoch as f64, e.val_score)).collect();
+        crate::plot::lines(&report.join("training_curve.png"), &format!("{tag}training: standardised MAE"), "epoch", "MAE / label SD", &[("training loss".into(), train_pts), ("validation".into(), val_pts)], &[])?;
+    }
+    let grid = t.prep.grid.wavelengths();
+    let panels: Vec<(String, Vec<f64>, Vec<f64>)> = (0..data.x.len().min(4))
+        .map(|i| {
+            let name = data.files[i].file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let labels: Vec<String> = t.targets.iter().enumerate().map(|(j, n)| format!("{n} {:.2} (true {:.2})", est[[i, j]], data.y[[i, j]])).collect();
+            (format!("{tag}{name}: {}", labels.join(", ")), grid.clone(), data.x[i].iter().map(|v| *v as f64).collect())
+        })
+        .collect();
+    crate::plot::spectra(&report.join("spectra.png"), &panels)?;
+    let _ = writeln!(md, "\n## Figures\n");
+    for name in t.targets.iter() {
+        let _ = writeln!(md, "- ![{name}](one_to_one_{name}.png) ![{name} residuals](residuals_{name}.png)");
+    }
+    let _ = writeln!(md, "- ![VMP confusion](confusion_vmp.png) ![VMP curve](vmp_recall_fpr.png) ![CEMP confusion](confusion_cemp.png)\n- ![training](training_curve.png)\n- ![spectra](spectra.png)");
+    crate::io::write_atomic(&report.join("report.md"), md.as_bytes())?;
+    Ok(Evaluation { metrics: all, vmp, cemp, evaluated: data.x.len(), refused: data.refused.len(), synthetic })
+}
+
+/// Writes the VMP (and CEMP) candidates of a prediction run as a catalog.
+pub fn candidates(t: &Trained, rows: &[Row], th: &Thresholds, out: &Path) -> Result<usize> {
+    let fe = t.targets.iter().position(|x| x == "feh").ok_or_else(|| Error::invalid("candidates", "the model does not estimate [Fe/H]"))?;
+    let picked: Vec<Row> = rows.iter().filter(|r| r.values[fe].is_some_and(|v| v < th.vmp_feh)).cloned().collect();
+    let mut c: Catalog = catalog(t, &picked, th);
+    c.cards.push(("SELECT".into(), format!("[Fe/H] < {}", th.vmp_feh), "VMP candidates".into()));
+    c.write(out)?;
+    Ok(picked.len())
+}

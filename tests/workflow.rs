@@ -1,0 +1,179 @@
+//! The science workflow end to end, through the command line, on small SYNTHETIC surveys.
+
+mod common;
+
+use specnn::nn::load_model;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn specnn(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_specnn")).args(args).output().expect("run specnn");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn survey(dir: &Path, name: &str, n: usize, seed: u64) -> PathBuf {
+    let p = dir.join(name);
+    let (code, _, err) = specnn(&["simulate", "--n", &n.to_string(), "--seed", &seed.to_string(), "--out", p.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    p
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn train_args<'a>(spectra: &'a str, labels: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a str> {
+    vec!["train", "--spectra", spectra, "--labels", labels, "--arch", "res-ann", "--resolution", "200", "--targets", "feh,cfe,mgfe", "--out", out, "--epochs", epochs, "--batch", "32", "--seed", "4"]
+}
+
+#[test]
+fn train_predict_evaluate() {
+    let dir = common::tempdir();
+    let train = survey(dir.path(), "train", 160, 11);
+    let test = survey(dir.path(), "test", 40, 12);
+    let model = dir.path().join("m.safetensors");
+    let labels = train.join("labels.csv");
+    let (code, out, err) = specnn(&train_args(s(&train), s(&labels), s(&model), "6"));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("160 labelled spectra (0 refused); SYNTHETIC data") && out.contains("epoch   6:"), "{out}");
+    assert!(model.exists() && dir.path().join("m.safetensors.ckpt").exists());
+
+    // Predict into FITS and CSV; flags come with [Fe/H] and [C/Fe].
+    let cat = dir.path().join("cat.csv");
+    let (code, out, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&test), "--out", s(&cat)]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let text = std::fs::read_to_string(&cat).unwrap();
+    assert!(text.starts_with("file,obsid,ra,dec,snr,feh,cfe,mgfe,vmp,cemp,reason\n"), "{text}");
+    assert_eq!(text.lines().count(), 41);
+    let fits = dir.path().join("cat.fits");
+    assert_eq!(specnn(&["predict", "--model", s(&model), "--spectra", s(&test), "--out", s(&fits)]).0, 0);
+    let mut f = fitsio::FitsFile::open(&fits).unwrap();
+    let hdu = f.hdu("CATALOG").unwrap();
+    assert_eq!(hdu.read_key::<String>(&mut f, "SYNTHETI").unwrap(), "T");
+    let feh: Vec<f64> = hdu.read_col(&mut f, "feh").unwrap();
+    assert_eq!(feh.len(), 40);
+    assert!(feh.iter().all(|v| v.is_finite()));
+
+    // The same command writes the same catalog.
+    let again = dir.path().join("again.csv");
+    specnn(&["predict", "--model", s(&model), "--spectra", s(&test), "--out", s(&again)]);
+    assert_eq!(std::fs::read(&cat).unwrap(), std::fs::read(&again).unwrap());
+
+    // Evaluate: the seed's metrics, a report and figures.
+    let report = dir.path().join("report");
+    let (code, out, err) = specnn(&["evaluate", "--model", s(&model), "--spectra", s(&test), "--labels", s(&test.join("labels.csv")), "--report", s(&report)]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("SYNTHETIC") && out.contains("40 stars evaluated") && out.contains("VMP: recall"), "{out}");
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    for want in ["SYNTHETIC DATA", "| feh | dex | 40 |", "## VMP identification", "operating point", "## CEMP identification among true VMP stars"] {
+        assert!(md.contains(want), "report lacks {want}:\n{md}");
+    }
+    for png in ["one_to_one_feh.png", "residuals_cfe.png", "residuals_cfe_vs_feh.png", "confusion_vmp.png", "confusion_cemp.png", "vmp_recall_fpr.png", "training_curve.png", "spectra.png"] {
+        let bytes = std::fs::read(report.join(png)).unwrap_or_else(|e| panic!("{png}: {e}"));
+        assert_eq!(&bytes[1..4], b"PNG", "{png}");
+    }
+}
+
+#[test]
+fn resumed_training_reaches_the_same_weights() {
+    let dir = common::tempdir();
+    let train = survey(dir.path(), "train", 120, 21);
+    let labels = train.join("labels.csv");
+    let whole = dir.path().join("whole.safetensors");
+    let parts = dir.path().join("parts.safetensors");
+    assert_eq!(specnn(&train_args(s(&train), s(&labels), s(&whole), "5")).0, 0);
+    // An interrupted run: 2 epochs, then resumed to 5.
+    assert_eq!(specnn(&train_args(s(&train), s(&labels), s(&parts), "2")).0, 0);
+    let mut args = train_args(s(&train), s(&labels), s(&parts), "5");
+    args.push("--resume");
+    let (code, out, err) = specnn(&args);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("epoch   3:") && !out.contains("epoch   2:"), "resumed after epoch 2: {out}");
+    let (a, ma) = load_model::<f32>(&whole).unwrap();
+    let (b, mb) = load_model::<f32>(&parts).unwrap();
+    for ((n, x), (_, y)) in a.params().iter().zip(b.params().iter()) {
+        assert_eq!(x, y, "{n} differs after resuming");
+    }
+    // The same losses and validation figures, epoch by epoch (timings aside).
+    let strip = |h: &str| {
+        let mut v: serde_json::Value = serde_json::from_str(h).unwrap();
+        v["epochs"].as_array_mut().unwrap().iter_mut().for_each(|e| {
+            e.as_object_mut().unwrap().remove("samples_per_s");
+        });
+        v
+    };
+    assert_eq!(strip(&ma["specnn-history"]), strip(&mb["specnn-history"]));
+
+    // Resuming with other settings is refused; resuming without a checkpoint too.
+    let mut other = train_args(s(&train), s(&labels), s(&parts), "6");
+    let seed_at = other.iter().position(|a| *a == "--seed").unwrap() + 1;
+    other[seed_at] = "9";
+    other.push("--resume");
+    let (code, _, err) = specnn(&other);
+    assert_eq!(code, 1);
+    assert!(err.contains("other settings"), "{err}");
+    let fresh = dir.path().join("new.safetensors");
+    let mut none = train_args(s(&train), s(&labels), s(&fresh), "2");
+    none.push("--resume");
+    assert!(specnn(&none).2.contains("no checkpoint"));
+}
+
+#[test]
+fn bad_models_labels_and_spectra() {
+    let dir = common::tempdir();
+    let train = survey(dir.path(), "train", 40, 31);
+    let labels = train.join("labels.csv");
+    let model = dir.path().join("m.safetensors");
+    assert_eq!(specnn(&train_args(s(&train), s(&labels), s(&model), "1")).0, 0);
+
+    // A corrupt model file.
+    let bytes = std::fs::read(&model).unwrap();
+    let corrupt = dir.path().join("corrupt.safetensors");
+    std::fs::write(&corrupt, &bytes[..bytes.len() / 2]).unwrap();
+    let (code, _, err) = specnn(&["predict", "--model", s(&corrupt), "--spectra", s(&train), "--out", s(&dir.path().join("x.csv"))]);
+    assert_eq!(code, 1);
+    assert!(err.contains("corrupt.safetensors"), "{err}");
+    assert!(!dir.path().join("x.csv").exists(), "nothing written");
+
+    // A label file naming stars that have no spectrum.
+    let missing = dir.path().join("missing.csv");
+    let mut text = std::fs::read_to_string(&labels).unwrap();
+    text += "ghost-1.fits,1,1,5000,4.5,-1,0,0,0,0,0,0,50,0,0\nghost-2.fits,2,1,5000,4.5,-1,0,0,0,0,0,0,50,0,0\n";
+    std::fs::write(&missing, text).unwrap();
+    let (code, _, err) = specnn(&train_args(s(&train), s(&missing), s(&dir.path().join("y.safetensors")), "1"));
+    assert_eq!(code, 1);
+    assert!(err.contains("2 labelled star(s) have no spectrum: ghost-1.fits, ghost-2.fits"), "{err}");
+
+    // One broken file among good ones: training reports it and goes on; predict gives it a row with a reason.
+    let broken = train.join("synth-survey-s31-000003.fits");
+    std::fs::write(&broken, b"SIMPLE  =                    T / cut short").unwrap();
+    let (code, out, err) = specnn(&train_args(s(&train), s(&labels), s(&dir.path().join("z.safetensors")), "1"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("39 labelled spectra (1 refused)") && out.contains("refused synth-survey-s31-000003.fits"), "{out}");
+    let cat = dir.path().join("cat.csv");
+    let (code, out, _) = specnn(&["predict", "--model", s(&model), "--spectra", s(&train), "--out", s(&cat)]);
+    assert_eq!(code, 0);
+    assert!(out.contains("40 rows") && out.contains("1 refused"), "{out}");
+    let text = std::fs::read_to_string(&cat).unwrap();
+    let row = text.lines().find(|l| l.starts_with("synth-survey-s31-000003.fits")).unwrap();
+    assert!(row.contains("cannot open as FITS"), "{row}");
+
+    // A target the labels lack, and an unknown target.
+    let (code, _, err) = specnn(&["train", "--spectra", s(&train), "--labels", s(&labels), "--arch", "ann", "--targets", "oxygen", "--out", s(&model)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("`oxygen` is not a label"), "{err}");
+}
+
+#[test]
+fn the_demo_runs_small() {
+    let dir = common::tempdir();
+    let out = dir.path().join("demo");
+    let (code, stdout, err) = specnn(&["demo", "--out", s(&out), "--n", "96", "--channels", "4,8,8", "--cnn-epochs", "1", "--ann-epochs", "2"]);
+    assert_eq!(code, 0, "{stdout}\n{err}");
+    assert!(stdout.contains("SYNTHETIC"));
+    for f in ["README.md", "res_ann.safetensors", "vmp_cnn.safetensors", "catalog_res_ann.fits", "catalog_vmp_cnn.fits", "vmp_candidates.fits", "report_vmp_cnn/report.md", "report_res_ann/report.md"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let summary = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(summary.contains("SYNTHETIC") && summary.contains("channel widths [4, 8, 8]"), "{summary}");
+}
