@@ -166,3 +166,88 @@ impl Catalog {
         Ok(())
     }
 }
+
+impl Catalog {
+    /// Reads a catalog written by `write` (FITS binary table `CATALOG`, or CSV with typed columns
+    /// recovered: integers, flags, numbers or text).
+    pub fn read(path: &Path) -> Result<Self> {
+        let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+        if name.ends_with(".csv") {
+            Self::read_csv(path)
+        } else {
+            Self::read_fits(path)
+        }
+    }
+
+    fn read_csv(path: &Path) -> Result<Self> {
+        let mut rdr = csv::Reader::from_path(path).map_err(|e| Error::file(path, format!("cannot read CSV: {e}")))?;
+        let headers: Vec<String> = rdr.headers().map_err(|e| Error::file(path, e.to_string()))?.iter().map(String::from).collect();
+        let mut cells: Vec<Vec<String>> = vec![Vec::new(); headers.len()];
+        for rec in rdr.records() {
+            let rec = rec.map_err(|e| Error::file(path, e.to_string()))?;
+            for (i, c) in rec.iter().enumerate() {
+                cells[i].push(c.to_string());
+            }
+        }
+        let mut cat = Catalog::default();
+        for (h, col) in headers.iter().zip(cells) {
+            let data = match h.as_str() {
+                "obsid" => ColumnData::I64(col.iter().map(|c| c.parse().ok()).collect()),
+                "vmp" | "cemp" | "synthetic" => ColumnData::Flag(col.iter().map(|c| if c.is_empty() { None } else { Some(c == "1") }).collect()),
+                "file" | "reason" => ColumnData::Str(col),
+                _ if col.iter().all(|c| c.is_empty() || c.parse::<f64>().is_ok()) => ColumnData::F64(col.iter().map(|c| c.parse().ok()).collect()),
+                _ => ColumnData::Str(col),
+            };
+            cat.push(h, "", data);
+        }
+        Ok(cat)
+    }
+
+    fn read_fits(path: &Path) -> Result<Self> {
+        let err = |e: fitsio::errors::Error| Error::file(path, format!("reading the catalog: {e}"));
+        let mut f = fitsio::FitsFile::open(path).map_err(err)?;
+        let hdu = f.hdu("CATALOG").map_err(err)?;
+        let fitsio::hdu::HduInfo::TableInfo { column_descriptions, .. } = &hdu.info else {
+            return Err(Error::file(path, "CATALOG is not a table"));
+        };
+        let mut cat = Catalog::default();
+        for (i, c) in column_descriptions.iter().enumerate() {
+            let unit = hdu.read_key::<String>(&mut f, &format!("TUNIT{}", i + 1)).unwrap_or_default();
+            let data = match c.data_type.typ {
+                ColumnDataType::Double | ColumnDataType::Float => {
+                    ColumnData::F64(hdu.read_col::<f64>(&mut f, &c.name).map_err(err)?.into_iter().map(|v| Some(v).filter(|v| v.is_finite())).collect())
+                }
+                ColumnDataType::LongLong | ColumnDataType::Long | ColumnDataType::Int => {
+                    ColumnData::I64(hdu.read_col::<i64>(&mut f, &c.name).map_err(err)?.into_iter().map(|v| Some(v).filter(|v| *v != INT_NULL)).collect())
+                }
+                ColumnDataType::Short => ColumnData::Flag(hdu.read_col::<i16>(&mut f, &c.name).map_err(err)?.into_iter().map(|v| (v != FLAG_NULL).then_some(v == 1)).collect()),
+                _ => ColumnData::Str(hdu.read_col::<String>(&mut f, &c.name).map_err(err)?.into_iter().map(|s| s.trim_end().to_string()).collect()),
+            };
+            cat.push(&c.name, &unit, data);
+        }
+        for key in ["MODEL", "VMPFEH", "CEMPCFE", "SYNTHETI"] {
+            if let Ok(v) = hdu.read_key::<String>(&mut f, key) {
+                cat.cards.push((key.into(), v, String::new()));
+            }
+        }
+        Ok(cat)
+    }
+
+    /// Appends the rows of `other`, which must have the same columns in the same order.
+    pub fn append(&mut self, other: Catalog, source: &Path) -> Result<()> {
+        let names = |c: &Catalog| c.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+        if names(self) != names(&other) {
+            return Err(Error::file(source, format!("its columns {:?} differ from the first catalog's {:?}", names(&other), names(self))));
+        }
+        for (a, b) in self.columns.iter_mut().zip(other.columns) {
+            match (&mut a.data, b.data) {
+                (ColumnData::F64(x), ColumnData::F64(y)) => x.extend(y),
+                (ColumnData::I64(x), ColumnData::I64(y)) => x.extend(y),
+                (ColumnData::Flag(x), ColumnData::Flag(y)) => x.extend(y),
+                (ColumnData::Str(x), ColumnData::Str(y)) => x.extend(y),
+                _ => return Err(Error::file(source, format!("column {} has another type", a.name))),
+            }
+        }
+        Ok(())
+    }
+}

@@ -26,6 +26,114 @@ enum Device {
     Cpu,
 }
 
+/// Flag thresholds and the wavelength medium, shared by predict and evaluate.
+#[derive(clap::Args, Debug)]
+struct FlagArgs {
+    /// VMP flag: estimated [Fe/H] below this.
+    #[arg(long, default_value_t = -2.0, allow_hyphen_values = true)]
+    vmp_feh: f64,
+    /// CEMP flag: VMP and estimated [C/Fe] above this.
+    #[arg(long, default_value_t = 1.0)]
+    cemp_cfe: f64,
+    /// Take wavelengths as air or vacuum whatever the files say.
+    #[arg(long, value_enum)]
+    medium: Option<MediumArg>,
+}
+
+impl FlagArgs {
+    fn thresholds(&self) -> Thresholds {
+        Thresholds { vmp_feh: self.vmp_feh, cemp_cfe: self.cemp_cfe }
+    }
+    fn read(&self) -> specnn::data::ReadOptions {
+        specnn::data::ReadOptions { medium: self.medium.map(Into::into) }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct TrainArgs {
+        #[arg(long)]
+    spectra: PathBuf,
+    /// CSV or FITS table with a `file` (or `obsid`) column and label columns.
+    #[arg(long)]
+    labels: PathBuf,
+    #[arg(long, value_enum)]
+    arch: ArchArg,
+    /// Comma-separated labels: teff, logg, feh, cfe, nfe, mgfe, ofe, afe.
+    #[arg(long, value_delimiter = ',', required = true)]
+    targets: Vec<String>,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Fraction of stars used for training; the rest validate.
+    #[arg(long, default_value_t = 0.7)]
+    split: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Epochs without improvement before stopping.
+    #[arg(long, default_value_t = 5)]
+    patience: usize,
+    /// Degrade to this resolving power on a CSST-like grid (200 gives 143 pixels).
+    #[arg(long)]
+    resolution: Option<f64>,
+    /// CNN channel widths, e.g. 16,32,64 (default 64,128,256).
+    #[arg(long, value_delimiter = ',')]
+    channels: Option<Vec<usize>>,
+    /// CNN padding.
+    #[arg(long, value_enum, default_value = "same")]
+    padding: PaddingArg,
+    /// Keep only this window, e.g. 4000,5500 (the seed's CH G-band run); other pixels become 0.
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    window: Option<Vec<f64>>,
+    /// Smallest fraction of the grid a spectrum must cover (MILES needs 0.8).
+    #[arg(long, default_value_t = 0.95)]
+    min_coverage: f64,
+    /// Continue from MODEL.ckpt.
+    #[arg(long)]
+    resume: bool,
+    #[arg(long, value_enum)]
+    medium: Option<MediumArg>,
+}
+
+impl TrainArgs {
+    fn request(self) -> TrainRequest {
+        let kind = match self.arch {
+            ArchArg::VmpCnn => Kind::VmpCnn,
+            ArchArg::ResAnn => Kind::ResAnn,
+            ArchArg::Ann => Kind::Ann,
+            ArchArg::Starnet => Kind::StarNet,
+        };
+        let padding = match self.padding {
+            PaddingArg::Same => specnn::ops::conv2d::Padding::Same,
+            PaddingArg::Valid => specnn::ops::conv2d::Padding::Valid,
+        };
+        TrainRequest {
+            spectra: self.spectra,
+            labels: self.labels,
+            kind,
+            targets: self.targets,
+            out: self.out,
+            epochs: self.epochs,
+            batch: self.batch,
+            lr: self.lr,
+            split: self.split,
+            seed: self.seed,
+            patience: self.patience,
+            resolution: self.resolution,
+            channels: self.channels,
+            padding,
+            window: self.window.map(|w| (w[0], w[1])),
+            min_coverage: self.min_coverage,
+            resume: self.resume,
+            read: specnn::data::ReadOptions { medium: self.medium.map(Into::into) },
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum ArchArg {
     VmpCnn,
@@ -88,53 +196,20 @@ enum Command {
     /// on the validation MAE, and a checkpoint (MODEL.ckpt) after every epoch for --resume.
     ///
     /// Example: specnn train --spectra survey/ --labels survey/labels.csv --arch res-ann --resolution 200 --targets cfe,mgfe,nfe --out res.safetensors
-    Train {
-        #[arg(long)]
-        spectra: PathBuf,
-        /// CSV or FITS table with a `file` (or `obsid`) column and label columns.
-        #[arg(long)]
-        labels: PathBuf,
-        #[arg(long, value_enum)]
-        arch: ArchArg,
-        /// Comma-separated labels: teff, logg, feh, cfe, nfe, mgfe, ofe, afe.
-        #[arg(long, value_delimiter = ',', required = true)]
-        targets: Vec<String>,
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, default_value_t = 30)]
-        epochs: usize,
-        #[arg(long, default_value_t = 32)]
-        batch: usize,
-        #[arg(long, default_value_t = 1e-3)]
-        lr: f64,
-        /// Fraction of stars used for training; the rest validate.
-        #[arg(long, default_value_t = 0.7)]
-        split: f64,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Epochs without improvement before stopping.
+    Train(TrainArgs),
+    /// k-fold cross-validation: every star estimated by a network that did not train on it.
+    ///
+    /// Takes the options of `train`; --out is a folder for the fold models. Writes report.md and
+    /// figures (the seed's metrics on the pooled out-of-fold estimates) to --report.
+    ///
+    /// Example: specnn crossval --spectra ../shared/data/miles --labels ../shared/data/miles/labels.csv --arch vmp-cnn --channels 16,32,64 --targets teff,logg,feh --min-coverage 0.8 --folds 5 --out cv-models --report cv-report
+    Crossval {
+        #[command(flatten)]
+        train: TrainArgs,
         #[arg(long, default_value_t = 5)]
-        patience: usize,
-        /// Degrade to this resolving power on a CSST-like grid (200 gives 143 pixels).
+        folds: usize,
         #[arg(long)]
-        resolution: Option<f64>,
-        /// CNN channel widths, e.g. 16,32,64 (default 64,128,256).
-        #[arg(long, value_delimiter = ',')]
-        channels: Option<Vec<usize>>,
-        /// CNN padding.
-        #[arg(long, value_enum, default_value = "same")]
-        padding: PaddingArg,
-        /// Keep only this window, e.g. 4000,5500 (the seed's CH G-band run); other pixels become 0.
-        #[arg(long, value_delimiter = ',', num_args = 2)]
-        window: Option<Vec<f64>>,
-        /// Smallest fraction of the grid a spectrum must cover (MILES needs 0.8).
-        #[arg(long, default_value_t = 0.95)]
-        min_coverage: f64,
-        /// Continue from MODEL.ckpt.
-        #[arg(long)]
-        resume: bool,
-        #[arg(long, value_enum)]
-        medium: Option<MediumArg>,
+        report: PathBuf,
     },
     /// Estimate labels for spectrum files with a trained model, into a FITS or CSV catalog.
     ///
@@ -152,12 +227,26 @@ enum Command {
         /// Catalog: .fits or .csv.
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value_t = -2.0, allow_hyphen_values = true)]
-        vmp_feh: f64,
-        #[arg(long, default_value_t = 1.0)]
-        cemp_cfe: f64,
-        #[arg(long, value_enum)]
-        medium: Option<MediumArg>,
+        /// Process only slice K of N of the sorted input list (e.g. 3/16), for job arrays; join the
+        /// shard catalogs with `specnn merge`.
+        #[arg(long)]
+        shard: Option<String>,
+        #[command(flatten)]
+        flags: FlagArgs,
+    },
+    /// Join shard catalogs (from `predict --shard K/N`) into one, checking against the same inputs that
+    /// no spectrum is missing or doubled. Nothing is written when a check fails.
+    ///
+    /// Example: specnn merge --spectra survey/ --out all.fits shard-1.fits shard-2.fits shard-3.fits
+    Merge {
+        /// The shard catalogs, in shard order.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        /// The inputs given to predict (folders and/or files).
+        #[arg(long, required = true, num_args = 1..)]
+        spectra: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// The seed's metrics on a labelled folder: report.md and PNG figures.
     ///
@@ -175,12 +264,8 @@ enum Command {
         labels: PathBuf,
         #[arg(long)]
         report: PathBuf,
-        #[arg(long, default_value_t = -2.0, allow_hyphen_values = true)]
-        vmp_feh: f64,
-        #[arg(long, default_value_t = 1.0)]
-        cemp_cfe: f64,
-        #[arg(long, value_enum)]
-        medium: Option<MediumArg>,
+        #[command(flatten)]
+        flags: FlagArgs,
     },
     /// The main job on built-in SYNTHETIC data: simulate a survey, train the residual ANN (R=200;
     /// [C/Fe], [Mg/Fe], [N/Fe]) and a VMP CNN (Teff, log g, [Fe/H], [C/Fe]), evaluate both on a separate
@@ -268,47 +353,25 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Audit { golden, device, quiet } => audit(&golden, device, quiet),
         Command::Inspect { files, medium } => inspect(&files, medium),
-        Command::Train { spectra, labels, arch, targets, out, epochs, batch, lr, split, seed, patience, resolution, channels, padding, window, min_coverage, resume, medium } => {
-            let kind = match arch {
-                ArchArg::VmpCnn => Kind::VmpCnn,
-                ArchArg::ResAnn => Kind::ResAnn,
-                ArchArg::Ann => Kind::Ann,
-                ArchArg::Starnet => Kind::StarNet,
-            };
-            let padding = match padding {
-                PaddingArg::Same => specnn::ops::conv2d::Padding::Same,
-                PaddingArg::Valid => specnn::ops::conv2d::Padding::Valid,
-            };
-            let req = TrainRequest {
-                spectra,
-                labels,
-                kind,
-                targets,
-                out,
-                epochs,
-                batch,
-                lr,
-                split,
-                seed,
-                patience,
-                resolution,
-                channels,
-                padding,
-                window: window.map(|w| (w[0], w[1])),
-                min_coverage,
-                resume,
-                read: specnn::data::ReadOptions { medium: medium.map(Into::into) },
-            };
-            report(cli_train(&req))
+        Command::Train(args) => report(cli_train(&args.request())),
+        Command::Crossval { train, folds, report: dir } => {
+            let req = train.request();
+            let t0 = std::time::Instant::now();
+            let r = specnn::workflow::run_crossval(&req, folds, &dir, &Thresholds::default(), |f, o, mae| {
+                println!("fold {f}/{folds}: best epoch {} of {}, held-out {} MAE {mae:.4} ({:.0} s)", o.history.best_epoch, o.history.epochs.len(), req.targets[0], t0.elapsed().as_secs_f64());
+            });
+            report(r.map(|e| print_evaluation(&e, &dir)))
         }
-        Command::Predict { model, spectra, out, vmp_feh, cemp_cfe, medium } => {
-            let th = Thresholds { vmp_feh, cemp_cfe };
-            report(cli_predict(&model, &spectra, &out, &th, medium))
+        Command::Predict { model, spectra, out, shard, flags } => {
+            let shard = match shard.as_deref().map(parse_shard).transpose() {
+                Ok(s) => s,
+                Err(e) => return report(Err(e)),
+            };
+            report(cli_predict(&model, &spectra, &out, &flags.thresholds(), &flags.read(), shard))
         }
-        Command::Evaluate { model, spectra, labels, report: dir, vmp_feh, cemp_cfe, medium } => {
-            let th = Thresholds { vmp_feh, cemp_cfe };
-            let read = specnn::data::ReadOptions { medium: medium.map(Into::into) };
-            report(specnn::workflow::run_evaluate(&model, &spectra, &labels, &dir, &th, &read).map(|e| print_evaluation(&e, &dir)))
+        Command::Merge { shards, spectra, out } => report(specnn::workflow::run_merge(&shards, &spectra, &out).map(|n| println!("wrote {n} rows to {}", out.display()))),
+        Command::Evaluate { model, spectra, labels, report: dir, flags } => {
+            report(specnn::workflow::run_evaluate(&model, &spectra, &labels, &dir, &flags.thresholds(), &flags.read()).map(|e| print_evaluation(&e, &dir)))
         }
         Command::Demo { out, n, seed, channels, cnn_epochs, ann_epochs } => report(demo(&out, n, seed, &channels, cnn_epochs, ann_epochs)),
         Command::Simulate { n, seed, out, layout, grid } => simulate(n, seed, &out, layout, grid),
@@ -527,11 +590,16 @@ fn cli_train(req: &TrainRequest) -> specnn::Result<()> {
     Ok(())
 }
 
-fn cli_predict(model: &std::path::Path, spectra: &[PathBuf], out: &std::path::Path, th: &Thresholds, medium: Option<MediumArg>) -> specnn::Result<()> {
-    let read = specnn::data::ReadOptions { medium: medium.map(Into::into) };
+fn parse_shard(s: &str) -> specnn::Result<(usize, usize)> {
+    let bad = || specnn::Error::Invalid { op: "shard", msg: format!("`{s}` is not K/N (e.g. 3/16)") };
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    Ok((k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?))
+}
+
+fn cli_predict(model: &std::path::Path, spectra: &[PathBuf], out: &std::path::Path, th: &Thresholds, read: &specnn::data::ReadOptions, shard: Option<(usize, usize)>) -> specnn::Result<()> {
     let t0 = std::time::Instant::now();
     let b = bar(0, "  [{bar:30}] {pos}/{len} spectra {per_sec}");
-    let (_, rows) = specnn::workflow::run_predict(model, spectra, out, th, &read, |done, total| {
+    let (_, rows) = specnn::workflow::run_predict(model, spectra, out, th, read, shard, |done, total| {
         b.set_length(total as u64);
         b.set_position(done as u64);
     })?;
@@ -611,7 +679,7 @@ fn demo(out: &std::path::Path, n: usize, seed: u64, channels: &[usize], cnn_epoc
         println!("training {name} on {} ...", req.targets.join(", "));
         cli_train(req)?;
         let cat = out.join(format!("catalog_{name}.fits"));
-        cli_predict(&req.out, &[test_dir.clone()], &cat, &th, None)?;
+        cli_predict(&req.out, &[test_dir.clone()], &cat, &th, &Default::default(), None)?;
         let dir = out.join(format!("report_{name}"));
         let e = specnn::workflow::run_evaluate(&req.out, &test_dir, &test_dir.join("labels.csv"), &dir, &th, &Default::default())?;
         print_evaluation(&e, &dir);

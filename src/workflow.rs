@@ -146,9 +146,9 @@ pub fn run_train(r: &TrainRequest, on_epoch: impl FnMut(&EpochStats), on_batch: 
     train(&data.x, &data.y, &cfg, &r.out, r.resume, data.synthetic, on_epoch, on_batch)
 }
 
-/// Runs `specnn predict`: every spectrum file in `spectra` (a folder or a list) into a catalog.
-pub fn run_predict(model: &Path, inputs: &[PathBuf], out: &Path, th: &Thresholds, read: &ReadOptions, progress: impl Fn(usize, usize)) -> Result<(Trained, Vec<Row>)> {
-    let t = load_trained(model)?;
+/// The spectrum files named by `inputs` (folders are listed), sorted and without repeats: the list
+/// that shards slice and `merge` checks against.
+pub fn input_list(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut paths = Vec::new();
     for p in inputs {
         if p.is_dir() {
@@ -156,6 +156,28 @@ pub fn run_predict(model: &Path, inputs: &[PathBuf], out: &Path, th: &Thresholds
         } else {
             paths.push(p.clone());
         }
+    }
+    paths.sort();
+    paths.dedup();
+    Ok(paths)
+}
+
+/// Shard `k` of `n` (1-based): a contiguous, deterministic slice of the sorted input list.
+pub fn shard(paths: &[PathBuf], k: usize, n: usize) -> Result<Vec<PathBuf>> {
+    if n == 0 || k == 0 || k > n {
+        return Err(Error::invalid("shard", format!("shard {k}/{n}: K must be between 1 and N")));
+    }
+    let len = paths.len();
+    Ok(paths[(k - 1) * len / n..k * len / n].to_vec())
+}
+
+/// Runs `specnn predict`: every spectrum file in `spectra` (folders or files) into a catalog, or with
+/// `shard = Some((k, n))` only the k-th of n slices.
+pub fn run_predict(model: &Path, inputs: &[PathBuf], out: &Path, th: &Thresholds, read: &ReadOptions, shard_of: Option<(usize, usize)>, progress: impl Fn(usize, usize)) -> Result<(Trained, Vec<Row>)> {
+    let t = load_trained(model)?;
+    let mut paths = input_list(inputs)?;
+    if let Some((k, n)) = shard_of {
+        paths = shard(&paths, k, n)?;
     }
     let total = paths.len();
     let rows = predict_files(&t, &paths, read, 1024, |done| progress(done, total))?;
@@ -182,12 +204,34 @@ pub fn run_evaluate(model: &Path, spectra: &Path, labels: &Path, report: &Path, 
     }
     let rows: Vec<usize> = (0..data.x.len()).collect();
     let est = crate::train::predict_rows(&t.model, &data.x, &rows, &t.scaling, 128)?;
+    let header = vec![
+        format!("model: `{}` — `{}`", model.display(), t.model.arch().to_json()),
+        format!("targets: {}; trained {} epochs (best: {}){}", t.targets.join(", "), t.history.epochs.len(), t.history.best_epoch, if t.history.stopped_early { ", stopped early" } else { "" }),
+        format!("spectra: `{}`, labels: `{}`", spectra.display(), labels.display()),
+    ];
+    let ctx = ReportContext { header, targets: &t.targets, prep: &t.prep, history: Some(&t.history), synthetic: data.synthetic || t.synthetic };
+    write_report(report, &ctx, &data, &est, th)
+}
+
+/// What a report says besides the numbers.
+pub struct ReportContext<'a> {
+    /// Bullet lines at the top.
+    pub header: Vec<String>,
+    pub targets: &'a [String],
+    pub prep: &'a PrepConfig,
+    pub history: Option<&'a crate::train::History>,
+    pub synthetic: bool,
+}
+
+/// Writes `report.md` and the figures for estimates `est` of the labelled stars `data`.
+pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &Array2<f64>, th: &Thresholds) -> Result<Evaluation> {
     std::fs::create_dir_all(report).map_err(|e| Error::io(report, e))?;
-    let synthetic = data.synthetic || t.synthetic;
+    let synthetic = ctx.synthetic;
+    let targets = ctx.targets;
     let tag = if synthetic { "SYNTHETIC data: " } else { "" };
     let col = |j: usize| -> (Vec<f64>, Vec<f64>) { (data.y.column(j).to_vec(), est.column(j).to_vec()) };
-    let fe = t.targets.iter().position(|x| x == "feh");
-    let cf = t.targets.iter().position(|x| x == "cfe");
+    let fe = targets.iter().position(|x| x == "feh");
+    let cf = targets.iter().position(|x| x == "cfe");
     let true_vmp: Option<Vec<bool>> = fe.map(|j| data.y.column(j).iter().map(|v| v.is_finite() && *v < th.vmp_feh).collect());
 
     let mut md = String::new();
@@ -195,16 +239,17 @@ pub fn run_evaluate(model: &Path, spectra: &Path, labels: &Path, report: &Path, 
     if synthetic {
         let _ = writeln!(md, "> **SYNTHETIC DATA.** These spectra (or the model's training set) come from specnn's synthetic survey, a physical caricature. Nothing here is a result on real stars.\n");
     }
-    let _ = writeln!(md, "- model: `{}` — `{}`", model.display(), t.model.arch().to_json());
-    let _ = writeln!(md, "- targets: {}; trained {} epochs (best: {}){}", t.targets.join(", "), t.history.epochs.len(), t.history.best_epoch, if t.history.stopped_early { ", stopped early" } else { "" });
-    let _ = writeln!(md, "- spectra: `{}`, labels: `{}`; {} evaluated, {} refused by the reader or the preprocessing", spectra.display(), labels.display(), data.x.len(), data.refused.len());
+    for line in &ctx.header {
+        let _ = writeln!(md, "- {line}");
+    }
+    let _ = writeln!(md, "- {} stars evaluated, {} refused by the reader or the preprocessing", data.x.len(), data.refused.len());
     for (f, why) in data.refused.iter().take(5) {
         let _ = writeln!(md, "  - refused `{f}`: {why}");
     }
     let _ = writeln!(md, "\n## Metrics (E = truth - estimate; MAE = mean |E|, SD = standard deviation of E, M = median of E)\n");
     let _ = writeln!(md, "| label | unit | n | MAE | SD | M | VMP n | VMP MAE | normal n | normal MAE |\n|---|---|---|---|---|---|---|---|---|---|");
     let mut all = Vec::new();
-    for (j, name) in t.targets.iter().enumerate() {
+    for (j, name) in targets.iter().enumerate() {
         let (tr, es) = col(j);
         let m = metrics(&tr, &es);
         let pick = |want: bool| -> Metrics {
@@ -259,22 +304,22 @@ pub fn run_evaluate(model: &Path, spectra: &Path, labels: &Path, report: &Path, 
         cemp = Some(c);
     }
     // Training curves and a few spectra.
-    if !t.history.epochs.is_empty() {
-        let train_pts: Vec<(f64, f64)> = t.history.epochs.iter().map(|e| (e.epoch as f64, e.train_loss)).collect();
-        let val_pts: Vec<(f64, f64)> = t.history.epochs.iter().map(|e| (e.epoch as f64, e.val_score)).collect();
+    if let Some(h) = ctx.history.filter(|h| !h.epochs.is_empty()) {
+        let train_pts: Vec<(f64, f64)> = h.epochs.iter().map(|e| (e.epoch as f64, e.train_loss)).collect();
+        let val_pts: Vec<(f64, f64)> = h.epochs.iter().map(|e| (e.epoch as f64, e.val_score)).collect();
         crate::plot::lines(&report.join("training_curve.png"), &format!("{tag}training: standardised MAE"), "epoch", "MAE / label SD", &[("training loss".into(), train_pts), ("validation".into(), val_pts)], &[])?;
     }
-    let grid = t.prep.grid.wavelengths();
+    let grid = ctx.prep.grid.wavelengths();
     let panels: Vec<(String, Vec<f64>, Vec<f64>)> = (0..data.x.len().min(4))
         .map(|i| {
             let name = data.files[i].file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let labels: Vec<String> = t.targets.iter().enumerate().map(|(j, n)| format!("{n} {:.2} (true {:.2})", est[[i, j]], data.y[[i, j]])).collect();
+            let labels: Vec<String> = targets.iter().enumerate().map(|(j, n)| format!("{n} {:.2} (true {:.2})", est[[i, j]], data.y[[i, j]])).collect();
             (format!("{tag}{name}: {}", labels.join(", ")), grid.clone(), data.x[i].iter().map(|v| *v as f64).collect())
         })
         .collect();
     crate::plot::spectra(&report.join("spectra.png"), &panels)?;
     let _ = writeln!(md, "\n## Figures\n");
-    for name in t.targets.iter() {
+    for name in targets.iter() {
         let _ = writeln!(md, "- ![{name}](one_to_one_{name}.png) ![{name} residuals](residuals_{name}.png)");
     }
     let _ = writeln!(md, "- ![VMP confusion](confusion_vmp.png) ![VMP curve](vmp_recall_fpr.png) ![CEMP confusion](confusion_cemp.png)\n- ![training](training_curve.png)\n- ![spectra](spectra.png)");
@@ -290,4 +335,116 @@ pub fn candidates(t: &Trained, rows: &[Row], th: &Thresholds, out: &Path) -> Res
     c.cards.push(("SELECT".into(), format!("[Fe/H] < {}", th.vmp_feh), "VMP candidates".into()));
     c.write(out)?;
     Ok(picked.len())
+}
+
+/// Runs `specnn crossval`: k-fold cross-validation. Stars are dealt into `folds` seeded folds; each
+/// fold's network is trained on the other folds (with its own inner split for early stopping, so the
+/// held-out fold never chooses the epoch) and estimates the held-out stars. The report pools these
+/// out-of-fold estimates of every star. Fold models are written to `r.out` (a folder).
+pub fn run_crossval(r: &TrainRequest, folds: usize, report: &Path, th: &Thresholds, mut on_fold: impl FnMut(usize, &Outcome, f64)) -> Result<Evaluation> {
+    let prep = prep_for(r)?;
+    let data = load_labelled(&r.spectra, &r.labels, &r.targets, &prep, &r.read)?;
+    let n = data.x.len();
+    if folds < 2 || n < 4 * folds {
+        return Err(Error::invalid("crossval", format!("{folds} folds over {n} usable spectra: need at least 2 folds and 4 stars per fold")));
+    }
+    std::fs::create_dir_all(&r.out).map_err(|e| Error::io(&r.out, e))?;
+    let arch = arch_for(r, prep.grid.n);
+    let mut shuffled: Vec<usize> = (0..n).collect();
+    {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(r.seed ^ 0xC0FFEE);
+        for i in (1..n).rev() {
+            shuffled.swap(i, rng.random_range(0..=i));
+        }
+    }
+    let mut fold_of = vec![0usize; n];
+    for (pos, &row) in shuffled.iter().enumerate() {
+        fold_of[row] = pos % folds;
+    }
+    let mut est = Array2::<f64>::from_elem((n, r.targets.len()), f64::NAN);
+    let mut first_history = None;
+    for f in 0..folds {
+        let train_rows: Vec<usize> = (0..n).filter(|&i| fold_of[i] != f).collect();
+        let test_rows: Vec<usize> = (0..n).filter(|&i| fold_of[i] == f).collect();
+        let xs: Vec<Vec<f32>> = train_rows.iter().map(|&i| data.x[i].clone()).collect();
+        let ys = data.y.select(ndarray::Axis(0), &train_rows);
+        let cfg = TrainConfig { arch: arch.clone(), targets: r.targets.clone(), prep: prep.clone(), epochs: r.epochs, batch: r.batch, lr: r.lr, split: r.split, seed: r.seed + f as u64, patience: r.patience };
+        let out = r.out.join(format!("fold{}.safetensors", f + 1));
+        let outcome = train(&xs, &ys, &cfg, &out, false, data.synthetic, |_| {}, |_, _| {})?;
+        let pred = crate::train::predict_rows(&outcome.model, &data.x, &test_rows, &outcome.scaling, 128)?;
+        for (k, &row) in test_rows.iter().enumerate() {
+            est.row_mut(row).assign(&pred.row(k));
+        }
+        let fold_mae = {
+            let j = 0;
+            let errs: Vec<f64> = test_rows.iter().enumerate().filter(|(_, &row)| data.y[[row, j]].is_finite()).map(|(k, &row)| (data.y[[row, j]] - pred[[k, j]]).abs()).collect();
+            errs.iter().sum::<f64>() / errs.len().max(1) as f64
+        };
+        on_fold(f + 1, &outcome, fold_mae);
+        if first_history.is_none() {
+            first_history = Some(outcome.history);
+        }
+    }
+    let header = vec![
+        format!("{folds}-fold cross-validation of `{}` (seed {}): every star is estimated by the network that did not train on it", arch.to_json(), r.seed),
+        format!("each fold trained up to {} epochs with its own {:.0}:{:.0} inner split for early stopping; fold models in `{}`", r.epochs, 100.0 * r.split, 100.0 * (1.0 - r.split), r.out.display()),
+        format!("spectra: `{}`, labels: `{}`; training curve below: fold 1", r.spectra.display(), r.labels.display()),
+    ];
+    let ctx = ReportContext { header, targets: &r.targets, prep: &prep, history: first_history.as_ref(), synthetic: data.synthetic };
+    write_report(report, &ctx, &data, &est, th)
+}
+
+/// Runs `specnn merge`: joins shard catalogs (in the order given) into `out`, checking against the
+/// input list that every spectrum appears exactly once.
+pub fn run_merge(shards: &[PathBuf], inputs: &[PathBuf], out: &Path) -> Result<usize> {
+    let expected: Vec<String> = input_list(inputs)?.iter().map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect();
+    let mut merged: Option<Catalog> = None;
+    for s in shards {
+        let c = Catalog::read(s)?;
+        match merged.as_mut() {
+            None => merged = Some(c),
+            Some(m) => m.append(c, s)?,
+        }
+    }
+    let merged = merged.ok_or_else(|| Error::invalid("merge", "no shard catalog given"))?;
+    let files = match merged.columns.iter().find(|c| c.name == "file").map(|c| &c.data) {
+        Some(crate::catalog::ColumnData::Str(v)) => v.clone(),
+        _ => return Err(Error::invalid("merge", "the shard catalogs have no `file` column")),
+    };
+    let mut count: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for f in &files {
+        *count.entry(f.as_str()).or_default() += 1;
+    }
+    let doubled: Vec<&str> = {
+        let mut d: Vec<&str> = count.iter().filter(|(_, n)| **n > 1).map(|(f, _)| *f).collect();
+        d.sort();
+        d
+    };
+    let missing: Vec<&str> = expected.iter().filter(|f| !count.contains_key(f.as_str())).map(String::as_str).collect();
+    let unknown: Vec<&str> = {
+        let want: std::collections::HashSet<&str> = expected.iter().map(String::as_str).collect();
+        let mut u: Vec<&str> = count.keys().filter(|f| !want.contains(*f)).copied().collect();
+        u.sort();
+        u
+    };
+    let show = |v: &[&str]| {
+        let head: Vec<&str> = v.iter().take(10).copied().collect();
+        if v.len() > 10 { format!("{} and {} more", head.join(", "), v.len() - 10) } else { head.join(", ") }
+    };
+    if !doubled.is_empty() || !missing.is_empty() || !unknown.is_empty() {
+        let mut why = Vec::new();
+        if !missing.is_empty() {
+            why.push(format!("{} spectra missing: {}", missing.len(), show(&missing)));
+        }
+        if !doubled.is_empty() {
+            why.push(format!("{} spectra in more than one row: {}", doubled.len(), show(&doubled)));
+        }
+        if !unknown.is_empty() {
+            why.push(format!("{} rows for files not among the inputs: {}", unknown.len(), show(&unknown)));
+        }
+        return Err(Error::invalid("merge", format!("{}; nothing written", why.join("; "))));
+    }
+    merged.write(out)?;
+    Ok(files.len())
 }

@@ -104,7 +104,7 @@ fn pca_finds_the_planted_directions() {
     for c in &pca.components {
         assert!((norm(c) - 1.0).abs() < 1e-9);
         // Each component lies in span(v1, v2): its residual after projection is tiny.
-        let (n1, n2) = (norm(&v1), norm(&v2));
+        let n1 = norm(&v1);
         let u1: Vec<f64> = v1.iter().map(|x| x / n1).collect();
         let d12: f64 = u1.iter().zip(&v2).map(|(a, b)| a * b).sum();
         let w2: Vec<f64> = v2.iter().zip(&u1).map(|(b, a)| b - d12 * a).collect();

@@ -177,3 +177,70 @@ fn the_demo_runs_small() {
     let summary = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(summary.contains("SYNTHETIC") && summary.contains("channel widths [4, 8, 8]"), "{summary}");
 }
+
+#[test]
+fn crossval_estimates_every_star_out_of_fold() {
+    let dir = common::tempdir();
+    let train = survey(dir.path(), "train", 48, 41);
+    let models = dir.path().join("models");
+    let report = dir.path().join("cv");
+    let (code, out, err) = specnn(&[
+        "crossval", "--spectra", s(&train), "--labels", s(&train.join("labels.csv")), "--arch", "starnet", "--resolution", "200",
+        "--targets", "feh,teff", "--folds", "3", "--epochs", "2", "--out", s(&models), "--report", s(&report),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("fold 3/3") && out.contains("48 stars evaluated"), "{out}");
+    for f in 1..=3 {
+        assert!(models.join(format!("fold{f}.safetensors")).exists());
+    }
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(md.contains("3-fold cross-validation") && md.contains("| feh | dex | 48 |") && md.contains("SYNTHETIC DATA"), "{md}");
+    let (code, _, err) = specnn(&["crossval", "--spectra", s(&train), "--labels", s(&train.join("labels.csv")), "--arch", "ann", "--targets", "feh", "--folds", "20", "--out", s(&models), "--report", s(&report)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("4 stars per fold"), "{err}");
+}
+
+#[test]
+fn shards_merged_equal_one_unsharded_run() {
+    let dir = common::tempdir();
+    let train = survey(dir.path(), "train", 40, 51);
+    let model = dir.path().join("m.safetensors");
+    let labels = train.join("labels.csv");
+    assert_eq!(specnn(&train_args(s(&train), s(&labels), s(&model), "1")).0, 0);
+    for ext in ["csv", "fits"] {
+        let whole = dir.path().join(format!("whole.{ext}"));
+        assert_eq!(specnn(&["predict", "--model", s(&model), "--spectra", s(&train), "--out", s(&whole)]).0, 0);
+        let mut shards = Vec::new();
+        for k in 1..=3 {
+            let p = dir.path().join(format!("shard{k}.{ext}"));
+            let (code, out, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&train), "--out", s(&p), "--shard", &format!("{k}/3")]);
+            assert_eq!(code, 0, "{out}{err}");
+            shards.push(p);
+        }
+        let merged = dir.path().join(format!("merged.{ext}"));
+        let mut args = vec!["merge", "--spectra", s(&train), "--out", s(&merged)];
+        args.extend(shards.iter().map(|p| s(p)));
+        let (code, out, err) = specnn(&args);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("wrote 40 rows"), "{out}");
+        let a = specnn::catalog::Catalog::read(&whole).unwrap();
+        let b = specnn::catalog::Catalog::read(&merged).unwrap();
+        assert_eq!(a.columns, b.columns, "{ext}: merged shards equal the unsharded catalog");
+        if ext == "csv" {
+            assert_eq!(std::fs::read(&whole).unwrap(), std::fs::read(&merged).unwrap());
+        }
+
+        // A missing shard and a doubled shard are refused, and nothing is written.
+        let bad = dir.path().join(format!("bad.{ext}"));
+        let (code, _, err) = specnn(&["merge", "--spectra", s(&train), "--out", s(&bad), s(&shards[0]), s(&shards[2])]);
+        assert_eq!(code, 1);
+        assert!(err.contains("spectra missing"), "{err}");
+        let (code, _, err) = specnn(&["merge", "--spectra", s(&train), "--out", s(&bad), s(&shards[0]), s(&shards[1]), s(&shards[2]), s(&shards[1])]);
+        assert_eq!(code, 1);
+        assert!(err.contains("in more than one row"), "{err}");
+        assert!(!bad.exists());
+    }
+    let (code, _, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&train), "--out", s(&dir.path().join("x.csv")), "--shard", "4/3"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("between 1 and N"), "{err}");
+}
