@@ -11,7 +11,16 @@ cargo build --release -q
 S=./target/release/specnn
 DATA=${SPECNN_DATA:-../shared/data}
 mkdir -p "$OUT"
-run() { local name=$1; shift; echo "\$ specnn $*" | tee "$OUT/$name.log"; "$S" "$@" 2>&1 | grep -v '^\s*\[' | tee -a "$OUT/$name.log"; }
+# Runs `specnn ARGS`, logging to OUT/NAME.log; skipped when that log already ends in success (so an
+# interrupted run of this script resumes where it stopped).
+run() {
+  local name=$1; shift
+  if [ -f "$OUT/$name.log" ] && grep -q '^# exit 0$' "$OUT/$name.log"; then echo "skip $name (done)"; return; fi
+  echo "\$ specnn $*" | tee "$OUT/$name.log"
+  set +e; "$S" "$@" 2>&1 | grep -v '^\s*\[' | tee -a "$OUT/$name.log"; local rc=${PIPESTATUS[0]}; set -e
+  echo "# exit $rc" >> "$OUT/$name.log"
+  [ "$rc" -eq 0 ] || { echo "specnn $* failed (exit $rc)" >&2; exit "$rc"; }
+}
 
 if [[ " $PARTS " == *" exp1 "* || " $PARTS " == *" exp2 "* ]]; then
   [ -f "$OUT/train/labels.csv" ] || run simulate-train simulate --n 4000 --seed 1 --out "$OUT/train"

@@ -87,8 +87,8 @@ struct TrainArgs {
     #[arg(long, value_enum, default_value = "same")]
     padding: PaddingArg,
     /// Keep only this window, e.g. 4000,5500 (the seed's CH G-band run); other pixels become 0.
-    #[arg(long, value_delimiter = ',', num_args = 2)]
-    window: Option<Vec<f64>>,
+    #[arg(long, value_parser = parse_window)]
+    window: Option<(f64, f64)>,
     /// Smallest fraction of the grid a spectrum must cover (MILES needs 0.8).
     #[arg(long, default_value_t = 0.95)]
     min_coverage: f64,
@@ -126,7 +126,7 @@ impl TrainArgs {
             resolution: self.resolution,
             channels: self.channels,
             padding,
-            window: self.window.map(|w| (w[0], w[1])),
+            window: self.window,
             min_coverage: self.min_coverage,
             resume: self.resume,
             read: specnn::data::ReadOptions { medium: self.medium.map(Into::into) },
@@ -588,6 +588,16 @@ fn cli_train(req: &TrainRequest) -> specnn::Result<()> {
         t0.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+fn parse_window(s: &str) -> Result<(f64, f64), String> {
+    let bad = || format!("`{s}` is not LO,HI in Angstrom (e.g. 4000,5500)");
+    let (lo, hi) = s.split_once(',').ok_or_else(bad)?;
+    let (lo, hi): (f64, f64) = (lo.trim().parse().map_err(|_| bad())?, hi.trim().parse().map_err(|_| bad())?);
+    if !(lo < hi) {
+        return Err(format!("window {lo},{hi}: LO must be below HI"));
+    }
+    Ok((lo, hi))
 }
 
 fn parse_shard(s: &str) -> specnn::Result<(usize, usize)> {

@@ -71,8 +71,8 @@ pub struct Row {
 pub fn predict_files(t: &Trained, paths: &[PathBuf], opts: &ReadOptions, chunk: usize, progress: impl Fn(usize)) -> Result<Vec<Row>> {
     let mut rows = Vec::with_capacity(paths.len());
     for part in paths.chunks(chunk.max(1)) {
-        let (ok, refused) = load(part, &t.prep, opts);
-        let x: Vec<Vec<f32>> = ok.iter().map(|p| p.values.clone()).collect();
+        let (mut ok, refused) = load(part, &t.prep, opts);
+        let x: Vec<Vec<f32>> = ok.iter_mut().map(|p| std::mem::take(&mut p.values)).collect();
         let pred = predict_rows(&t.model, &x, &(0..x.len()).collect::<Vec<_>>(), &t.scaling, 128)?;
         let mut part_rows: Vec<(PathBuf, Row)> = ok
             .iter()

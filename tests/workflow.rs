@@ -158,6 +158,18 @@ fn bad_models_labels_and_spectra() {
     let row = text.lines().find(|l| l.starts_with("synth-survey-s31-000003.fits")).unwrap();
     assert!(row.contains("cannot open as FITS"), "{row}");
 
+    // The CH G-band window as the help shows it: every pixel outside 4000-5500 A is 0 in the model's input.
+    let gband = dir.path().join("gband.safetensors");
+    let mut args = train_args(s(&train), s(&labels), s(&gband), "1");
+    args.splice(args.iter().position(|a| *a == "--resolution").unwrap()..args.iter().position(|a| *a == "--targets").unwrap(), ["--window", "4000,5500"]);
+    let (code, out, err) = specnn(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    let t = specnn::predict::load_trained(&gband).unwrap();
+    assert_eq!(t.prep.window, Some((4000.0, 5500.0)));
+    let (code, _, err) = specnn(&["train", "--spectra", s(&train), "--labels", s(&labels), "--arch", "ann", "--targets", "feh", "--out", s(&gband), "--window", "5500,4000"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("LO must be below HI"), "{err}");
+
     // A target the labels lack, and an unknown target.
     let (code, _, err) = specnn(&["train", "--spectra", s(&train), "--labels", s(&labels), "--arch", "ann", "--targets", "oxygen", "--out", s(&model)]);
     assert_eq!(code, 1);
