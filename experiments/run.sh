@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reruns the experiments of EXPERIMENTS.md. Usage: bash experiments/run.sh [OUT] [PART...]
 # OUT (default exp-out/, ignored by git) receives surveys, models, reports and one log per run.
-# PARTs: exp1 exp2 miles grid (default: all). About 40 minutes on a 2-core machine.
+# PARTs: exp1 exp2 miles grid (default: all). About 45 minutes on a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-exp-out}
