@@ -2,14 +2,10 @@
 
 mod common;
 
+use common::specnn;
 use ndarray::ArrayD;
 use specnn::io::{read_safetensors, write_safetensors};
-use std::process::Command;
 
-fn specnn(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_specnn")).args(args).output().expect("run specnn");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
 
 #[test]
 fn audit_passes_the_public_file_and_fails_a_tampered_one() {

@@ -2,14 +2,11 @@
 
 mod common;
 
+use common::specnn;
+
 use specnn::nn::load_model;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn specnn(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_specnn")).args(args).output().expect("run specnn");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
 
 fn survey(dir: &Path, name: &str, n: usize, seed: u64) -> PathBuf {
     let p = dir.join(name);
