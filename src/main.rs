@@ -367,7 +367,7 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return report(Err(e)),
             };
-            report(cli_predict(&model, &spectra, &out, &flags.thresholds(), &flags.read(), shard))
+            report(cli_predict(&model, &spectra, &out, &flags.thresholds(), &flags.read(), shard).map(|_| ()))
         }
         Command::Merge { shards, spectra, out } => report(specnn::workflow::run_merge(&shards, &spectra, &out).map(|n| println!("wrote {n} rows to {}", out.display()))),
         Command::Evaluate { model, spectra, labels, report: dir, flags } => {
@@ -606,17 +606,25 @@ fn parse_shard(s: &str) -> specnn::Result<(usize, usize)> {
     Ok((k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?))
 }
 
-fn cli_predict(model: &std::path::Path, spectra: &[PathBuf], out: &std::path::Path, th: &Thresholds, read: &specnn::data::ReadOptions, shard: Option<(usize, usize)>) -> specnn::Result<()> {
+/// Runs predict with a progress bar; returns the model and the rows it wrote.
+fn cli_predict(
+    model: &std::path::Path,
+    spectra: &[PathBuf],
+    out: &std::path::Path,
+    th: &Thresholds,
+    read: &specnn::data::ReadOptions,
+    shard: Option<(usize, usize)>,
+) -> specnn::Result<(specnn::predict::Trained, Vec<specnn::predict::Row>)> {
     let t0 = std::time::Instant::now();
     let b = bar(0, "  [{bar:30}] {pos}/{len} spectra {per_sec}");
-    let (_, rows) = specnn::workflow::run_predict(model, spectra, out, th, read, shard, |done, total| {
+    let (t, rows) = specnn::workflow::run_predict(model, spectra, out, th, read, shard, |done, total| {
         b.set_length(total as u64);
         b.set_position(done as u64);
     })?;
     b.finish_and_clear();
     let refused = rows.iter().filter(|r| !r.reason.is_empty()).count();
     println!("wrote {} rows to {} ({} refused) in {:.1} s", rows.len(), out.display(), refused, t0.elapsed().as_secs_f64());
-    Ok(())
+    Ok((t, rows))
 }
 
 fn print_evaluation(e: &specnn::workflow::Evaluation, dir: &std::path::Path) {
@@ -689,7 +697,7 @@ fn demo(out: &std::path::Path, n: usize, seed: u64, channels: &[usize], cnn_epoc
         println!("training {name} on {} ...", req.targets.join(", "));
         cli_train(req)?;
         let cat = out.join(format!("catalog_{name}.fits"));
-        cli_predict(&req.out, &[test_dir.clone()], &cat, &th, &Default::default(), None)?;
+        let (trained, rows) = cli_predict(&req.out, &[test_dir.clone()], &cat, &th, &Default::default(), None)?;
         let dir = out.join(format!("report_{name}"));
         let e = specnn::workflow::run_evaluate(&req.out, &test_dir, &test_dir.join("labels.csv"), &dir, &th, &Default::default())?;
         print_evaluation(&e, &dir);
@@ -698,9 +706,7 @@ fn demo(out: &std::path::Path, n: usize, seed: u64, channels: &[usize], cnn_epoc
             summary += &format!("| {l} | {:.4} | {:.4} | {:.4} |\n", m.mae, m.sd, m.median);
         }
         if name == "vmp_cnn" {
-            let t = specnn::predict::load_trained(&req.out)?;
-            let rows = specnn::predict::predict_files(&t, &specnn::data::dataset::list_spectra(&test_dir)?, &Default::default(), 1024, |_| {})?;
-            let k = specnn::workflow::candidates(&t, &rows, &th, &out.join("vmp_candidates.fits"))?;
+            let k = specnn::workflow::candidates(&trained, &rows, &th, &out.join("vmp_candidates.fits"))?;
             summary += &format!("\nThe CNN here uses channel widths {:?} instead of the seed's [64, 128, 256], to fit the demo into about ten minutes on 2 CPU cores.\n\nVMP candidates ([Fe/H] < {}): {k}, in `vmp_candidates.fits` (with the CEMP flag).\n", channels, th.vmp_feh);
             if let Some(c) = e.vmp {
                 summary += &format!("VMP recall {:.2}%, false-positive rate {:.2}%.\n", 100.0 * c.recall(), 100.0 * c.fpr());

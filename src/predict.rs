@@ -79,8 +79,7 @@ pub fn predict_files(t: &Trained, paths: &[PathBuf], opts: &ReadOptions, chunk: 
             .enumerate()
             .map(|(i, p)| {
                 let m = &p.meta;
-                let snr = m.snr.get("r").or_else(|| m.snr.get("g")).copied();
-                (p.path.clone(), Row { file: p.file.clone(), obsid: m.obsid, ra: m.ra, dec: m.dec, snr, synthetic: m.synthetic, values: pred.row(i).iter().map(|v| Some(*v)).collect(), reason: String::new() })
+                (p.path.clone(), Row { file: p.file.clone(), obsid: m.obsid, ra: m.ra, dec: m.dec, snr: m.snr_catalog(), synthetic: m.synthetic, values: pred.row(i).iter().map(|v| Some(*v)).collect(), reason: String::new() })
             })
             .collect();
         part_rows.extend(refused.into_iter().map(|r| {

@@ -289,8 +289,7 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
             let _ = writeln!(md, "| {t_:.2}{mark} | {:.2}% | {:.2}% |", 100.0 * r, 100.0 * f);
         }
         let pts: Vec<(f64, f64)> = cv.iter().map(|(_, r, f)| (100.0 * f, 100.0 * r)).collect();
-        let op = Confusion::from_pairs(tr.iter().zip(&es).filter(|(a, b)| a.is_finite() && b.is_finite()).map(|(a, b)| (*a < th.vmp_feh, *b < th.vmp_feh)));
-        crate::plot::lines(&report.join("vmp_recall_fpr.png"), &format!("{tag}VMP flag: recall against false-positive rate"), "false-positive rate (%)", "recall (%)", &[("thresholds -2.6..-1.4".into(), pts)], &[(100.0 * op.fpr(), 100.0 * op.recall())])?;
+        crate::plot::lines(&report.join("vmp_recall_fpr.png"), &format!("{tag}VMP flag: recall against false-positive rate"), "false-positive rate (%)", "recall (%)", &[("thresholds -2.6..-1.4".into(), pts)], &[(100.0 * c.fpr(), 100.0 * c.recall())])?;
         vmp = Some(c);
     }
     let mut cemp = None;

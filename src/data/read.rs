@@ -174,9 +174,21 @@ fn tables(f: &mut FitsFile) -> Vec<TableHdu> {
         .collect()
 }
 
-fn read_column(path: &Path, f: &mut FitsFile, t: &TableHdu, col: &str) -> Result<Vec<f64>> {
+/// Reads the first column of `t` named by one of `names` (case-insensitive), or None when it has none.
+fn read_column(path: &Path, f: &mut FitsFile, t: &TableHdu, names: &[&str]) -> Result<Option<Vec<f64>>> {
+    let Some((col, _)) = t.col(names) else { return Ok(None) };
     let hdu = f.hdu(t.index).map_err(|e| fits_err(path, "cannot move to the table", e))?;
-    hdu.read_col::<f64>(f, col).map_err(|e| fits_err(path, &format!("cannot read column {col} of HDU {} ({})", t.index, t.name), e))
+    hdu.read_col::<f64>(f, col).map(Some).map_err(|e| fits_err(path, &format!("cannot read column {col} of HDU {} ({})", t.index, t.name), e))
+}
+
+/// A required column (its presence was checked when the layout was detected).
+fn required(path: &Path, f: &mut FitsFile, t: &TableHdu, names: &[&str]) -> Result<Vec<f64>> {
+    read_column(path, f, t, names)?.ok_or_else(|| Error::file(path, format!("table {} has no {} column", t.name, names[0])))
+}
+
+/// A mask column as bad-pixel flags (all good when the table has none).
+fn mask_column(path: &Path, f: &mut FitsFile, t: &TableHdu, names: &[&str], n: usize) -> Result<Vec<bool>> {
+    Ok(read_column(path, f, t, names)?.map(|m| m.iter().map(|&v| v != 0.0).collect()).unwrap_or_else(|| vec![false; n]))
 }
 
 fn describe(f: &mut FitsFile) -> String {
@@ -232,31 +244,19 @@ fn read_fits(path: &Path) -> Result<Spectrum> {
 
     // LAMOST LRS COADD: one row of vector columns (the primary's NAXIS1/NAXIS2 cards may be stale).
     if let Some(t) = tabs.iter().find(|t| t.rows == 1 && t.col(&["FLUX"]).is_some_and(|c| c.1 > 1) && t.col(&["WAVELENGTH"]).is_some()) {
-        let flux = read_column(path, &mut f, t, &t.col(&["FLUX"]).expect("checked").0.clone())?;
-        let wave = read_column(path, &mut f, t, &t.col(&["WAVELENGTH"]).expect("checked").0.clone())?;
-        let ivar = match t.col(&["IVAR"]) {
-            Some(c) => read_column(path, &mut f, t, &c.0.clone())?,
-            None => vec![1.0; flux.len()],
-        };
-        let bad = match t.col(&["ANDMASK"]) {
-            Some(c) => read_column(path, &mut f, t, &c.0.clone())?.iter().map(|&m| m != 0.0).collect(),
-            None => vec![false; flux.len()],
-        };
+        let flux = required(path, &mut f, t, &["FLUX"])?;
+        let wave = required(path, &mut f, t, &["WAVELENGTH"])?;
+        let ivar = read_column(path, &mut f, t, &["IVAR"])?.unwrap_or_else(|| vec![1.0; flux.len()]);
+        let bad = mask_column(path, &mut f, t, &["ANDMASK"], flux.len())?;
         return Ok(Spectrum { path: path.into(), layout: Layout::LamostCoadd, medium: declared.unwrap_or(Medium::Vacuum), wavelength: wave, flux, ivar, bad, meta });
     }
 
     // SDSS/BOSS COADD: a row per pixel with loglam.
     if let Some(t) = tabs.iter().find(|t| t.rows > 1 && t.col(&["flux"]).is_some() && t.col(&["loglam"]).is_some()) {
-        let flux = read_column(path, &mut f, t, &t.col(&["flux"]).expect("checked").0.clone())?;
-        let wave: Vec<f64> = read_column(path, &mut f, t, &t.col(&["loglam"]).expect("checked").0.clone())?.iter().map(|l| 10f64.powf(*l)).collect();
-        let ivar = match t.col(&["ivar"]) {
-            Some(c) => read_column(path, &mut f, t, &c.0.clone())?,
-            None => vec![1.0; flux.len()],
-        };
-        let bad = match t.col(&["and_mask", "andmask"]) {
-            Some(c) => read_column(path, &mut f, t, &c.0.clone())?.iter().map(|&m| m != 0.0).collect(),
-            None => vec![false; flux.len()],
-        };
+        let flux = required(path, &mut f, t, &["flux"])?;
+        let wave: Vec<f64> = required(path, &mut f, t, &["loglam"])?.iter().map(|l| 10f64.powf(*l)).collect();
+        let ivar = read_column(path, &mut f, t, &["ivar"])?.unwrap_or_else(|| vec![1.0; flux.len()]);
+        let bad = mask_column(path, &mut f, t, &["and_mask", "andmask"], flux.len())?;
         return Ok(Spectrum { path: path.into(), layout: Layout::SdssCoadd, medium: declared.unwrap_or(Medium::Vacuum), wavelength: wave, flux, ivar, bad, meta });
     }
 
@@ -276,12 +276,9 @@ fn read_fits(path: &Path) -> Result<Spectrum> {
     if let Some(t) = tabs.iter().find(|t| t.rows > 1 && t.col(&["wave", "wavelength", "lambda"]).is_some() && t.col(&["flux"]).is_some()) {
         let hdu = f.hdu(t.index).map_err(|e| fits_err(path, "cannot move to the table", e))?;
         let declared = header_medium(&mut f, &hdu).or(declared);
-        let wave = read_column(path, &mut f, t, &t.col(&["wave", "wavelength", "lambda"]).expect("checked").0.clone())?;
-        let flux = read_column(path, &mut f, t, &t.col(&["flux"]).expect("checked").0.clone())?;
-        let ivar = match t.col(&["ivar"]) {
-            Some(c) => read_column(path, &mut f, t, &c.0.clone())?,
-            None => vec![1.0; flux.len()],
-        };
+        let wave = required(path, &mut f, t, &["wave", "wavelength", "lambda"])?;
+        let flux = required(path, &mut f, t, &["flux"])?;
+        let ivar = read_column(path, &mut f, t, &["ivar"])?.unwrap_or_else(|| vec![1.0; flux.len()]);
         let n = flux.len();
         let mut meta = meta;
         meta.synthetic |= path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("FERRE"));

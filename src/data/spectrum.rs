@@ -44,6 +44,13 @@ pub struct Meta {
     pub synthetic: bool,
 }
 
+impl Meta {
+    /// The signal-to-noise ratio used for catalogs: the r band where present, else the g band.
+    pub fn snr_catalog(&self) -> Option<f64> {
+        self.snr.get("r").or_else(|| self.snr.get("g")).copied()
+    }
+}
+
 /// A spectrum: wavelengths in Angstrom (increasing), flux, inverse variance, and a bad-pixel mask.
 #[derive(Clone, Debug)]
 pub struct Spectrum {
@@ -63,10 +70,5 @@ impl Spectrum {
     /// The file name (without folders), used to join labels.
     pub fn file_name(&self) -> String {
         self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-    }
-
-    /// The signal-to-noise ratio used for catalogs: the r band where present, else the g band.
-    pub fn snr(&self) -> Option<f64> {
-        self.meta.snr.get("r").or_else(|| self.meta.snr.get("g")).copied()
     }
 }
