@@ -17,7 +17,58 @@ use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
 
 /// A handle to a value on a tape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Var(usize);
+pub struct Var(pub(crate) usize);
+
+/// What a model's forward pass needs from a tape, on any device: the CPU [`Tape`] and the GPU's
+/// `gpu::GpuTape` both implement it, so a model is written once (`nn::models`).
+pub trait Graph<'a, T: Float> {
+    /// A named parameter (the GPU tape looks it up by name among the values it holds on the device).
+    fn param(&mut self, name: String, value: &'a ArrayD<T>) -> Result<Var>;
+    /// The shape of `v`.
+    fn shape_of(&self, v: Var) -> Vec<usize>;
+    fn conv2d(&mut self, x: Var, w: Var, b: Option<Var>, spec: Conv2dSpec) -> Result<Var>;
+    fn maxpool2d(&mut self, x: Var, spec: Pool2dSpec) -> Result<Var>;
+    fn linear(&mut self, x: Var, w: Var, b: Option<Var>) -> Result<Var>;
+    fn relu(&mut self, x: Var) -> Result<Var>;
+    fn selu(&mut self, x: Var) -> Result<Var>;
+    fn add(&mut self, a: Var, b: Var) -> Result<Var>;
+    fn reshape(&mut self, x: Var, shape: &[usize]) -> Result<Var>;
+    /// `[N, ...]` to `[N, prod(...)]`.
+    fn flatten(&mut self, x: Var) -> Result<Var> {
+        let shape = ops::flatten_shape(&self.shape_of(x))?;
+        self.reshape(x, &shape)
+    }
+}
+
+impl<'a, T: Float> Graph<'a, T> for Tape<'a, T> {
+    fn param(&mut self, name: String, value: &'a ArrayD<T>) -> Result<Var> {
+        Ok(Tape::param(self, name, value))
+    }
+    fn shape_of(&self, v: Var) -> Vec<usize> {
+        self.nodes[v.0].value.shape().to_vec()
+    }
+    fn conv2d(&mut self, x: Var, w: Var, b: Option<Var>, spec: Conv2dSpec) -> Result<Var> {
+        Tape::conv2d(self, x, w, b, spec)
+    }
+    fn maxpool2d(&mut self, x: Var, spec: Pool2dSpec) -> Result<Var> {
+        Tape::maxpool2d(self, x, spec)
+    }
+    fn linear(&mut self, x: Var, w: Var, b: Option<Var>) -> Result<Var> {
+        Tape::linear(self, x, w, b)
+    }
+    fn relu(&mut self, x: Var) -> Result<Var> {
+        Ok(Tape::relu(self, x))
+    }
+    fn selu(&mut self, x: Var) -> Result<Var> {
+        Ok(Tape::selu(self, x))
+    }
+    fn add(&mut self, a: Var, b: Var) -> Result<Var> {
+        Tape::add(self, a, b)
+    }
+    fn reshape(&mut self, x: Var, shape: &[usize]) -> Result<Var> {
+        Tape::reshape(self, x, shape)
+    }
+}
 
 /// A recorded operation and what its backward rule needs.
 #[derive(Debug)]

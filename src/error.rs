@@ -25,6 +25,9 @@ pub enum Error {
     /// A golden-vector file is malformed.
     #[error("golden file: {0}")]
     Golden(String),
+    /// The GPU failed (a shader that does not compile, out of memory, a lost device); names the op.
+    #[error("GPU, {op}: {msg}")]
+    Gpu { op: String, msg: String },
     /// Bad spectral data (a flat spectrum, NaN flux, ...).
     #[error("data: {0}")]
     Data(String),

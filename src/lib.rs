@@ -41,6 +41,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod golden;
+pub mod gpu;
 pub mod io;
 pub mod nn;
 pub mod ops;

@@ -3,7 +3,7 @@
 //! (Kaiming-uniform with a = sqrt(5), i.e. weight and bias uniform in +-1/sqrt(fan_in)), drawn from a
 //! seeded `rand` generator so that a model is reproducible bit for bit.
 
-use crate::autograd::{Tape, Var};
+use crate::autograd::{Graph, Var};
 use crate::error::Result;
 use crate::ops::conv2d::{Conv2dSpec, Padding};
 use crate::ops::maxpool2d::Pool2dSpec;
@@ -30,7 +30,7 @@ pub enum Activation {
 
 impl Activation {
     /// Applies the activation on the tape.
-    pub fn apply<T: Float>(self, tape: &mut Tape<'_, T>, x: Var) -> Var {
+    pub fn apply<'a, T: Float>(self, tape: &mut impl Graph<'a, T>, x: Var) -> Result<Var> {
         match self {
             Activation::Relu => tape.relu(x),
             Activation::Selu => tape.selu(x),
@@ -53,9 +53,9 @@ impl<T: Float> Dense<T> {
         let bias = uniform(rng, &[outputs], bound);
         Self { name: name.to_string(), weight, bias }
     }
-    pub fn forward<'a>(&'a self, tape: &mut Tape<'a, T>, x: Var) -> Result<Var> {
-        let w = tape.param(format!("{}.weight", self.name), &self.weight);
-        let b = tape.param(format!("{}.bias", self.name), &self.bias);
+    pub fn forward<'a>(&'a self, tape: &mut impl Graph<'a, T>, x: Var) -> Result<Var> {
+        let w = tape.param(format!("{}.weight", self.name), &self.weight)?;
+        let b = tape.param(format!("{}.bias", self.name), &self.bias)?;
         tape.linear(x, w, Some(b))
     }
     pub fn params(&self) -> Vec<(String, &ArrayD<T>)> {
@@ -99,14 +99,14 @@ impl<T: Float> Conv2d<T> {
             (s[2], s[3])
         }
     }
-    pub fn forward<'a>(&'a self, tape: &mut Tape<'a, T>, x: Var) -> Result<Var> {
+    pub fn forward<'a>(&'a self, tape: &mut impl Graph<'a, T>, x: Var) -> Result<Var> {
         let (kh, kw) = self.kernel();
-        let mut w = tape.param(format!("{}.weight", self.name), &self.weight);
+        let mut w = tape.param(format!("{}.weight", self.name), &self.weight)?;
         if self.weight.ndim() == 3 {
             let s = self.weight.shape();
             w = tape.reshape(w, &[s[0], s[1], 1, s[2]])?;
         }
-        let b = tape.param(format!("{}.bias", self.name), &self.bias);
+        let b = tape.param(format!("{}.bias", self.name), &self.bias)?;
         let spec = Conv2dSpec::new(self.padding, kh, kw)?;
         tape.conv2d(x, w, Some(b), spec)
     }
@@ -125,7 +125,7 @@ pub struct MaxPool2d {
 }
 
 impl MaxPool2d {
-    pub fn forward<T: Float>(&self, tape: &mut Tape<'_, T>, x: Var) -> Result<Var> {
+    pub fn forward<'a, T: Float>(&self, tape: &mut impl Graph<'a, T>, x: Var) -> Result<Var> {
         tape.maxpool2d(x, self.spec)
     }
 }
@@ -142,12 +142,12 @@ impl<T: Float> ResidualBlock<T> {
     pub fn new(name: &str, width: usize, rng: &mut impl Rng) -> Self {
         Self { fc1: Dense::new(&format!("{name}.fc1"), width, width, rng), fc2: Dense::new(&format!("{name}.fc2"), width, width, rng) }
     }
-    pub fn forward<'a>(&'a self, tape: &mut Tape<'a, T>, x: Var) -> Result<Var> {
+    pub fn forward<'a>(&'a self, tape: &mut impl Graph<'a, T>, x: Var) -> Result<Var> {
         let h = self.fc1.forward(tape, x)?;
-        let h = tape.selu(h);
+        let h = tape.selu(h)?;
         let h = self.fc2.forward(tape, h)?;
         let s = tape.add(x, h)?;
-        Ok(tape.selu(s))
+        tape.selu(s)
     }
     pub fn params(&self) -> Vec<(String, &ArrayD<T>)> {
         [self.fc1.params(), self.fc2.params()].concat()

@@ -9,7 +9,7 @@
 //! | `star_net` | `[N, inputs]` | StarNet (Fabbro et al. 2018): 1-D conv of 4 then 16 filters of width 8 (valid) + ReLU, max-pool 4, dense 256 and 128 + ReLU, linear out | `conv1.* conv2.* fc1.* fc2.* out.*`, conv weights `[O, C, K]` as PyTorch's `Conv1d` |
 
 use super::layers::{Activation, Conv2d, Dense, MaxPool2d, ResidualBlock};
-use crate::autograd::{Tape, Var};
+use crate::autograd::{Graph, Tape, Var};
 use crate::error::{Error, Result};
 use crate::ops::conv2d::Padding;
 use crate::ops::maxpool2d::Pool2dSpec;
@@ -289,8 +289,8 @@ impl<T: Float> Model<T> {
     }
 
     /// Forward pass of a batch `x` (shape `arch.input_shape(N)`), on `tape`.
-    pub fn forward<'a>(&'a self, tape: &mut Tape<'a, T>, x: Var) -> Result<Var> {
-        let shape = tape.value(x).shape().to_vec();
+    pub fn forward<'a>(&'a self, tape: &mut impl Graph<'a, T>, x: Var) -> Result<Var> {
+        let shape = tape.shape_of(x);
         let want = self.arch.input_shape(shape.first().copied().unwrap_or(0));
         if shape != want || shape[0] == 0 {
             return Err(Error::shape("model", format!("input must be {:?} with N >= 1", self.arch.input_shape(1)).replace("[1,", "[N,"), &[&shape]));
@@ -300,19 +300,19 @@ impl<T: Float> Model<T> {
                 let mut h = x;
                 for conv in convs {
                     h = conv.forward(tape, h)?;
-                    h = act.apply(tape, h);
+                    h = act.apply(tape, h)?;
                     h = pool.forward(tape, h)?;
                 }
                 h = tape.flatten(h)?;
                 for fc in dense {
                     h = fc.forward(tape, h)?;
-                    h = act.apply(tape, h);
+                    h = act.apply(tape, h)?;
                 }
                 out.forward(tape, h)
             }
             Body::Res { input, blocks, out } => {
                 let h = input.forward(tape, x)?;
-                let mut h = tape.selu(h);
+                let mut h = tape.selu(h)?;
                 for block in blocks {
                     h = block.forward(tape, h)?;
                 }
@@ -322,7 +322,7 @@ impl<T: Float> Model<T> {
                 let mut h = x;
                 for fc in hidden {
                     h = fc.forward(tape, h)?;
-                    h = act.apply(tape, h);
+                    h = act.apply(tape, h)?;
                 }
                 out.forward(tape, h)
             }
@@ -330,13 +330,13 @@ impl<T: Float> Model<T> {
                 let mut h = tape.reshape(x, &[shape[0], 1, 1, shape[1]])?;
                 for conv in convs {
                     h = conv.forward(tape, h)?;
-                    h = tape.relu(h);
+                    h = tape.relu(h)?;
                 }
                 h = pool.forward(tape, h)?;
                 h = tape.flatten(h)?;
                 for fc in dense {
                     h = fc.forward(tape, h)?;
-                    h = tape.relu(h);
+                    h = tape.relu(h)?;
                 }
                 out.forward(tape, h)
             }

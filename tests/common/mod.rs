@@ -30,3 +30,21 @@ pub fn specnn(args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_specnn")).args(args).output().expect("run specnn");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
+
+/// A GPU for the GPU tests: the first adapter of any kind (lavapipe counts). Without one the calling
+/// test prints why it skips; with `SPECNN_REQUIRE_GPU=1` (set by CI, which installs lavapipe) it fails.
+pub fn gpu() -> Option<std::sync::Arc<specnn::gpu::Gpu>> {
+    static GPU: std::sync::OnceLock<Option<std::sync::Arc<specnn::gpu::Gpu>>> = std::sync::OnceLock::new();
+    let g = GPU.get_or_init(|| match specnn::gpu::Gpu::first(false) {
+        Ok(Some(g)) => Some(std::sync::Arc::new(g)),
+        Ok(None) => None,
+        Err(e) => panic!("a GPU adapter exists but cannot be opened: {e}"),
+    });
+    if g.is_none() {
+        if std::env::var("SPECNN_REQUIRE_GPU").as_deref() == Ok("1") {
+            panic!("SPECNN_REQUIRE_GPU=1 but wgpu finds no adapter (install mesa-vulkan-drivers libvulkan1)");
+        }
+        eprintln!("SKIPPED: no GPU adapter (install a Vulkan driver, e.g. mesa-vulkan-drivers, to run the GPU tests)");
+    }
+    g.clone()
+}
