@@ -1,8 +1,10 @@
 //! The audit against PyTorch: runs every case of a golden-vector file (`golden-vectors.md`) through
-//! specnn's f32 CPU path and compares outputs and gradients element by element with
+//! specnn's f32 CPU path (or its GPU path) and compares outputs and gradients element by element with
 //! `|got - want| <= abs + rel * |want|`, the tolerances the file gives per case.
 
-use crate::autograd::{Tape, Var};
+use crate::autograd::{Graph, Tape, Var};
+use crate::gpu::ops::{self as gpu_ops, LossKind};
+use crate::gpu::{Gpu, GpuTape, GpuTensor, ParamStore};
 use crate::data::prep;
 use crate::error::{Error, Result};
 use crate::io::read_safetensors;
@@ -67,9 +69,15 @@ pub struct CaseReport {
 
 type Tensors = BTreeMap<String, ArrayD<f32>>;
 
-/// Runs every case of the golden file at `path`. A file that cannot be read or parsed is an error; a
-/// case that cannot run is reported as failed with its reason.
+/// Runs every case of the golden file at `path` on the CPU. A file that cannot be read or parsed is an
+/// error; a case that cannot run is reported as failed with its reason.
 pub fn audit(path: &Path) -> Result<Vec<CaseReport>> {
+    audit_on(path, None)
+}
+
+/// Runs every case on the CPU (`None`) or on a GPU: the ops, their gradients, Adam and the models go
+/// through the GPU kernels there; the preprocessing cases (fold_s, minmax) are host code on both.
+pub fn audit_on(path: &Path, dev: Option<&Gpu>) -> Result<Vec<CaseReport>> {
     let (tensors, meta) = read_safetensors::<f32>(path)?;
     let json = meta.get(GOLDEN_KEY).ok_or_else(|| Error::file(path, format!("no `{GOLDEN_KEY}` metadata: not a golden-vector file")))?;
     let doc: Doc = serde_json::from_str(json).map_err(|e| Error::file(path, format!("malformed `{GOLDEN_KEY}` JSON: {e}")))?;
@@ -79,7 +87,7 @@ pub fn audit(path: &Path) -> Result<Vec<CaseReport>> {
     if doc.cases.is_empty() {
         return Err(Error::file(path, "the golden file lists no cases"));
     }
-    Ok(doc.cases.iter().map(|c| run_case(c, &tensors)).collect())
+    Ok(doc.cases.iter().map(|c| run_case(c, &tensors, dev)).collect())
 }
 
 fn get<'t>(t: &'t Tensors, key: &str) -> Result<&'t ArrayD<f32>> {
@@ -100,7 +108,7 @@ fn attr_f64(attrs: &Value, key: &str) -> Result<f64> {
 /// The tensors a case computes, by the key of the tensor they are compared with.
 type Got = Vec<(String, ArrayD<f32>)>;
 
-fn run_case(case: &Case, t: &Tensors) -> CaseReport {
+fn run_case(case: &Case, t: &Tensors, dev: Option<&Gpu>) -> CaseReport {
     let shapes = case
         .inputs
         .iter()
@@ -118,7 +126,7 @@ fn run_case(case: &Case, t: &Tensors) -> CaseReport {
         passed: false,
         reason: None,
     };
-    match compute(case, t).and_then(|got| compare(case, t, got, &mut report)) {
+    match compute(case, t, dev).and_then(|got| compare(case, t, got, &mut report)) {
         Ok(()) => {}
         Err(e) => report.reason = Some(e.to_string()),
     }
@@ -163,7 +171,7 @@ fn compare(case: &Case, t: &Tensors, got: Got, r: &mut CaseReport) -> Result<()>
     Ok(())
 }
 
-fn compute(case: &Case, t: &Tensors) -> Result<Got> {
+fn compute(case: &Case, t: &Tensors, dev: Option<&Gpu>) -> Result<Got> {
     let input = |role: &str| -> Result<&ArrayD<f32>> {
         let key = case.inputs.get(role).ok_or_else(|| Error::Golden(format!("case has no input `{role}`")))?;
         get(t, key)
@@ -187,7 +195,15 @@ fn compute(case: &Case, t: &Tensors) -> Result<Got> {
             if g.shape() != p.shape() || m.shape() != p.shape() || v.shape() != p.shape() {
                 return Err(Error::Golden("adam_step: param, grad, m and v differ in shape".into()));
             }
-            adam_update(&mut p, g, &mut m, &mut v, step, &cfg);
+            match dev {
+                None => adam_update(&mut p, g, &mut m, &mut v, step, &cfg),
+                Some(gpu) => {
+                    let up = |a: &ArrayD<f32>| GpuTensor::upload(gpu, &a.view());
+                    let (gp, gg, gm, gv) = (up(&p)?, up(g)?, up(&m)?, up(&v)?);
+                    gpu_ops::adam(gpu, &gp, &gg, &gm, &gv, step, &cfg)?;
+                    (p, m, v) = (gp.to_array(gpu)?, gm.to_array(gpu)?, gv.to_array(gpu)?);
+                }
+            }
             let outs = case.outputs.as_ref().ok_or_else(|| Error::Golden("adam_step has no `outputs`".into()))?;
             let key = |k: &str| outs.get(k).cloned().ok_or_else(|| Error::Golden(format!("adam_step outputs lack `{k}`")));
             Ok(vec![(key("param")?, p), (key("m")?, m), (key("v")?, v)])
@@ -197,12 +213,8 @@ fn compute(case: &Case, t: &Tensors) -> Result<Got> {
                 .map_err(|e| Error::Golden(format!("model case: bad `arch`: {e}")))?;
             let params: BTreeMap<String, ArrayD<f32>> =
                 case.inputs.iter().filter(|(r, _)| r.as_str() != "x").map(|(r, k)| get(t, k).map(|a| (r.clone(), a.clone()))).collect::<Result<_>>()?;
-            let model = Model::from_tensors(&arch, params)?;
-            let x = input("x")?;
-            let mut tape = Tape::new();
-            let xv = tape.input_view(x.view(), case.grads.contains_key("x"));
-            let y = model.forward(&mut tape, xv)?;
-            finish(case, t, tape, y, &[("x", xv)])
+            let model = Prepared::Model(Model::from_tensors(&arch, params)?);
+            on_device(case, t, &model, dev)
         }
         op => {
             // A residual block registers its own parameters, so it is built first and outlives the tape.
@@ -214,57 +226,156 @@ fn compute(case: &Case, t: &Tensors) -> Result<Got> {
             } else {
                 None
             };
-            let mut tape = Tape::new();
-            let mut vars: Vec<(&str, Var)> = Vec::new();
-            for (role, key) in &case.inputs {
-                let v = tape.input_view(get(t, key)?.view(), case.grads.contains_key(role));
-                vars.push((role.as_str(), v));
-            }
-            let var = |role: &str| vars.iter().find(|(r, _)| *r == role).map(|(_, v)| *v).ok_or_else(|| Error::Golden(format!("{op} case has no input `{role}`")));
-            let a = &case.attrs;
-            let y = match op {
-                "conv2d" => {
-                    let (p, s) = (attr_usize(a, "padding", Some(0))?, attr_usize(a, "stride", Some(1))?);
-                    let b = var("bias").ok();
-                    tape.conv2d(var("x")?, var("weight")?, b, Conv2dSpec { stride: (s, s), padding: (p, p) })?
-                }
-                "maxpool2d" => {
-                    let (k, s) = (attr_usize(a, "kernel", Some(2))?, attr_usize(a, "stride", Some(2))?);
-                    tape.maxpool2d(var("x")?, Pool2dSpec { kernel: (k, k), stride: (s, s) })?
-                }
-                "linear" => tape.linear(var("x")?, var("weight")?, var("bias").ok())?,
-                "relu" => tape.relu(var("x")?),
-                "selu" => tape.selu(var("x")?),
-                "flatten" => tape.flatten(var("x")?)?,
-                "mae_loss" => tape.mae_loss(var("pred")?, var("target")?)?,
-                "mse_loss" => tape.mse_loss(var("pred")?, var("target")?)?,
-                "residual_block" => {
-                    let block = block.as_ref().ok_or_else(|| Error::Golden("residual_block: no block".into()))?;
-                    block.forward(&mut tape, var("x")?)?
-                }
-                other => return Err(Error::Golden(format!("unknown op `{other}`"))),
-            };
-            finish(case, t, tape, y, &vars)
+            on_device(case, t, &Prepared::Op(block), dev)
         }
+    }
+}
+
+/// What a model or op case runs: a model, or an op (with its residual block when it is one).
+enum Prepared {
+    Model(Model<f32>),
+    Op(Option<ResidualBlock<f32>>),
+}
+
+impl Prepared {
+    fn params(&self) -> Vec<(String, &ArrayD<f32>)> {
+        match self {
+            Prepared::Model(m) => m.params(),
+            Prepared::Op(b) => b.as_ref().map(|b| b.params()).unwrap_or_default(),
+        }
+    }
+}
+
+/// Runs a model or op case on the CPU tape, or on a GPU tape holding the case's parameters.
+fn on_device(case: &Case, t: &Tensors, prepared: &Prepared, dev: Option<&Gpu>) -> Result<Got> {
+    match dev {
+        None => run_case_on(case, t, prepared, Tape::new()),
+        Some(gpu) => {
+            let store = ParamStore::upload(gpu, prepared.params())?;
+            run_case_on(case, t, prepared, GpuTape::new(gpu, &store))
+        }
+    }
+}
+
+fn run_case_on<'a, G: AuditTape<'a>>(case: &Case, t: &'a Tensors, prepared: &'a Prepared, mut tape: G) -> Result<Got> {
+    let input = |role: &str| -> Result<&'a ArrayD<f32>> {
+        let key = case.inputs.get(role).ok_or_else(|| Error::Golden(format!("case has no input `{role}`")))?;
+        get(t, key)
+    };
+    let block = match prepared {
+        Prepared::Model(model) => {
+            let xv = tape.input(input("x")?, case.grads.contains_key("x"))?;
+            let y = model.forward(&mut tape, xv)?;
+            return finish(case, t, tape, y, &[("x", xv)]);
+        }
+        Prepared::Op(block) => block,
+    };
+    let op = case.op.as_str();
+    let mut vars: Vec<(&str, Var)> = Vec::new();
+    for (role, key) in &case.inputs {
+        let v = tape.input(get(t, key)?, case.grads.contains_key(role))?;
+        vars.push((role.as_str(), v));
+    }
+    let var = |role: &str| vars.iter().find(|(r, _)| *r == role).map(|(_, v)| *v).ok_or_else(|| Error::Golden(format!("{op} case has no input `{role}`")));
+    let a = &case.attrs;
+    let y = match op {
+        "conv2d" => {
+            let (p, s) = (attr_usize(a, "padding", Some(0))?, attr_usize(a, "stride", Some(1))?);
+            let b = var("bias").ok();
+            tape.conv2d(var("x")?, var("weight")?, b, Conv2dSpec { stride: (s, s), padding: (p, p) })?
+        }
+        "maxpool2d" => {
+            let (k, s) = (attr_usize(a, "kernel", Some(2))?, attr_usize(a, "stride", Some(2))?);
+            tape.maxpool2d(var("x")?, Pool2dSpec { kernel: (k, k), stride: (s, s) })?
+        }
+        "linear" => tape.linear(var("x")?, var("weight")?, var("bias").ok())?,
+        "relu" => tape.relu(var("x")?)?,
+        "selu" => tape.selu(var("x")?)?,
+        "flatten" => tape.flatten(var("x")?)?,
+        "mae_loss" => tape.loss(LossKind::Mae, var("pred")?, var("target")?)?,
+        "mse_loss" => tape.loss(LossKind::Mse, var("pred")?, var("target")?)?,
+        "residual_block" => {
+            let block = block.as_ref().ok_or_else(|| Error::Golden("residual_block: no block".into()))?;
+            block.forward(&mut tape, var("x")?)?
+        }
+        other => return Err(Error::Golden(format!("unknown op `{other}`"))),
+    };
+    finish(case, t, tape, y, &vars)
+}
+
+/// What the audit needs of a tape beyond a model's forward pass, on either device.
+trait AuditTape<'a>: Graph<'a, f32> {
+    fn input(&mut self, a: &'a ArrayD<f32>, requires_grad: bool) -> Result<Var>;
+    fn loss(&mut self, kind: LossKind, pred: Var, target: Var) -> Result<Var>;
+    fn value_of(&self, v: Var) -> Result<ArrayD<f32>>;
+    fn backward_from(&mut self, y: Var, grad_output: &ArrayD<f32>) -> Result<()>;
+    fn grad_of(&self, v: Var) -> Result<Option<ArrayD<f32>>>;
+    fn param_grads(self) -> Result<Vec<(String, Option<ArrayD<f32>>)>>;
+}
+
+impl<'a> AuditTape<'a> for Tape<'a, f32> {
+    fn input(&mut self, a: &'a ArrayD<f32>, requires_grad: bool) -> Result<Var> {
+        Ok(self.input_view(a.view(), requires_grad))
+    }
+    fn loss(&mut self, kind: LossKind, pred: Var, target: Var) -> Result<Var> {
+        match kind {
+            LossKind::Mse => self.mse_loss(pred, target),
+            _ => self.mae_loss(pred, target),
+        }
+    }
+    fn value_of(&self, v: Var) -> Result<ArrayD<f32>> {
+        Ok(self.value(v).to_owned())
+    }
+    fn backward_from(&mut self, y: Var, grad_output: &ArrayD<f32>) -> Result<()> {
+        self.backward_with(y, grad_output.clone())
+    }
+    fn grad_of(&self, v: Var) -> Result<Option<ArrayD<f32>>> {
+        Ok(self.grad(v).cloned())
+    }
+    fn param_grads(self) -> Result<Vec<(String, Option<ArrayD<f32>>)>> {
+        Ok(self.into_param_grads())
+    }
+}
+
+impl<'a, 'g> AuditTape<'a> for GpuTape<'g> {
+    fn input(&mut self, a: &'a ArrayD<f32>, requires_grad: bool) -> Result<Var> {
+        GpuTape::input(self, a.view(), requires_grad)
+    }
+    fn loss(&mut self, kind: LossKind, pred: Var, target: Var) -> Result<Var> {
+        GpuTape::loss(self, kind, pred, target, None)
+    }
+    fn value_of(&self, v: Var) -> Result<ArrayD<f32>> {
+        self.value(v).to_array(self.gpu())
+    }
+    fn backward_from(&mut self, y: Var, grad_output: &ArrayD<f32>) -> Result<()> {
+        let g = GpuTensor::upload(self.gpu(), &grad_output.view())?;
+        self.backward_with(y, g)
+    }
+    fn grad_of(&self, v: Var) -> Result<Option<ArrayD<f32>>> {
+        self.grad(v).map(|g| g.to_array(self.gpu())).transpose()
+    }
+    fn param_grads(self) -> Result<Vec<(String, Option<ArrayD<f32>>)>> {
+        let gpu = self.gpu();
+        self.into_param_grads().into_iter().map(|(n, g)| Ok((n, g.map(|g| g.to_array(gpu)).transpose()?))).collect()
     }
 }
 
 /// Collects the output, runs the backward pass with the case's `grad_output`, and collects the gradients
 /// of the inputs (`inputs`) and of the parameters registered on the tape.
-fn finish(case: &Case, t: &Tensors, mut tape: Tape<'_, f32>, y: Var, inputs: &[(&str, Var)]) -> Result<Got> {
-    let mut got = vec![(case.output.clone().ok_or_else(|| Error::Golden("case has no `output`".into()))?, tape.value(y).to_owned())];
+fn finish<'a, G: AuditTape<'a>>(case: &Case, t: &Tensors, mut tape: G, y: Var, inputs: &[(&str, Var)]) -> Result<Got> {
+    let mut got = vec![(case.output.clone().ok_or_else(|| Error::Golden("case has no `output`".into()))?, tape.value_of(y)?)];
     if case.grads.is_empty() {
         return Ok(got);
     }
     let gy = get(t, case.grad_output.as_deref().ok_or_else(|| Error::Golden("case has grads but no `grad_output`".into()))?)?;
-    tape.backward_with(y, gy.clone())?;
+    tape.backward_from(y, gy)?;
     let mut grads: BTreeMap<String, ArrayD<f32>> = BTreeMap::new();
     for (role, v) in inputs {
-        if let Some(g) = tape.grad(*v) {
-            grads.insert(role.to_string(), g.clone());
+        if let Some(g) = tape.grad_of(*v)? {
+            grads.insert(role.to_string(), g);
         }
     }
-    for (name, g) in tape.into_param_grads() {
+    for (name, g) in tape.param_grads()? {
         if let Some(g) = g {
             grads.insert(name, g);
         }

@@ -20,10 +20,11 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Device {
-    /// The CPU path (f32, every core).
-    Cpu,
+/// Opens `--device`, printing which device was taken (on stderr, so catalogs on stdout stay clean).
+fn open_device(spec: &str) -> specnn::Result<specnn::gpu::Device> {
+    let d = specnn::gpu::Device::open(spec)?;
+    eprintln!("device: {}", d.describe());
+    Ok(d)
 }
 
 /// Flag thresholds and the wavelength medium, shared by predict and evaluate.
@@ -38,6 +39,10 @@ struct FlagArgs {
     /// Take wavelengths as air or vacuum whatever the files say.
     #[arg(long, value_enum)]
     medium: Option<MediumArg>,
+    /// Where the network runs: auto (the first hardware GPU, else the CPU), cpu, gpu (the first adapter
+    /// of any kind, a CPU Vulkan device included) or gpu:N (adapter N of `specnn devices`).
+    #[arg(long, default_value = "auto")]
+    device: String,
 }
 
 impl FlagArgs {
@@ -97,10 +102,14 @@ struct TrainArgs {
     resume: bool,
     #[arg(long, value_enum)]
     medium: Option<MediumArg>,
+    /// Where the network runs: auto (the first hardware GPU, else the CPU), cpu, gpu (the first adapter
+    /// of any kind, a CPU Vulkan device included) or gpu:N (adapter N of `specnn devices`).
+    #[arg(long, default_value = "auto")]
+    device: String,
 }
 
 impl TrainArgs {
-    fn request(self) -> TrainRequest {
+    fn request(self) -> specnn::Result<TrainRequest> {
         let kind = match self.arch {
             ArchArg::VmpCnn => Kind::VmpCnn,
             ArchArg::ResAnn => Kind::ResAnn,
@@ -111,7 +120,8 @@ impl TrainArgs {
             PaddingArg::Same => specnn::ops::conv2d::Padding::Same,
             PaddingArg::Valid => specnn::ops::conv2d::Padding::Valid,
         };
-        TrainRequest {
+        Ok(TrainRequest {
+            device: open_device(&self.device)?,
             spectra: self.spectra,
             labels: self.labels,
             kind,
@@ -130,7 +140,7 @@ impl TrainArgs {
             min_coverage: self.min_coverage,
             resume: self.resume,
             read: specnn::data::ReadOptions { medium: self.medium.map(Into::into) },
-        }
+        })
     }
 }
 
@@ -182,13 +192,18 @@ enum Command {
         /// The golden-vector safetensors file.
         #[arg(long)]
         golden: PathBuf,
-        /// Where to run the cases.
-        #[arg(long, value_enum, default_value = "cpu")]
-        device: Device,
+        /// Where to run the cases: cpu, gpu, gpu:N, or all (the CPU and every GPU adapter, side by side).
+        #[arg(long, default_value = "cpu")]
+        device: String,
         /// Print only failing cases and the summary.
         #[arg(long)]
         quiet: bool,
     },
+    /// List every GPU adapter wgpu finds: index (for --device gpu:N), backend, type, name and the
+    /// limits that matter to specnn, and which one --device auto would take.
+    ///
+    /// Example: specnn devices
+    Devices,
     /// Train a network on a folder of spectra and a label table.
     ///
     /// Preprocessing as configured (stored in the model file so `predict` repeats it), a seeded split
@@ -287,6 +302,9 @@ enum Command {
         cnn_epochs: usize,
         #[arg(long, default_value_t = 40)]
         ann_epochs: usize,
+        /// Where the networks train and run (auto, cpu, gpu, gpu:N).
+        #[arg(long, default_value = "auto")]
+        device: String,
     },
     /// Write a SYNTHETIC survey: LAMOST-format FITS spectra made from labels, and labels.csv.
     ///
@@ -351,11 +369,15 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Audit { golden, device, quiet } => audit(&golden, device, quiet),
+        Command::Audit { golden, device, quiet } => audit(&golden, &device, quiet),
         Command::Inspect { files, medium } => inspect(&files, medium),
-        Command::Train(args) => report(cli_train(&args.request())),
+        Command::Devices => devices(),
+        Command::Train(args) => report(args.request().and_then(|r| cli_train(&r))),
         Command::Crossval { train, folds, report: dir } => {
-            let req = train.request();
+            let req = match train.request() {
+                Ok(r) => r,
+                Err(e) => return report(Err(e)),
+            };
             let t0 = std::time::Instant::now();
             let r = specnn::workflow::run_crossval(&req, folds, &dir, &Thresholds::default(), |f, o, mae| {
                 println!("fold {f}/{folds}: best epoch {} of {}, held-out {} MAE {mae:.4} ({:.0} s)", o.history.best_epoch, o.history.epochs.len(), req.targets[0], t0.elapsed().as_secs_f64());
@@ -367,58 +389,129 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return report(Err(e)),
             };
-            report(cli_predict(&model, &spectra, &out, &flags.thresholds(), &flags.read(), shard).map(|_| ()))
+            report(open_device(&flags.device).and_then(|d| cli_predict(&model, &spectra, &out, &flags.thresholds(), &flags.read(), shard, &d)).map(|_| ()))
         }
         Command::Merge { shards, spectra, out } => report(specnn::workflow::run_merge(&shards, &spectra, &out).map(|n| println!("wrote {n} rows to {}", out.display()))),
         Command::Evaluate { model, spectra, labels, report: dir, flags } => {
-            report(specnn::workflow::run_evaluate(&model, &spectra, &labels, &dir, &flags.thresholds(), &flags.read()).map(|e| print_evaluation(&e, &dir)))
+            report(open_device(&flags.device).and_then(|d| specnn::workflow::run_evaluate(&model, &spectra, &labels, &dir, &flags.thresholds(), &flags.read(), &d)).map(|e| print_evaluation(&e, &dir)))
         }
-        Command::Demo { out, n, seed, channels, cnn_epochs, ann_epochs } => report(demo(&out, n, seed, &channels, cnn_epochs, ann_epochs)),
+        Command::Demo { out, n, seed, channels, cnn_epochs, ann_epochs, device } => report(open_device(&device).and_then(|d| demo(&out, n, seed, &channels, cnn_epochs, ann_epochs, &d))),
         Command::Simulate { n, seed, out, layout, grid } => simulate(n, seed, &out, layout, grid),
         Command::Bench { iters, warmup, only, peak_gflops, json } => bench(iters, warmup, only.as_deref(), peak_gflops, json),
     }
 }
 
-fn audit(path: &std::path::Path, device: Device, quiet: bool) -> ExitCode {
-    let reports = match golden::audit(path) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!("audit of {} on {:?}", path.display(), device);
-    println!("{:<38} {:<15} {:>10} {:>10} {:>19}  result  shapes", "case", "op", "max abs", "max rel", "tol (abs, rel)");
-    let (mut passed, mut failed) = (0, 0);
-    for r in &reports {
-        if r.passed {
-            passed += 1;
-        } else {
-            failed += 1;
-        }
-        if quiet && r.passed {
-            continue;
-        }
-        let tol = format!("{:.1e}, {:.0e}", r.tol.abs, r.tol.rel);
+fn devices() -> ExitCode {
+    let all = specnn::gpu::list_adapters();
+    if all.is_empty() {
+        println!("no GPU adapter found: --device auto runs on the CPU (install a Vulkan driver for the GPU path; mesa-vulkan-drivers gives a CPU one for testing)");
+        return ExitCode::SUCCESS;
+    }
+    println!("{:<6} {:<8} {:<14} {:<44} {:>14} {:>16} {:>10} {:>8}", "device", "backend", "type", "name", "max buffer", "max binding", "wg memory", "wg size");
+    for a in &all {
         println!(
-            "{:<38} {:<15} {:>10.2e} {:>10.2e} {:>19}  {}  {}",
-            r.name,
-            r.op,
-            r.max_abs,
-            r.max_rel,
-            tol,
-            if r.passed { "pass" } else { "FAIL" },
-            r.shapes
+            "{:<6} {:<8} {:<14} {:<44} {:>11} MiB {:>13} MiB {:>6} KiB {:>8}",
+            format!("gpu:{}", a.index),
+            a.backend,
+            a.device_type,
+            a.name,
+            a.max_buffer_size >> 20,
+            a.max_storage_buffer_binding_size >> 20,
+            a.max_compute_workgroup_storage_size >> 10,
+            a.max_compute_invocations_per_workgroup
         );
-        if let Some(why) = r.reason.as_ref().filter(|_| !r.passed) {
-            println!("    {why}");
+        if !a.driver.is_empty() {
+            println!("       driver: {}", a.driver);
         }
     }
-    println!("{passed} passed, {failed} failed");
-    if failed == 0 {
-        ExitCode::SUCCESS
+    match all.iter().find(|a| a.hardware) {
+        Some(a) => println!("--device auto takes gpu:{} ({})", a.index, a.name),
+        None => println!("--device auto takes the CPU: no hardware GPU (a CPU-emulated Vulkan device is slower than the CPU path; use --device gpu to run on it anyway)"),
+    }
+    ExitCode::SUCCESS
+}
+
+fn audit(path: &std::path::Path, device: &str, quiet: bool) -> ExitCode {
+    // The devices to run on: one, or with `all` the CPU and every adapter.
+    let mut devices: Vec<(String, Option<std::sync::Arc<specnn::gpu::Gpu>>)> = Vec::new();
+    let opened = if device == "all" {
+        devices.push(("cpu".into(), None));
+        (0..specnn::gpu::list_adapters().len()).try_for_each(|i| {
+            let g = specnn::gpu::Gpu::open(i)?;
+            devices.push((format!("gpu:{i} {}", g.summary.name), Some(std::sync::Arc::new(g))));
+            Ok(())
+        })
     } else {
+        specnn::gpu::Device::open(device).map(|d| devices.push((d.describe(), d.gpu().cloned())))
+    };
+    if let Err(e) = opened {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    let mut runs = Vec::new();
+    for (name, gpu) in &devices {
+        match golden::audit_on(path, gpu.as_deref()) {
+            Ok(r) => runs.push((name.clone(), r)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let mut failed_any = false;
+    if runs.len() == 1 {
+        let (name, reports) = &runs[0];
+        println!("audit of {} on {name}", path.display());
+        println!("{:<38} {:<15} {:>10} {:>10} {:>19}  result  shapes", "case", "op", "max abs", "max rel", "tol (abs, rel)");
+        let (mut passed, mut failed) = (0, 0);
+        for r in reports {
+            if r.passed {
+                passed += 1;
+            } else {
+                failed += 1;
+            }
+            if quiet && r.passed {
+                continue;
+            }
+            let tol = format!("{:.1e}, {:.0e}", r.tol.abs, r.tol.rel);
+            println!("{:<38} {:<15} {:>10.2e} {:>10.2e} {:>19}  {}  {}", r.name, r.op, r.max_abs, r.max_rel, tol, if r.passed { "pass" } else { "FAIL" }, r.shapes);
+            if let Some(why) = r.reason.as_ref().filter(|_| !r.passed) {
+                println!("    {why}");
+            }
+        }
+        println!("{passed} passed, {failed} failed");
+        failed_any = failed > 0;
+    } else {
+        // Side by side: the max abs error of each device, and pass/fail.
+        println!("audit of {} on {} devices (max abs error against PyTorch; tolerances as the file gives)", path.display(), runs.len());
+        for (i, (name, _)) in runs.iter().enumerate() {
+            println!("  [{i}] {name}");
+        }
+        let mut head = format!("{:<38} {:<15}", "case", "op");
+        for i in 0..runs.len() {
+            head += &format!(" {:>16}", format!("[{i}] max abs"));
+        }
+        println!("{head}");
+        for (c, r0) in runs[0].1.iter().enumerate() {
+            let mut line = format!("{:<38} {:<15}", r0.name, r0.op);
+            for (_, reports) in &runs {
+                let r = &reports[c];
+                failed_any |= !r.passed;
+                line += &format!(" {:>11.2e} {:>4}", r.max_abs, if r.passed { "pass" } else { "FAIL" });
+            }
+            if !quiet || line.contains("FAIL") {
+                println!("{line}");
+            }
+        }
+        for (name, reports) in &runs {
+            let failed = reports.iter().filter(|r| !r.passed).count();
+            println!("{name}: {} passed, {failed} failed", reports.len() - failed);
+        }
+    }
+    if failed_any {
         ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -614,10 +707,11 @@ fn cli_predict(
     th: &Thresholds,
     read: &specnn::data::ReadOptions,
     shard: Option<(usize, usize)>,
+    device: &specnn::gpu::Device,
 ) -> specnn::Result<(specnn::predict::Trained, Vec<specnn::predict::Row>)> {
     let t0 = std::time::Instant::now();
     let b = bar(0, "  [{bar:30}] {pos}/{len} spectra {per_sec}");
-    let (t, rows) = specnn::workflow::run_predict(model, spectra, out, th, read, shard, |done, total| {
+    let (t, rows) = specnn::workflow::run_predict(model, spectra, out, th, read, shard, device, |done, total| {
         b.set_length(total as u64);
         b.set_position(done as u64);
     })?;
@@ -645,7 +739,7 @@ fn print_evaluation(e: &specnn::workflow::Evaluation, dir: &std::path::Path) {
     println!("report: {}", dir.join("report.md").display());
 }
 
-fn demo(out: &std::path::Path, n: usize, seed: u64, channels: &[usize], cnn_epochs: usize, ann_epochs: usize) -> specnn::Result<()> {
+fn demo(out: &std::path::Path, n: usize, seed: u64, channels: &[usize], cnn_epochs: usize, ann_epochs: usize, device: &specnn::gpu::Device) -> specnn::Result<()> {
     use specnn::data::write::LamostLayout;
     use specnn::simulate::{simulate, SimulateConfig};
     let t0 = std::time::Instant::now();
@@ -679,6 +773,7 @@ fn demo(out: &std::path::Path, n: usize, seed: u64, channels: &[usize], cnn_epoc
         min_coverage: 0.95,
         resume: false,
         read: Default::default(),
+        device: device.clone(),
     };
     let cnn = TrainRequest {
         kind: Kind::VmpCnn,
@@ -697,9 +792,9 @@ fn demo(out: &std::path::Path, n: usize, seed: u64, channels: &[usize], cnn_epoc
         println!("training {name} on {} ...", req.targets.join(", "));
         cli_train(req)?;
         let cat = out.join(format!("catalog_{name}.fits"));
-        let (trained, rows) = cli_predict(&req.out, &[test_dir.clone()], &cat, &th, &Default::default(), None)?;
+        let (trained, rows) = cli_predict(&req.out, &[test_dir.clone()], &cat, &th, &Default::default(), None, device)?;
         let dir = out.join(format!("report_{name}"));
-        let e = specnn::workflow::run_evaluate(&req.out, &test_dir, &test_dir.join("labels.csv"), &dir, &th, &Default::default())?;
+        let e = specnn::workflow::run_evaluate(&req.out, &test_dir, &test_dir.join("labels.csv"), &dir, &th, &Default::default(), device)?;
         print_evaluation(&e, &dir);
         summary += &format!("## {name}: {}\n\nTrained on {} SYNTHETIC stars (70% train, 30% validation); evaluated on {} held-out SYNTHETIC stars. Report: `report_{name}/report.md`; catalog: `catalog_{name}.fits`.\n\n| label | MAE | SD | M |\n|---|---|---|---|\n", req.targets.join(", "), n, e.evaluated);
         for (l, m, _, _) in &e.metrics {

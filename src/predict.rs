@@ -8,6 +8,7 @@ use crate::data::labels::label_unit;
 use crate::data::{PrepConfig, ReadOptions};
 use crate::error::{Error, Result};
 use crate::nn::{load_model, Model};
+use crate::gpu::Device;
 use crate::train::{predict_rows, History, Scaling, HISTORY_KEY, PREP_KEY, SCALING_KEY, SYNTHETIC_KEY, TARGETS_KEY};
 use std::path::{Path, PathBuf};
 
@@ -68,12 +69,12 @@ pub struct Row {
 }
 
 /// Predicts every file of `paths`, `chunk` files at a time; `progress` gets the number done.
-pub fn predict_files(t: &Trained, paths: &[PathBuf], opts: &ReadOptions, chunk: usize, progress: impl Fn(usize)) -> Result<Vec<Row>> {
+pub fn predict_files(t: &Trained, paths: &[PathBuf], opts: &ReadOptions, chunk: usize, device: &Device, progress: impl Fn(usize)) -> Result<Vec<Row>> {
     let mut rows = Vec::with_capacity(paths.len());
     for part in paths.chunks(chunk.max(1)) {
         let (mut ok, refused) = load(part, &t.prep, opts);
         let x: Vec<Vec<f32>> = ok.iter_mut().map(|p| std::mem::take(&mut p.values)).collect();
-        let pred = predict_rows(&t.model, &x, &(0..x.len()).collect::<Vec<_>>(), &t.scaling, 128)?;
+        let pred = predict_rows(&t.model, &x, &(0..x.len()).collect::<Vec<_>>(), &t.scaling, 128, device)?;
         let mut part_rows: Vec<(PathBuf, Row)> = ok
             .iter()
             .enumerate()

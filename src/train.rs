@@ -9,6 +9,7 @@ use crate::autograd::Tape;
 use crate::data::dataset::to_input;
 use crate::data::PrepConfig;
 use crate::error::{Error, Result};
+use crate::gpu::{Device, GpuTrainer};
 use crate::io::{read_safetensors, write_safetensors};
 use crate::nn::{save_model, Arch, Model};
 use crate::optim::{Adam, AdamConfig};
@@ -119,14 +120,25 @@ fn batch(x: &[Vec<f32>], y: &Array2<f64>, rows: &[usize], arch: &Arch, s: &Scali
     Ok((input, ArrayD::from_shape_vec(IxDyn(&[rows.len(), k]), t).expect("shape"), ArrayD::from_shape_vec(IxDyn(&[rows.len(), k]), m).expect("shape")))
 }
 
-/// Predictions in label units for `rows`, in batches of `batch`.
-pub fn predict_rows(model: &Model<f32>, x: &[Vec<f32>], rows: &[usize], s: &Scaling, batch: usize) -> Result<Array2<f64>> {
+/// Predictions in label units for `rows`, in batches of `batch`, on `device` (the weights are uploaded
+/// once per call on a GPU).
+pub fn predict_rows(model: &Model<f32>, x: &[Vec<f32>], rows: &[usize], s: &Scaling, batch: usize, device: &Device) -> Result<Array2<f64>> {
+    match device.gpu() {
+        None => predict_rows_with(model.arch(), x, rows, s, batch, |b| model.predict(b)),
+        Some(gpu) => {
+            let t = GpuTrainer::new(gpu.clone(), model.clone(), &Adam::new(AdamConfig::default()))?;
+            predict_rows_with(model.arch(), x, rows, s, batch, |b| t.predict(b))
+        }
+    }
+}
+
+fn predict_rows_with(arch: &Arch, x: &[Vec<f32>], rows: &[usize], s: &Scaling, batch: usize, run: impl Fn(&ArrayD<f32>) -> Result<ArrayD<f32>>) -> Result<Array2<f64>> {
     let k = s.mean.len();
     let batch = batch.max(1);
     let mut out = Array2::<f64>::zeros((rows.len(), k));
     for (c, chunk) in rows.chunks(batch).enumerate() {
         let refs: Vec<&[f32]> = chunk.iter().map(|&r| x[r].as_slice()).collect();
-        let pred = model.predict(&to_input(model.arch(), &refs)?)?;
+        let pred = run(&to_input(arch, &refs)?)?;
         for (i, row) in pred.outer_iter().enumerate() {
             for j in 0..k {
                 out[[c * batch + i, j]] = row[j] as f64 * s.sd[j] + s.mean[j];
@@ -200,6 +212,9 @@ pub struct Outcome {
 /// Trains on rows `x` (preprocessed spectra) with targets `y` (`[stars, targets]`, NaN = unknown),
 /// writing the best model to `model_out` and a checkpoint beside it after every epoch. With `resume`,
 /// continues from that checkpoint. `on_epoch` sees each epoch's figures; `on_batch` each batch's loss.
+/// On a GPU `device` the parameters and Adam's moments stay on the device for the whole run; each
+/// epoch ends by copying them back for validation and the checkpoint, so `--resume` works across
+/// devices.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     x: &[Vec<f32>],
@@ -208,6 +223,7 @@ pub fn train(
     model_out: &Path,
     resume: bool,
     synthetic: bool,
+    device: &Device,
     mut on_epoch: impl FnMut(&EpochStats),
     on_batch: impl Fn(usize, f64),
 ) -> Result<Outcome> {
@@ -240,6 +256,10 @@ pub fn train(
         }
     }
     let first_epoch = st.history.epochs.len();
+    let mut on_gpu = match device.gpu() {
+        Some(g) => Some(GpuTrainer::new(g.clone(), st.model.clone(), &st.adam)?),
+        None => None,
+    };
     for epoch in first_epoch..cfg.epochs {
         if st.history.stopped_early {
             break;
@@ -256,26 +276,40 @@ pub fn train(
             if mask.sum() == 0.0 {
                 continue;
             }
-            let (loss, grads) = {
-                let mut tape = Tape::new();
-                let xv = tape.input_view(input.view(), false);
-                let tv = tape.input_view(target.view(), false);
-                let mv = tape.input_view(mask.view(), false);
-                let pred = st.model.forward(&mut tape, xv)?;
-                let loss = tape.masked_mae_loss(pred, tv, mv)?;
-                tape.backward(loss)?;
-                (tape.value(loss).sum() as f64, tape.into_param_grads())
+            let loss = match on_gpu.as_mut() {
+                Some(gt) => gt.step(&input, &target, &mask, true)?.unwrap_or(f32::NAN) as f64,
+                None => {
+                    let (loss, grads) = {
+                        let mut tape = Tape::new();
+                        let xv = tape.input_view(input.view(), false);
+                        let tv = tape.input_view(target.view(), false);
+                        let mv = tape.input_view(mask.view(), false);
+                        let pred = st.model.forward(&mut tape, xv)?;
+                        let loss = tape.masked_mae_loss(pred, tv, mv)?;
+                        tape.backward(loss)?;
+                        (tape.value(loss).sum() as f64, tape.into_param_grads())
+                    };
+                    st.adam.step(st.model.params_mut(), grads)?;
+                    loss
+                }
             };
             if !loss.is_finite() {
                 return Err(Error::Data(format!("the training loss became {loss} in epoch {}; lower the learning rate", epoch + 1)));
             }
-            st.adam.step(st.model.params_mut(), grads)?;
             loss_sum += loss;
             batches += 1;
             on_batch(rows.len(), loss);
         }
         let secs = t0.elapsed().as_secs_f64();
-        let pred = predict_rows(&st.model, x, &val_rows, &scale, 256)?;
+        let pred = match on_gpu.as_mut() {
+            Some(gt) => {
+                let (m, adam) = gt.sync()?;
+                st.model = m.clone();
+                st.adam = adam;
+                predict_rows_with(&cfg.arch, x, &val_rows, &scale, 256, |b| gt.predict(b))?
+            }
+            None => predict_rows(&st.model, x, &val_rows, &scale, 256, device)?,
+        };
         let mut val_mae = Vec::new();
         let mut score = 0.0;
         for j in 0..cfg.targets.len() {

@@ -1,6 +1,7 @@
 //! The science workflow behind the CLI verbs `train`, `predict`, `evaluate` and `demo`: folders of
 //! spectra and label tables in, model files, catalogs, reports and figures out.
 
+use crate::gpu::Device;
 use crate::catalog::Catalog;
 use crate::data::dataset::{list_spectra, load};
 use crate::data::labels::label_unit;
@@ -47,6 +48,8 @@ pub struct TrainRequest {
     pub min_coverage: f64,
     pub resume: bool,
     pub read: ReadOptions,
+    /// Where training runs (`--device`).
+    pub device: Device,
 }
 
 /// The preprocessing a request implies.
@@ -143,7 +146,7 @@ pub fn run_train(r: &TrainRequest, on_epoch: impl FnMut(&EpochStats), on_batch: 
     on_loaded(&data);
     let arch = arch_for(r, prep.grid.n);
     let cfg = TrainConfig { arch, targets: r.targets.clone(), prep, epochs: r.epochs, batch: r.batch, lr: r.lr, split: r.split, seed: r.seed, patience: r.patience };
-    train(&data.x, &data.y, &cfg, &r.out, r.resume, data.synthetic, on_epoch, on_batch)
+    train(&data.x, &data.y, &cfg, &r.out, r.resume, data.synthetic, &r.device, on_epoch, on_batch)
 }
 
 /// The spectrum files named by `inputs` (folders are listed), sorted and without repeats: the list
@@ -173,14 +176,15 @@ pub fn shard(paths: &[PathBuf], k: usize, n: usize) -> Result<Vec<PathBuf>> {
 
 /// Runs `specnn predict`: every spectrum file in `spectra` (folders or files) into a catalog, or with
 /// `shard = Some((k, n))` only the k-th of n slices.
-pub fn run_predict(model: &Path, inputs: &[PathBuf], out: &Path, th: &Thresholds, read: &ReadOptions, shard_of: Option<(usize, usize)>, progress: impl Fn(usize, usize)) -> Result<(Trained, Vec<Row>)> {
+#[allow(clippy::too_many_arguments)]
+pub fn run_predict(model: &Path, inputs: &[PathBuf], out: &Path, th: &Thresholds, read: &ReadOptions, shard_of: Option<(usize, usize)>, device: &Device, progress: impl Fn(usize, usize)) -> Result<(Trained, Vec<Row>)> {
     let t = load_trained(model)?;
     let mut paths = input_list(inputs)?;
     if let Some((k, n)) = shard_of {
         paths = shard(&paths, k, n)?;
     }
     let total = paths.len();
-    let rows = predict_files(&t, &paths, read, 1024, |done| progress(done, total))?;
+    let rows = predict_files(&t, &paths, read, 1024, device, |done| progress(done, total))?;
     catalog(&t, &rows, th).write(out)?;
     Ok((t, rows))
 }
@@ -196,14 +200,14 @@ pub struct Evaluation {
 }
 
 /// Runs `specnn evaluate`: the seed's metrics on a labelled folder, `report.md` and PNG figures.
-pub fn run_evaluate(model: &Path, spectra: &Path, labels: &Path, report: &Path, th: &Thresholds, read: &ReadOptions) -> Result<Evaluation> {
+pub fn run_evaluate(model: &Path, spectra: &Path, labels: &Path, report: &Path, th: &Thresholds, read: &ReadOptions, device: &Device) -> Result<Evaluation> {
     let t = load_trained(model)?;
     let data = load_labelled(spectra, labels, &t.targets, &t.prep, read)?;
     if data.x.is_empty() {
         return Err(Error::file(spectra, "no labelled spectrum could be used"));
     }
     let rows: Vec<usize> = (0..data.x.len()).collect();
-    let est = crate::train::predict_rows(&t.model, &data.x, &rows, &t.scaling, 128)?;
+    let est = crate::train::predict_rows(&t.model, &data.x, &rows, &t.scaling, 128, device)?;
     let header = vec![
         format!("model: `{}` — `{}`", model.display(), t.model.arch().to_json()),
         format!("targets: {}; trained {} epochs (best: {}){}", t.targets.join(", "), t.history.epochs.len(), t.history.best_epoch, if t.history.stopped_early { ", stopped early" } else { "" }),
@@ -370,8 +374,8 @@ pub fn run_crossval(r: &TrainRequest, folds: usize, report: &Path, th: &Threshol
         let ys = data.y.select(ndarray::Axis(0), &train_rows);
         let cfg = TrainConfig { arch: arch.clone(), targets: r.targets.clone(), prep: prep.clone(), epochs: r.epochs, batch: r.batch, lr: r.lr, split: r.split, seed: r.seed + f as u64, patience: r.patience };
         let out = r.out.join(format!("fold{}.safetensors", f + 1));
-        let outcome = train(&xs, &ys, &cfg, &out, false, data.synthetic, |_| {}, |_, _| {})?;
-        let pred = crate::train::predict_rows(&outcome.model, &data.x, &test_rows, &outcome.scaling, 128)?;
+        let outcome = train(&xs, &ys, &cfg, &out, false, data.synthetic, &r.device, |_| {}, |_, _| {})?;
+        let pred = crate::train::predict_rows(&outcome.model, &data.x, &test_rows, &outcome.scaling, 128, &r.device)?;
         for (k, &row) in test_rows.iter().enumerate() {
             est.row_mut(row).assign(&pred.row(k));
         }

@@ -15,3 +15,14 @@ fn public_golden_file_passes() {
     }
     assert!(reports.iter().all(|r| r.tensors >= 1), "every case compares at least one tensor");
 }
+
+/// The same file through the GPU kernels (lavapipe in CI), under the same tolerances.
+#[test]
+fn public_golden_file_passes_on_the_gpu() {
+    let Some(data) = common::shared_data() else { return };
+    let Some(gpu) = common::gpu() else { return };
+    let reports = specnn::golden::audit_on(&data.join("golden/public.safetensors"), Some(&gpu)).expect("the public golden file parses");
+    let failed: Vec<_> = reports.iter().filter(|r| !r.passed).map(|r| format!("{}: {:?}", r.name, r.reason)).collect();
+    assert!(failed.is_empty(), "failing golden cases on the GPU:\n{}", failed.join("\n"));
+    assert!(reports.iter().filter(|r| r.op == "model").count() >= 3, "the models ran on the GPU");
+}

@@ -177,3 +177,100 @@ proptest! {
         close("v", &gv.to_array(&g).unwrap(), &v)?;
     }
 }
+
+use specnn::autograd::Var;
+use specnn::gpu::GpuTrainer;
+use specnn::nn::{Activation, Arch, Model};
+use specnn::ops::conv2d::Padding;
+use specnn::optim::Adam;
+
+/// Trains `arch` for `steps` steps on the CPU and on the GPU from the same weights and batches; returns
+/// the per-step losses of both and the largest parameter difference at the end.
+fn train_both(arch: &Arch, steps: usize, batch: usize) -> (Vec<f32>, Vec<f32>, f64, Vec<u64>) {
+    // A device of its own, so that the pool figures are this run's alone (tests run in parallel).
+    let g = std::sync::Arc::new(specnn::gpu::Gpu::first(false).unwrap().expect("checked by the caller"));
+    let model = Model::<f32>::new(arch, 5).unwrap();
+    let cfg = AdamConfig { lr: 1e-3, ..AdamConfig::default() };
+    let mut cpu_model = model.clone();
+    let mut adam = Adam::new(cfg);
+    let mut trainer = GpuTrainer::new(g.clone(), model, &Adam::new(cfg)).unwrap();
+    let (mut lc, mut lg, mut created) = (Vec::new(), Vec::new(), Vec::new());
+    for s in 0..steps {
+        let x = arr(&arch.input_shape(batch), 100 + s as u64);
+        let y = arr(&[batch, arch.outputs()], 200 + s as u64);
+        // One unknown label per batch, as the survey's masked labels.
+        let mut mask = ArrayD::<f32>::ones(IxDyn(&[batch, arch.outputs()]));
+        mask[[0, 0]] = 0.0;
+        let (loss, grads) = {
+            let mut tape = Tape::new();
+            let (xv, tv, mv) = (tape.input_view(x.view(), false), tape.input_view(y.view(), false), tape.input_view(mask.view(), false));
+            let pred: Var = cpu_model.forward(&mut tape, xv).unwrap();
+            let l = tape.masked_mae_loss(pred, tv, mv).unwrap();
+            tape.backward(l).unwrap();
+            (tape.value(l).sum(), tape.into_param_grads())
+        };
+        adam.step(cpu_model.params_mut(), grads).unwrap();
+        lc.push(loss);
+        lg.push(trainer.step(&x, &y, &mask, true).unwrap().unwrap());
+        created.push(g.pool_stats().created);
+    }
+    let (gm, _) = trainer.sync().unwrap();
+    let mut worst = 0f64;
+    for ((n, a), (_, b)) in cpu_model.params().iter().zip(gm.params()) {
+        for (&x, &y) in a.iter().zip(b.iter()) {
+            let d = (x as f64 - y as f64).abs();
+            assert!(d.is_finite(), "{n}: not finite");
+            worst = worst.max(d);
+        }
+    }
+    (lc, lg, worst, created)
+}
+
+/// The documented training tolerance (README): after N Adam steps at lr 1e-3 the parameters agree
+/// within 1e-4 absolute and each step's loss within 1e-4 relative.
+fn check_training(arch: &Arch) {
+    if common::gpu().is_none() {
+        return;
+    }
+    let (lc, lg, worst, created) = train_both(arch, 6, 4);
+    for (s, (c, g)) in lc.iter().zip(&lg).enumerate() {
+        assert!((c - g).abs() <= 1e-4 * c.abs().max(1e-3), "step {s}: cpu loss {c} vs gpu {g}");
+    }
+    assert!(worst <= 1e-4, "parameters differ by {worst:e} after 6 steps");
+    // The buffer pool: after the first step a training loop allocates nothing.
+    assert!(created[1..].iter().all(|&c| c == created[1]), "buffers created per step: {created:?}");
+    // Training moved the weights (the comparison is not of two untouched models).
+    assert!(lc[0] != lc[5]);
+}
+
+#[test]
+fn small_vmp_cnn_trains_the_same_on_gpu_and_cpu() {
+    let arch = Arch::VmpCnn { in_side: 16, channels: vec![3, 5], kernel: 5, padding: Padding::Same, activation: Activation::Relu, dense: vec![7], outputs: 3 };
+    check_training(&arch);
+}
+
+#[test]
+fn small_vmp_cnn_valid_trains_the_same_on_gpu_and_cpu() {
+    let arch = Arch::VmpCnn { in_side: 18, channels: vec![2, 3], kernel: 3, padding: Padding::Valid, activation: Activation::Selu, dense: vec![5], outputs: 2 };
+    check_training(&arch);
+}
+
+#[test]
+fn res_ann_trains_the_same_on_gpu_and_cpu() {
+    check_training(&Arch::ResAnn { inputs: 31, width: 24, blocks: 2, outputs: 3 });
+}
+
+#[test]
+fn star_net_and_ann_predict_the_same_on_gpu_and_cpu() {
+    let Some(g) = common::gpu() else { return };
+    for arch in [Arch::StarNet { inputs: 60, filters: vec![2, 3], kernel: 5, pool: 4, dense: vec![9, 6], outputs: 2 }, Arch::Ann { inputs: 20, hidden: vec![13, 7], activation: Activation::Selu, outputs: 2 }] {
+        let model = Model::<f32>::new(&arch, 3).unwrap();
+        let x = arr(&arch.input_shape(3), 7);
+        let cpu = model.predict(&x).unwrap();
+        let t = GpuTrainer::new(g.clone(), model, &Adam::new(AdamConfig::default())).unwrap();
+        let gpu = t.predict(&x).unwrap();
+        for (a, b) in cpu.iter().zip(gpu.iter()) {
+            assert!((a - b).abs() <= 1e-4 + 1e-4 * a.abs(), "{arch:?}: cpu {a} vs gpu {b}");
+        }
+    }
+}

@@ -253,3 +253,53 @@ fn shards_merged_equal_one_unsharded_run() {
     assert_eq!(code, 1);
     assert!(err.contains("between 1 and N"), "{err}");
 }
+
+/// `--device gpu` through the command line: train on the GPU (resuming there from a checkpoint), predict
+/// on GPU and CPU (the same catalog within the GPU-vs-CPU tolerance), and the device errors.
+#[test]
+fn train_and_predict_on_the_gpu() {
+    let Some(_) = common::gpu() else { return };
+    let dir = common::tempdir();
+    let train = survey(dir.path(), "train", 96, 31);
+    let labels = train.join("labels.csv");
+    let model = dir.path().join("g.safetensors");
+    let mut args = train_args(s(&train), s(&labels), s(&model), "2");
+    args.extend(["--device", "gpu"]);
+    let (code, out, err) = specnn(&args);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("device: gpu:0"), "the device taken is printed: {err}");
+    // Resume on the GPU from the CPU-readable checkpoint, to 3 epochs.
+    let mut more = train_args(s(&train), s(&labels), s(&model), "3");
+    more.extend(["--device", "gpu", "--resume"]);
+    let (code, out, err) = specnn(&more);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("epoch   3:") && !out.contains("epoch   2:"), "{out}");
+
+    let (gcat, ccat) = (dir.path().join("gpu.csv"), dir.path().join("cpu.csv"));
+    for (cat, dev) in [(&gcat, "gpu"), (&ccat, "cpu")] {
+        let (code, out, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&train), "--out", s(cat), "--device", dev]);
+        assert_eq!(code, 0, "{out}\n{err}");
+    }
+    let read = |p: &Path| -> Vec<Vec<String>> { std::fs::read_to_string(p).unwrap().lines().map(|l| l.split(',').map(String::from).collect()).collect() };
+    let (g, c) = (read(&gcat), read(&ccat));
+    assert_eq!(g.len(), 97);
+    assert_eq!(g[0], c[0]);
+    let cols: Vec<usize> = ["feh", "cfe", "mgfe"].iter().map(|n| g[0].iter().position(|h| h == n).unwrap()).collect();
+    for (gr, cr) in g[1..].iter().zip(&c[1..]) {
+        for &j in &cols {
+            let (a, b): (f64, f64) = (gr[j].parse().unwrap(), cr[j].parse().unwrap());
+            assert!((a - b).abs() <= 1e-3 + 1e-4 * b.abs(), "{}: gpu {a} vs cpu {b}", gr[0]);
+        }
+    }
+
+    // Bad device names and missing adapters are clear errors.
+    let (code, _, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&train), "--out", s(&gcat), "--device", "tpu"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("`tpu` is not a device"), "{err}");
+    let (code, _, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&train), "--out", s(&gcat), "--device", "gpu:99"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no adapter gpu:99"), "{err}");
+    let (code, out, _) = specnn(&["devices"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("gpu:0") && out.contains("--device auto takes"), "{out}");
+}

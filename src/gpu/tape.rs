@@ -118,6 +118,11 @@ impl<'g> GpuTape<'g> {
         self.push(t, false, Op::Leaf)
     }
 
+    /// The GPU this tape records on.
+    pub fn gpu(&self) -> &'g Gpu {
+        self.gpu
+    }
+
     /// The value of `v` (on the device).
     pub fn value(&self, v: Var) -> &GpuTensor {
         self.val(v)
