@@ -3,6 +3,7 @@
 
 use crate::autograd::Tape;
 use crate::error::Result;
+use crate::gpu::{Device, GpuTrainer};
 use crate::nn::{Arch, Model};
 use crate::ops::conv2d::Padding;
 use crate::optim::{Adam, AdamConfig};
@@ -94,6 +95,41 @@ fn random_batch(arch: &Arch, batch: usize, seed: u64) -> (ArrayD<f32>, ArrayD<f3
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+/// Times `iters` training steps on `device`; on a GPU each step is timed until the queue is idle (the
+/// parameters and Adam's state stay on the device; nothing is read back).
+pub fn train_step_on(device: &Device, name: &str, arch: &Arch, batch: usize, warmup: usize, iters: usize) -> Result<BenchResult> {
+    let Some(gpu) = device.gpu() else { return train_step(name, arch, batch, warmup, iters) };
+    let mut t = GpuTrainer::new(gpu.clone(), Model::<f32>::new(arch, 0)?, &Adam::new(AdamConfig::default()))?;
+    let (x, y) = random_batch(arch, batch, 1);
+    let mask = ArrayD::<f32>::ones(y.raw_dim());
+    let mut times = Vec::new();
+    for i in 0..warmup + iters.max(1) {
+        let t0 = Instant::now();
+        t.step(&x, &y, &mask, false)?;
+        gpu.wait()?;
+        if i >= warmup {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    Ok(result(name, arch, batch, median(times), true))
+}
+
+/// Times `iters` inference passes on `device` (on a GPU: upload, forward, readback of the outputs).
+pub fn inference_on(device: &Device, name: &str, arch: &Arch, batch: usize, warmup: usize, iters: usize) -> Result<BenchResult> {
+    let Some(gpu) = device.gpu() else { return inference(name, arch, batch, warmup, iters) };
+    let t = GpuTrainer::new(gpu.clone(), Model::<f32>::new(arch, 0)?, &Adam::new(AdamConfig::default()))?;
+    let (x, _) = random_batch(arch, batch, 1);
+    let mut times = Vec::new();
+    for i in 0..warmup + iters.max(1) {
+        let t0 = Instant::now();
+        std::hint::black_box(t.predict(&x)?);
+        if i >= warmup {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    Ok(result(name, arch, batch, median(times), false))
 }
 
 /// Times `iters` training steps (forward, MAE loss, backward, Adam) after `warmup` untimed ones.

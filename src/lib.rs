@@ -34,6 +34,7 @@
 //! ```
 
 pub mod autograd;
+pub mod baselines;
 pub mod bench;
 pub mod catalog;
 pub mod cpu;

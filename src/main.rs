@@ -115,6 +115,9 @@ impl TrainArgs {
             ArchArg::ResAnn => Kind::ResAnn,
             ArchArg::Ann => Kind::Ann,
             ArchArg::Starnet => Kind::StarNet,
+            ArchArg::Cannon => Kind::Cannon,
+            ArchArg::Rf => Kind::Rf,
+            ArchArg::Svr => Kind::Svr,
         };
         let padding = match self.padding {
             PaddingArg::Same => specnn::ops::conv2d::Padding::Same,
@@ -150,6 +153,12 @@ enum ArchArg {
     ResAnn,
     Ann,
     Starnet,
+    /// The Cannon (quadratic in the labels, per pixel; Ness et al. 2015).
+    Cannon,
+    /// Random-forest regression (smartcore), one forest per label.
+    Rf,
+    /// Epsilon-SVR with an RBF kernel (smartcore), one per label.
+    Svr,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -363,6 +372,9 @@ enum Command {
         /// Print one JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
+        /// Where to run: cpu (default), gpu, gpu:N or auto. GPU steps are timed until the queue is idle.
+        #[arg(long, default_value = "cpu")]
+        device: String,
     },
 }
 
@@ -397,7 +409,10 @@ fn main() -> ExitCode {
         }
         Command::Demo { out, n, seed, channels, cnn_epochs, ann_epochs, device } => report(open_device(&device).and_then(|d| demo(&out, n, seed, &channels, cnn_epochs, ann_epochs, &d))),
         Command::Simulate { n, seed, out, layout, grid } => simulate(n, seed, &out, layout, grid),
-        Command::Bench { iters, warmup, only, peak_gflops, json } => bench(iters, warmup, only.as_deref(), peak_gflops, json),
+        Command::Bench { iters, warmup, only, peak_gflops, json, device } => match open_device(&device) {
+            Ok(d) => bench(iters, warmup, only.as_deref(), peak_gflops, json, &d),
+            Err(e) => report(Err(e)),
+        },
     }
 }
 
@@ -515,9 +530,9 @@ fn audit(path: &std::path::Path, device: &str, quiet: bool) -> ExitCode {
     }
 }
 
-fn bench(iters: usize, warmup: usize, only: Option<&str>, peak: Option<f64>, json: bool) -> ExitCode {
+fn bench(iters: usize, warmup: usize, only: Option<&str>, peak: Option<f64>, json: bool, device: &specnn::gpu::Device) -> ExitCode {
     if !json {
-        println!("specnn bench: CPU path, f32, {} threads", rayon::current_num_threads());
+        println!("specnn bench: f32 on {}", device.describe());
         println!("{:<22} {:>6} {:>11} {:>12} {:>9} {:>8}", "step", "batch", "ms/step", "samples/s", "GFLOP/s", "of peak");
     }
     for (name, arch, batch, training) in specnn::bench::seed_steps() {
@@ -525,9 +540,9 @@ fn bench(iters: usize, warmup: usize, only: Option<&str>, peak: Option<f64>, jso
             continue;
         }
         let r = if training {
-            specnn::bench::train_step(name, &arch, batch, warmup, iters)
+            specnn::bench::train_step_on(device, name, &arch, batch, warmup, iters)
         } else {
-            specnn::bench::inference(name, &arch, batch, warmup, iters)
+            specnn::bench::inference_on(device, name, &arch, batch, warmup, iters)
         };
         match r {
             Ok(r) if json => println!("{}", serde_json::to_string(&r).expect("serialisable")),

@@ -7,15 +7,58 @@ use crate::data::dataset::load;
 use crate::data::labels::label_unit;
 use crate::data::{PrepConfig, ReadOptions};
 use crate::error::{Error, Result};
+use crate::baselines::{Baseline, BaselineKind, BASELINE_KEY};
+use crate::io::read_safetensors;
 use crate::nn::{load_model, Model};
 use crate::gpu::Device;
 use crate::train::{predict_rows, History, Scaling, HISTORY_KEY, PREP_KEY, SCALING_KEY, SYNTHETIC_KEY, TARGETS_KEY};
 use std::path::{Path, PathBuf};
 
+/// What estimates the labels: a network, or one of the seed's baselines.
+#[derive(Clone, Debug)]
+pub enum Estimator {
+    Net(Model<f32>),
+    Baseline(Baseline),
+}
+
+impl Estimator {
+    /// The number of labels it estimates.
+    pub fn outputs(&self) -> usize {
+        match self {
+            Estimator::Net(m) => m.arch().outputs(),
+            Estimator::Baseline(b) => b.outputs(),
+        }
+    }
+
+    /// One line for reports: the architecture's JSON, or the baseline's name.
+    pub fn describe(&self) -> String {
+        match self {
+            Estimator::Net(m) => m.arch().to_json(),
+            Estimator::Baseline(b) => format!("{{\"kind\":\"{}\",\"inputs\":{}}}", b.kind().name(), b.inputs()),
+        }
+    }
+
+    /// Label estimates (in label units) for `x[rows]`; networks run in batches of `batch` on `device`.
+    pub fn predict_rows(&self, x: &[Vec<f32>], rows: &[usize], s: &Scaling, batch: usize, device: &Device) -> Result<ndarray::Array2<f64>> {
+        match self {
+            Estimator::Net(m) => predict_rows(m, x, rows, s, batch, device),
+            Estimator::Baseline(b) => {
+                let mut z = b.predict(x, rows)?;
+                for mut row in z.rows_mut() {
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = *v * s.sd[j] + s.mean[j];
+                    }
+                }
+                Ok(z)
+            }
+        }
+    }
+}
+
 /// A trained model with everything `predict` needs to repeat training's preprocessing.
 pub struct Trained {
     pub path: PathBuf,
-    pub model: Model<f32>,
+    pub model: Estimator,
     pub targets: Vec<String>,
     pub scaling: Scaling,
     pub prep: PrepConfig,
@@ -26,15 +69,28 @@ pub struct Trained {
 
 /// Loads a model file written by `specnn train`.
 pub fn load_trained(path: &Path) -> Result<Trained> {
-    let (model, meta) = load_model::<f32>(path)?;
+    let (model, meta) = {
+        let (tensors, meta) = read_safetensors::<f32>(path)?;
+        match meta.get(BASELINE_KEY) {
+            Some(kind) => {
+                let kind: BaselineKind = serde_json::from_str(kind).map_err(|e| Error::file(path, format!("metadata `{BASELINE_KEY}` is malformed: {e}")))?;
+                let b = Baseline::from_tensors(kind, &tensors).map_err(|e| Error::file(path, e.to_string()))?;
+                (Estimator::Baseline(b), meta)
+            }
+            None => {
+                let (m, meta) = load_model::<f32>(path)?;
+                (Estimator::Net(m), meta)
+            }
+        }
+    };
     let get = |k: &str| meta.get(k).ok_or_else(|| Error::file(path, format!("no `{k}` metadata: not a model written by `specnn train`")));
     let bad = |k: &str, e: serde_json::Error| Error::file(path, format!("metadata `{k}` is malformed: {e}"));
     let targets: Vec<String> = get(TARGETS_KEY)?.split(',').map(String::from).collect();
     let scaling: Scaling = serde_json::from_str(get(SCALING_KEY)?).map_err(|e| bad(SCALING_KEY, e))?;
     let prep: PrepConfig = serde_json::from_str(get(PREP_KEY)?).map_err(|e| bad(PREP_KEY, e))?;
     let history: History = meta.get(HISTORY_KEY).map(|h| serde_json::from_str(h)).transpose().map_err(|e| bad(HISTORY_KEY, e))?.unwrap_or_default();
-    if targets.len() != model.arch().outputs() || scaling.mean.len() != targets.len() {
-        return Err(Error::file(path, format!("{} targets for a network of {} outputs", targets.len(), model.arch().outputs())));
+    if targets.len() != model.outputs() || scaling.mean.len() != targets.len() {
+        return Err(Error::file(path, format!("{} targets for a model of {} outputs", targets.len(), model.outputs())));
     }
     Ok(Trained { path: path.into(), model, targets, scaling, prep, history, synthetic: meta.get(SYNTHETIC_KEY).is_some_and(|v| v == "true") })
 }
@@ -74,7 +130,7 @@ pub fn predict_files(t: &Trained, paths: &[PathBuf], opts: &ReadOptions, chunk: 
     for part in paths.chunks(chunk.max(1)) {
         let (mut ok, refused) = load(part, &t.prep, opts);
         let x: Vec<Vec<f32>> = ok.iter_mut().map(|p| std::mem::take(&mut p.values)).collect();
-        let pred = predict_rows(&t.model, &x, &(0..x.len()).collect::<Vec<_>>(), &t.scaling, 128, device)?;
+        let pred = t.model.predict_rows(&x, &(0..x.len()).collect::<Vec<_>>(), &t.scaling, 128, device)?;
         let mut part_rows: Vec<(PathBuf, Row)> = ok
             .iter()
             .enumerate()

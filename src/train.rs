@@ -9,7 +9,9 @@ use crate::autograd::Tape;
 use crate::data::dataset::to_input;
 use crate::data::PrepConfig;
 use crate::error::{Error, Result};
+use crate::baselines::{Baseline, BaselineKind, BASELINE_KEY};
 use crate::gpu::{Device, GpuTrainer};
+use crate::predict::Estimator;
 use crate::io::{read_safetensors, write_safetensors};
 use crate::nn::{save_model, Arch, Model};
 use crate::optim::{Adam, AdamConfig};
@@ -204,7 +206,7 @@ pub fn save_trained(path: &Path, model: &Model<f32>, cfg: &TrainConfig, scale: &
 
 /// What a training run returns.
 pub struct Outcome {
-    pub model: Model<f32>,
+    pub model: Estimator,
     pub scaling: Scaling,
     pub history: History,
 }
@@ -339,5 +341,54 @@ pub fn train(
     }
     // The final file holds the best weights with the whole history.
     save_trained(model_out, &best, cfg, &scale, &st.history, synthetic)?;
-    Ok(Outcome { model: best, scaling: scale, history: st.history })
+    Ok(Outcome { model: Estimator::Net(best), scaling: scale, history: st.history })
+}
+
+/// Fits a baseline (The Cannon, random forest, SVR) with the networks' split and label standardisation:
+/// fitted on the training stars, scored on the validation stars (one "epoch" in the history), and
+/// written to `model_out` with the same metadata as a network, so `predict` and `evaluate` take it.
+#[allow(clippy::too_many_arguments)]
+pub fn train_baseline(x: &[Vec<f32>], y: &Array2<f64>, kind: BaselineKind, targets: &[String], prep: &crate::data::PrepConfig, split_frac: f64, seed: u64, model_out: &Path, synthetic: bool) -> Result<Outcome> {
+    if x.len() != y.nrows() || y.ncols() != targets.len() {
+        return Err(Error::invalid("train", format!("{} spectra, {} label rows, {} targets", x.len(), y.nrows(), targets.len())));
+    }
+    if x.len() < 4 {
+        return Err(Error::Data(format!("{} labelled spectra: too few to train and validate", x.len())));
+    }
+    let t0 = Instant::now();
+    let (train_rows, val_rows) = split(x.len(), split_frac, seed);
+    let scale = scaling(y, &train_rows)?;
+    let z = Array2::from_shape_fn(y.dim(), |(i, j)| (y[[i, j]] - scale.mean[j]) / scale.sd[j]);
+    let b = Baseline::fit(kind, x, &z, &train_rows, seed)?;
+    let secs = t0.elapsed().as_secs_f64();
+    let est = Estimator::Baseline(b);
+    let dev = Device::Cpu;
+    let fit_pred = est.predict_rows(x, &train_rows, &scale, 256, &dev)?;
+    let val_pred = est.predict_rows(x, &val_rows, &scale, 256, &dev)?;
+    let mae = |rows: &[usize], pred: &Array2<f64>, j: usize| {
+        let e: Vec<f64> = rows.iter().enumerate().filter(|(_, &r)| y[[r, j]].is_finite()).map(|(i, &r)| (y[[r, j]] - pred[[i, j]]).abs()).collect();
+        if e.is_empty() { f64::NAN } else { e.iter().sum::<f64>() / e.len() as f64 }
+    };
+    let val_mae: Vec<f64> = (0..targets.len()).map(|j| mae(&val_rows, &val_pred, j)).collect();
+    let score = (0..targets.len()).map(|j| if val_mae[j].is_finite() { val_mae[j] / scale.sd[j] } else { 0.0 }).sum::<f64>() / targets.len() as f64;
+    let train_loss = (0..targets.len()).map(|j| { let m = mae(&train_rows, &fit_pred, j); if m.is_finite() { m / scale.sd[j] } else { 0.0 } }).sum::<f64>() / targets.len() as f64;
+    let history = History {
+        epochs: vec![EpochStats { epoch: 1, train_loss, val_mae, val_score: score, samples_per_s: train_rows.len() as f64 / secs.max(1e-9) }],
+        best_epoch: 1,
+        best_score: Some(score),
+        stopped_early: false,
+        validation: val_rows,
+    };
+    let Estimator::Baseline(b) = &est else { unreachable!("built above") };
+    let mut meta = HashMap::new();
+    meta.insert(BASELINE_KEY.into(), serde_json::to_string(&kind).expect("serialisable"));
+    meta.insert(TARGETS_KEY.into(), targets.join(","));
+    meta.insert(SCALING_KEY.into(), serde_json::to_string(&scale).expect("serialisable"));
+    meta.insert(PREP_KEY.into(), serde_json::to_string(prep).expect("serialisable"));
+    meta.insert(HISTORY_KEY.into(), serde_json::to_string(&history).expect("serialisable"));
+    meta.insert(SYNTHETIC_KEY.into(), synthetic.to_string());
+    let tensors = b.to_tensors();
+    let list: Vec<(String, &ArrayD<f32>)> = tensors.iter().map(|(k, v)| (k.clone(), v)).collect();
+    write_safetensors(model_out, &list, meta)?;
+    Ok(Outcome { model: est, scaling: scale, history })
 }

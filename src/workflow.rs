@@ -23,6 +23,22 @@ pub enum Kind {
     ResAnn,
     Ann,
     StarNet,
+    Cannon,
+    Rf,
+    Svr,
+}
+
+impl Kind {
+    /// The baseline this kind is, if it is not a network.
+    pub fn baseline(self) -> Option<crate::baselines::BaselineKind> {
+        use crate::baselines::BaselineKind as B;
+        match self {
+            Kind::Cannon => Some(B::Cannon),
+            Kind::Rf => Some(B::Rf),
+            Kind::Svr => Some(B::Svr),
+            _ => None,
+        }
+    }
 }
 
 /// What `specnn train` was asked.
@@ -86,6 +102,8 @@ pub fn arch_for(r: &TrainRequest, inputs: usize) -> Arch {
         Kind::ResAnn => Arch::ResAnn { inputs, width: 512, blocks: 3, outputs },
         Kind::Ann => Arch::Ann { inputs, hidden: vec![512, 512, 512], activation: Activation::Selu, outputs },
         Kind::StarNet => Arch::StarNet { inputs, filters: vec![4, 16], kernel: 8, pool: 4, dense: vec![256, 128], outputs },
+        // Baselines have no architecture; callers branch on `Kind::baseline` first.
+        Kind::Cannon | Kind::Rf | Kind::Svr => Arch::Ann { inputs, hidden: vec![], activation: Activation::Selu, outputs },
     }
 }
 
@@ -144,6 +162,15 @@ pub fn run_train(r: &TrainRequest, on_epoch: impl FnMut(&EpochStats), on_batch: 
     let prep = prep_for(r)?;
     let data = load_labelled(&r.spectra, &r.labels, &r.targets, &prep, &r.read)?;
     on_loaded(&data);
+    if let Some(kind) = r.kind.baseline() {
+        if r.resume {
+            return Err(Error::invalid("train", "--resume is for networks: a baseline is fitted in one go"));
+        }
+        let o = crate::train::train_baseline(&data.x, &data.y, kind, &r.targets, &prep, r.split, r.seed, &r.out, data.synthetic)?;
+        let mut on_epoch = on_epoch;
+        on_epoch(&o.history.epochs[0]);
+        return Ok(o);
+    }
     let arch = arch_for(r, prep.grid.n);
     let cfg = TrainConfig { arch, targets: r.targets.clone(), prep, epochs: r.epochs, batch: r.batch, lr: r.lr, split: r.split, seed: r.seed, patience: r.patience };
     train(&data.x, &data.y, &cfg, &r.out, r.resume, data.synthetic, &r.device, on_epoch, on_batch)
@@ -207,9 +234,9 @@ pub fn run_evaluate(model: &Path, spectra: &Path, labels: &Path, report: &Path, 
         return Err(Error::file(spectra, "no labelled spectrum could be used"));
     }
     let rows: Vec<usize> = (0..data.x.len()).collect();
-    let est = crate::train::predict_rows(&t.model, &data.x, &rows, &t.scaling, 128, device)?;
+    let est = t.model.predict_rows(&data.x, &rows, &t.scaling, 128, device)?;
     let header = vec![
-        format!("model: `{}` — `{}`", model.display(), t.model.arch().to_json()),
+        format!("model: `{}` — `{}`", model.display(), t.model.describe()),
         format!("targets: {}; trained {} epochs (best: {}){}", t.targets.join(", "), t.history.epochs.len(), t.history.best_epoch, if t.history.stopped_early { ", stopped early" } else { "" }),
         format!("spectra: `{}`, labels: `{}`", spectra.display(), labels.display()),
     ];
@@ -374,8 +401,11 @@ pub fn run_crossval(r: &TrainRequest, folds: usize, report: &Path, th: &Threshol
         let ys = data.y.select(ndarray::Axis(0), &train_rows);
         let cfg = TrainConfig { arch: arch.clone(), targets: r.targets.clone(), prep: prep.clone(), epochs: r.epochs, batch: r.batch, lr: r.lr, split: r.split, seed: r.seed + f as u64, patience: r.patience };
         let out = r.out.join(format!("fold{}.safetensors", f + 1));
-        let outcome = train(&xs, &ys, &cfg, &out, false, data.synthetic, &r.device, |_| {}, |_, _| {})?;
-        let pred = crate::train::predict_rows(&outcome.model, &data.x, &test_rows, &outcome.scaling, 128, &r.device)?;
+        let outcome = match r.kind.baseline() {
+            Some(kind) => crate::train::train_baseline(&xs, &ys, kind, &r.targets, &prep, r.split, cfg.seed, &out, data.synthetic)?,
+            None => train(&xs, &ys, &cfg, &out, false, data.synthetic, &r.device, |_| {}, |_, _| {})?,
+        };
+        let pred = outcome.model.predict_rows(&data.x, &test_rows, &outcome.scaling, 128, &r.device)?;
         for (k, &row) in test_rows.iter().enumerate() {
             est.row_mut(row).assign(&pred.row(k));
         }
