@@ -100,6 +100,10 @@ struct TrainArgs {
     /// Continue from MODEL.ckpt.
     #[arg(long)]
     resume: bool,
+    /// Validate on the stars this file lists (one spectrum file name per line) instead of a seeded
+    /// --split; the rest train.
+    #[arg(long)]
+    validation: Option<PathBuf>,
     #[arg(long, value_enum)]
     medium: Option<MediumArg>,
     /// Where the network runs: auto (the first hardware GPU, else the CPU), cpu, gpu (the first adapter
@@ -125,6 +129,7 @@ impl TrainArgs {
         };
         Ok(TrainRequest {
             device: open_device(&self.device)?,
+            validation: self.validation,
             spectra: self.spectra,
             labels: self.labels,
             kind,
@@ -789,6 +794,7 @@ fn demo(out: &std::path::Path, n: usize, seed: u64, channels: &[usize], cnn_epoc
         resume: false,
         read: Default::default(),
         device: device.clone(),
+        validation: None,
     };
     let cnn = TrainRequest {
         kind: Kind::VmpCnn,

@@ -42,6 +42,27 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Epochs without improvement of the validation MAE before stopping.
     pub patience: usize,
+    /// The validation stars (row indices) when given (`--validation LIST`) instead of the seeded split.
+    #[serde(default)]
+    pub validation: Option<Vec<usize>>,
+}
+
+/// The (train, validation) rows: the given validation rows, or the seeded split.
+pub fn rows_for(n: usize, frac: f64, seed: u64, validation: Option<&[usize]>) -> Result<(Vec<usize>, Vec<usize>)> {
+    let Some(v) = validation else { return Ok(split(n, frac, seed)) };
+    let mut is_val = vec![false; n];
+    for &r in v {
+        if r >= n {
+            return Err(Error::invalid("train", format!("validation row {r} is past the {n} labelled spectra")));
+        }
+        is_val[r] = true;
+    }
+    let val: Vec<usize> = (0..n).filter(|&i| is_val[i]).collect();
+    let train: Vec<usize> = (0..n).filter(|&i| !is_val[i]).collect();
+    if val.is_empty() || train.len() < 2 {
+        return Err(Error::invalid("train", format!("the validation list leaves {} stars to validate and {} to train on", val.len(), train.len())));
+    }
+    Ok((train, val))
 }
 
 /// Label standardisation, stored in the model file: `z = (y - mean) / sd`.
@@ -181,7 +202,7 @@ fn load_checkpoint(path: &Path, cfg: &TrainConfig) -> Result<State> {
     let saved: TrainConfig = serde_json::from_str(get("specnn-train-config")?).map_err(|e| Error::file(path, e.to_string()))?;
     // The number of epochs may grow (resume an interrupted run, or train longer); nothing else may change.
     if (TrainConfig { epochs: cfg.epochs, ..saved }) != *cfg {
-        return Err(Error::file(path, "the checkpoint was written by a run with other settings (architecture, targets, preprocessing, batch, lr, split, seed or patience); rerun without --resume or with the same settings"));
+        return Err(Error::file(path, "the checkpoint was written by a run with other settings (architecture, targets, preprocessing, batch, lr, split, validation list, seed or patience); rerun without --resume or with the same settings"));
     }
     let model_t: BTreeMap<String, ArrayD<f32>> = tensors.iter().filter_map(|(k, v)| k.strip_prefix("model.").map(|n| (n.to_string(), v.clone()))).collect();
     let model = Model::from_tensors(&cfg.arch, model_t).map_err(|e| Error::file(path, e.to_string()))?;
@@ -235,7 +256,7 @@ pub fn train(
     if x.len() < 4 {
         return Err(Error::Data(format!("{} labelled spectra: too few to train and validate", x.len())));
     }
-    let (train_rows, val_rows) = split(x.len(), cfg.split, cfg.seed);
+    let (train_rows, val_rows) = rows_for(x.len(), cfg.split, cfg.seed, cfg.validation.as_deref())?;
     let scale = scaling(y, &train_rows)?;
     let ckpt = checkpoint_path(model_out);
     let mut st = if resume && ckpt.exists() {
@@ -348,7 +369,7 @@ pub fn train(
 /// fitted on the training stars, scored on the validation stars (one "epoch" in the history), and
 /// written to `model_out` with the same metadata as a network, so `predict` and `evaluate` take it.
 #[allow(clippy::too_many_arguments)]
-pub fn train_baseline(x: &[Vec<f32>], y: &Array2<f64>, kind: BaselineKind, targets: &[String], prep: &crate::data::PrepConfig, split_frac: f64, seed: u64, model_out: &Path, synthetic: bool) -> Result<Outcome> {
+pub fn train_baseline(x: &[Vec<f32>], y: &Array2<f64>, kind: BaselineKind, targets: &[String], prep: &crate::data::PrepConfig, (split_frac, validation): (f64, Option<&[usize]>), seed: u64, model_out: &Path, synthetic: bool) -> Result<Outcome> {
     if x.len() != y.nrows() || y.ncols() != targets.len() {
         return Err(Error::invalid("train", format!("{} spectra, {} label rows, {} targets", x.len(), y.nrows(), targets.len())));
     }
@@ -356,7 +377,7 @@ pub fn train_baseline(x: &[Vec<f32>], y: &Array2<f64>, kind: BaselineKind, targe
         return Err(Error::Data(format!("{} labelled spectra: too few to train and validate", x.len())));
     }
     let t0 = Instant::now();
-    let (train_rows, val_rows) = split(x.len(), split_frac, seed);
+    let (train_rows, val_rows) = rows_for(x.len(), split_frac, seed, validation)?;
     let scale = scaling(y, &train_rows)?;
     let z = Array2::from_shape_fn(y.dim(), |(i, j)| (y[[i, j]] - scale.mean[j]) / scale.sd[j]);
     let b = Baseline::fit(kind, x, &z, &train_rows, seed)?;

@@ -14,6 +14,7 @@ use crate::predict::{catalog, load_trained, predict_files, Row, Thresholds, Trai
 use crate::train::{train, EpochStats, Outcome, TrainConfig};
 use ndarray::Array2;
 use std::fmt::Write as _;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The networks `train` builds.
@@ -66,6 +67,44 @@ pub struct TrainRequest {
     pub read: ReadOptions,
     /// Where training runs (`--device`).
     pub device: Device,
+    /// A file listing the validation stars (`--validation`), instead of the seeded split.
+    pub validation: Option<PathBuf>,
+}
+
+/// The rows of `data` named by a validation list: one spectrum file name (or path) per line; blank
+/// lines, `#` comments and a `file` header are skipped. Every name must be a labelled spectrum.
+pub fn validation_rows(list: &Path, data: &Labelled) -> Result<Vec<usize>> {
+    let text = std::fs::read_to_string(list).map_err(|e| Error::io(list, e))?;
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    for (i, f) in data.files.iter().enumerate() {
+        by_name.insert(f.display().to_string(), i);
+        if let Some(n) = f.file_name() {
+            by_name.insert(n.to_string_lossy().into_owned(), i);
+        }
+    }
+    let mut rows = Vec::new();
+    let mut missing = Vec::new();
+    for line in text.lines().map(str::trim) {
+        let name = line.split(',').next().unwrap_or("").trim();
+        if name.is_empty() || name.starts_with('#') || name == "file" {
+            continue;
+        }
+        let key = Path::new(name).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        match by_name.get(name).or_else(|| by_name.get(&key)) {
+            Some(&r) => rows.push(r),
+            None => missing.push(name.to_string()),
+        }
+    }
+    if !missing.is_empty() {
+        let shown: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
+        return Err(Error::file(list, format!("{} validation stars are not among the labelled spectra: {}{}", missing.len(), shown.join(", "), if missing.len() > 5 { ", ..." } else { "" })));
+    }
+    if rows.is_empty() {
+        return Err(Error::file(list, "the validation list names no spectrum"));
+    }
+    rows.sort_unstable();
+    rows.dedup();
+    Ok(rows)
 }
 
 /// The preprocessing a request implies.
@@ -162,17 +201,18 @@ pub fn run_train(r: &TrainRequest, on_epoch: impl FnMut(&EpochStats), on_batch: 
     let prep = prep_for(r)?;
     let data = load_labelled(&r.spectra, &r.labels, &r.targets, &prep, &r.read)?;
     on_loaded(&data);
+    let validation = r.validation.as_deref().map(|l| validation_rows(l, &data)).transpose()?;
     if let Some(kind) = r.kind.baseline() {
         if r.resume {
             return Err(Error::invalid("train", "--resume is for networks: a baseline is fitted in one go"));
         }
-        let o = crate::train::train_baseline(&data.x, &data.y, kind, &r.targets, &prep, r.split, r.seed, &r.out, data.synthetic)?;
+        let o = crate::train::train_baseline(&data.x, &data.y, kind, &r.targets, &prep, (r.split, validation.as_deref()), r.seed, &r.out, data.synthetic)?;
         let mut on_epoch = on_epoch;
         on_epoch(&o.history.epochs[0]);
         return Ok(o);
     }
     let arch = arch_for(r, prep.grid.n);
-    let cfg = TrainConfig { arch, targets: r.targets.clone(), prep, epochs: r.epochs, batch: r.batch, lr: r.lr, split: r.split, seed: r.seed, patience: r.patience };
+    let cfg = TrainConfig { arch, targets: r.targets.clone(), prep, epochs: r.epochs, batch: r.batch, lr: r.lr, split: r.split, seed: r.seed, patience: r.patience, validation };
     train(&data.x, &data.y, &cfg, &r.out, r.resume, data.synthetic, &r.device, on_epoch, on_batch)
 }
 
@@ -399,10 +439,11 @@ pub fn run_crossval(r: &TrainRequest, folds: usize, report: &Path, th: &Threshol
         let test_rows: Vec<usize> = (0..n).filter(|&i| fold_of[i] == f).collect();
         let xs: Vec<Vec<f32>> = train_rows.iter().map(|&i| data.x[i].clone()).collect();
         let ys = data.y.select(ndarray::Axis(0), &train_rows);
-        let cfg = TrainConfig { arch: arch.clone(), targets: r.targets.clone(), prep: prep.clone(), epochs: r.epochs, batch: r.batch, lr: r.lr, split: r.split, seed: r.seed + f as u64, patience: r.patience };
+        // Inside a fold the inner split is seeded: a validation list names stars of the whole set.
+        let cfg = TrainConfig { arch: arch.clone(), targets: r.targets.clone(), prep: prep.clone(), epochs: r.epochs, batch: r.batch, lr: r.lr, split: r.split, seed: r.seed + f as u64, patience: r.patience, validation: None };
         let out = r.out.join(format!("fold{}.safetensors", f + 1));
         let outcome = match r.kind.baseline() {
-            Some(kind) => crate::train::train_baseline(&xs, &ys, kind, &r.targets, &prep, r.split, cfg.seed, &out, data.synthetic)?,
+            Some(kind) => crate::train::train_baseline(&xs, &ys, kind, &r.targets, &prep, (r.split, None), cfg.seed, &out, data.synthetic)?,
             None => train(&xs, &ys, &cfg, &out, false, data.synthetic, &r.device, |_| {}, |_, _| {})?,
         };
         let pred = outcome.model.predict_rows(&data.x, &test_rows, &outcome.scaling, 128, &r.device)?;

@@ -303,3 +303,30 @@ fn train_and_predict_on_the_gpu() {
     assert_eq!(code, 0);
     assert!(out.contains("gpu:0") && out.contains("--device auto takes"), "{out}");
 }
+
+/// `--validation LIST`: the listed stars validate (recorded in the model's history) instead of the
+/// seeded split; unknown names are refused by name.
+#[test]
+fn a_validation_list_replaces_the_seeded_split() {
+    let dir = common::tempdir();
+    let train = survey(dir.path(), "train", 60, 41);
+    let labels = train.join("labels.csv");
+    let text = std::fs::read_to_string(&labels).unwrap();
+    let files: Vec<String> = text.lines().skip(1).map(|l| l.split(',').next().unwrap().to_string()).collect();
+    let list = dir.path().join("val.txt");
+    std::fs::write(&list, format!("file\n# the first ten stars\n{}\n", files[..10].join("\n"))).unwrap();
+    let model = dir.path().join("v.safetensors");
+    let mut args = train_args(s(&train), s(&labels), s(&model), "1");
+    args.extend(["--validation", s(&list), "--device", "cpu"]);
+    let (code, out, err) = specnn(&args);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (_, meta) = load_model::<f32>(&model).unwrap();
+    let h: serde_json::Value = serde_json::from_str(&meta["specnn-history"]).unwrap();
+    let val: Vec<u64> = h["validation"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(val.len(), 10, "{val:?}");
+
+    std::fs::write(&list, "nosuchstar.fits\n").unwrap();
+    let (code, _, err) = specnn(&args);
+    assert_eq!(code, 1);
+    assert!(err.contains("not among the labelled spectra: nosuchstar.fits"), "{err}");
+}
