@@ -40,7 +40,7 @@ fn svr_kernel_sum_equals_smartcore() {
     let rows: Vec<usize> = (0..150).collect();
     let test: Vec<usize> = (150..200).collect();
     let (m, want) = svr::fit_one(&x, &y, &rows, &test).unwrap();
-    let s = svr::Svr { models: vec![m] };
+    let s = svr::Svr { pca: None, models: vec![m] };
     let got = s.predict(&x, &test);
     for (i, w) in want.iter().enumerate() {
         assert!((got[[i, 0]] - w).abs() <= 1e-9 * w.abs().max(1.0), "row {i}: specnn {} vs smartcore {w}", got[[i, 0]]);
@@ -105,4 +105,24 @@ fn svr_with_fewer_stars_than_pixels_is_refused_clearly() {
     let (x, y) = data(30, 40);
     let err = svr::fit_one(&x, &y, &(0..30).collect::<Vec<_>>(), &[]).unwrap_err().to_string();
     assert!(err.contains("30 training stars for 40 pixels"), "{err}");
+}
+
+/// An SVR on spectra of more pixels than principal components works on the projection, and the
+/// projection travels with the model file.
+#[test]
+fn svr_projects_long_spectra_and_round_trips() {
+    let (x, y) = data(150, 100);
+    let z = Array2::from_shape_fn((150, 1), |(i, _)| y[i]);
+    let rows: Vec<usize> = (0..90).collect();
+    let b = Baseline::fit(BaselineKind::Svr, &x, &z, &rows, 1).unwrap();
+    let Baseline::Svr(s) = &b else { panic!("an SVR") };
+    assert_eq!(s.pca.as_ref().map(|p| p.components.len()), Some(svr::PCA_COMPONENTS));
+    assert_eq!(b.inputs(), 100);
+    let back = Baseline::from_tensors(BaselineKind::Svr, &b.to_tensors()).unwrap();
+    let test: Vec<usize> = (90..150).collect();
+    let (p, q) = (b.predict(&x, &test).unwrap(), back.predict(&x, &test).unwrap());
+    for (a, c) in p.iter().zip(q.iter()) {
+        assert!((a - c).abs() <= 1e-4 * a.abs().max(1.0), "{a} vs {c}");
+    }
+    assert!(b.predict(&x[..1].iter().map(|r| r[..50].to_vec()).collect::<Vec<_>>(), &[0]).is_err(), "a 50-pixel spectrum is refused");
 }

@@ -1,10 +1,15 @@
 //! Epsilon-support-vector regression (Drucker et al. 1997) with an RBF kernel, one per label, fitted by
 //! `smartcore`'s SMO solver with scikit-learn's defaults (C = 1, epsilon = 0.1 in standardised label
-//! units, gamma = 1 / (pixels * variance of the training fluxes)). It needs at least as many training
-//! stars as pixels (a smartcore limitation, refused with a clear error). specnn keeps the support vectors,
-//! their weights and the bias, and predicts `b + sum_i w_i exp(-gamma |x - sv_i|^2)` itself.
+//! units, gamma = 1 / (features * variance of the training features)). Spectra of more than 64 pixels
+//! are first projected onto their 64 leading principal components (fitted on the training stars,
+//! `data::pca`), the usual practice for kernel methods on spectra; it also keeps smartcore's solver
+//! within its limit of at least as many training stars as features (below it, smartcore 0.7 truncates
+//! its support vectors, so specnn refuses that case with a clear error). specnn keeps the projection,
+//! the support vectors, their weights and the bias, and predicts `b + sum_i w_i exp(-gamma |x - sv_i|^2)`
+//! itself.
 
 use super::{rows_f64, tensor};
+use crate::data::pca::Pca;
 use crate::error::{Error, Result};
 use ndarray::{Array1, Array2, ArrayD};
 use rayon::prelude::*;
@@ -24,10 +29,22 @@ pub struct SvrModel {
     pub gamma: f64,
 }
 
-/// One SVR per label.
+/// One SVR per label, on the principal components of the spectra when they have more than
+/// [`PCA_COMPONENTS`] pixels.
 #[derive(Clone, Debug)]
 pub struct Svr {
+    pub pca: Option<Pca>,
     pub models: Vec<SvrModel>,
+}
+
+/// The number of principal components an SVR works on.
+pub const PCA_COMPONENTS: usize = 64;
+
+/// The rows of `x` projected onto `pca` (all of them when `rows` is None), as f32 features.
+fn project(pca: &Pca, x: &[Vec<f32>], rows: &[usize]) -> Result<Vec<Vec<f32>>> {
+    let m = Array2::from_shape_fn((rows.len(), pca.mean.len()), |(i, j)| x[rows[i]][j] as f64);
+    let z = pca.transform(m.view())?;
+    Ok(z.outer_iter().map(|r| r.iter().map(|&v| v as f32).collect()).collect())
 }
 
 impl SvrModel {
@@ -94,6 +111,19 @@ pub fn fit_one(x: &[Vec<f32>], y: &[f64], rows: &[usize], test: &[usize]) -> Res
 impl Svr {
     /// Fits one SVR per label on the stars of `rows` that have it.
     pub fn fit(x: &[Vec<f32>], z: &Array2<f64>, rows: &[usize]) -> Result<Self> {
+        let pixels = x[rows[0]].len();
+        let (pca, projected);
+        let x = if pixels > PCA_COMPONENTS && rows.len() > PCA_COMPONENTS {
+            let m = Array2::from_shape_fn((rows.len(), pixels), |(i, j)| x[rows[i]][j] as f64);
+            let p = Pca::fit(m.view(), PCA_COMPONENTS, 0)?;
+            let all: Vec<usize> = (0..x.len()).collect();
+            projected = project(&p, x, &all)?;
+            pca = Some(p);
+            &projected[..]
+        } else {
+            pca = None;
+            x
+        };
         let models = (0..z.ncols())
             .into_par_iter()
             .map(|j| {
@@ -105,21 +135,30 @@ impl Svr {
                 fit_one(x, &y, &known, &[]).map(|(m, _)| m)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { models })
+        Ok(Self { pca, models })
     }
 
     pub fn inputs(&self) -> usize {
-        self.models[0].vectors.ncols()
+        self.pca.as_ref().map(|p| p.mean.len()).unwrap_or_else(|| self.models[0].vectors.ncols())
     }
 
     /// Standardised labels of `x[rows]`.
     pub fn predict(&self, x: &[Vec<f32>], rows: &[usize]) -> Array2<f64> {
-        let est: Vec<Vec<f64>> = rows.par_iter().map(|&r| self.models.iter().map(|m| m.predict_row(&x[r])).collect()).collect();
+        let features: Vec<Vec<f32>> = match &self.pca {
+            Some(p) => project(p, x, rows).expect("the pixel count was checked by Baseline::predict"),
+            None => rows.iter().map(|&r| x[r].clone()).collect(),
+        };
+        let est: Vec<Vec<f64>> = features.par_iter().map(|f| self.models.iter().map(|m| m.predict_row(f)).collect()).collect();
         Array2::from_shape_fn((rows.len(), self.models.len()), |(i, j)| est[i][j])
     }
 
     pub fn to_tensors(&self) -> BTreeMap<String, ArrayD<f32>> {
         let mut t = BTreeMap::new();
+        if let Some(p) = &self.pca {
+            t.insert("svr.pca.mean".into(), Array1::from(p.mean.iter().map(|&v| v as f32).collect::<Vec<_>>()).into_dyn());
+            let comps = Array2::from_shape_fn((p.components.len(), p.mean.len()), |(i, j)| p.components[i][j] as f32);
+            t.insert("svr.pca.components".into(), comps.into_dyn());
+        }
         for (j, m) in self.models.iter().enumerate() {
             t.insert(format!("svr.{j}.vectors"), m.vectors.clone().into_dyn());
             // The weights and bias in f32 lose less than the SVR's own epsilon-insensitive tolerance.
@@ -145,6 +184,17 @@ impl Svr {
         if models.is_empty() || models.iter().any(|m| m.vectors.ncols() != models[0].vectors.ncols()) {
             return Err(Error::ModelTensor { name: "svr.0.vectors".into(), msg: "an SVR model file without (consistent) support vectors".into() });
         }
-        Ok(Self { models })
+        let pca = match (t.get("svr.pca.mean"), t.get("svr.pca.components")) {
+            (Some(m), Some(c)) => {
+                if c.ndim() != 2 || c.shape()[1] != m.len() || c.shape()[0] != models[0].vectors.ncols() {
+                    return Err(Error::ModelTensor { name: "svr.pca.components".into(), msg: "the projection does not fit the mean or the support vectors".into() });
+                }
+                let comps = c.outer_iter().map(|r| r.iter().map(|&v| v as f64).collect()).collect();
+                Some(Pca { mean: m.iter().map(|&v| v as f64).collect(), components: comps, variance: vec![] })
+            }
+            (None, None) => None,
+            _ => return Err(Error::ModelTensor { name: "svr.pca".into(), msg: "a projection needs both its mean and its components".into() }),
+        };
+        Ok(Self { pca, models })
     }
 }
