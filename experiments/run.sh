@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Reruns the experiments of EXPERIMENTS.md. Usage: bash experiments/run.sh [OUT] [PART...]
 # OUT (default exp-out/, ignored by git) receives surveys, models, reports and one log per run.
-# PARTs: exp1 exp2 miles grid (default: all). About 45 minutes on a 2-core machine.
+# PARTs: exp1 exp2 miles grid baselines (default: all). About 75 minutes on a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-exp-out}
 shift || true
-PARTS=${*:-exp1 exp2 miles grid}
+PARTS=${*:-exp1 exp2 miles grid baselines}
 cargo build --release -q
 S=./target/release/specnn
 DATA=${SPECNN_DATA:-../shared/data}
@@ -22,7 +22,7 @@ run() {
   [ "$rc" -eq 0 ] || { echo "specnn $* failed (exit $rc)" >&2; exit "$rc"; }
 }
 
-if [[ " $PARTS " == *" exp1 "* || " $PARTS " == *" exp2 "* ]]; then
+if [[ " $PARTS " == *" exp1 "* || " $PARTS " == *" exp2 "* || " $PARTS " == *" baselines "* ]]; then
   [ -f "$OUT/train/labels.csv" ] || run simulate-train simulate --n 4000 --seed 1 --out "$OUT/train"
   [ -f "$OUT/test/labels.csv" ] || run simulate-test simulate --n 1000 --seed 1001 --out "$OUT/test"
 fi
@@ -69,4 +69,21 @@ if [[ " $PARTS " == *" grid "* ]]; then
   [ -f "$OUT/grid/labels.csv" ] || run simulate-grid simulate --grid --n 4000 --seed 1 --out "$OUT/grid"
   run grid-cnn crossval --spectra "$OUT/grid" --labels "$OUT/grid/labels.csv" --arch vmp-cnn --channels 16,32,64 \
     --targets teff,logg,feh,cfe,nfe,ofe,afe --min-coverage 0.95 --epochs 30 --patience 5 --batch 32 --folds 3 --seed 1 --out "$OUT/grid-cnn-models" --report "$OUT/grid-cnn"
+fi
+
+if [[ " $PARTS " == *" baselines "* ]]; then
+  # The seed's baselines (The Cannon, random forest, SVR), fitted in one go on the same splits.
+  for arch in cannon rf svr; do
+    # Experiment 1 (SYNTHETIC, R=200).
+    run "exp1-train-$arch" train --spectra "$OUT/train" --labels "$OUT/train/labels.csv" --arch $arch --resolution 200 \
+      --targets cfe,mgfe,nfe --seed 1 --out "$OUT/exp1-$arch.safetensors" --device cpu
+    run "exp1-eval-$arch" evaluate --model "$OUT/exp1-$arch.safetensors" --spectra "$OUT/test" --labels "$OUT/test/labels.csv" --report "$OUT/exp1-$arch" --device cpu
+    # Experiment 2 (SYNTHETIC, 4096 pixels).
+    run "exp2-train-$arch" train --spectra "$OUT/train" --labels "$OUT/train/labels.csv" --arch $arch \
+      --targets teff,logg,feh,cfe --seed 1 --out "$OUT/exp2-$arch.safetensors" --device cpu
+    run "exp2-eval-$arch" evaluate --model "$OUT/exp2-$arch.safetensors" --spectra "$OUT/test" --labels "$OUT/test/labels.csv" --report "$OUT/exp2-$arch" --device cpu
+    # Experiment 2 on REAL spectra (MILES, 5-fold cross-validation).
+    run "miles-$arch" crossval --spectra "$DATA/miles" --labels "$DATA/miles/labels.csv" --arch $arch \
+      --targets teff,logg,feh --min-coverage 0.8 --folds 5 --seed 1 --out "$OUT/miles-$arch-models" --report "$OUT/miles-$arch" --device cpu
+  done
 fi

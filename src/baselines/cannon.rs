@@ -19,6 +19,8 @@ use std::collections::BTreeMap;
 pub struct Cannon {
     /// `[pixels, terms]`.
     theta: Array2<f64>,
+    /// `theta^T W theta` (W = 1 / scatter^2), for the linear starting guess of the test step.
+    normal: Array2<f64>,
     /// Per-pixel scatter squared, `[pixels]`.
     scatter2: Array1<f64>,
     labels: usize,
@@ -119,7 +121,18 @@ impl Cannon {
         let theta = coef.t().to_owned();
         let resid = &f - &v.dot(&coef);
         let scatter2 = resid.map_axis(ndarray::Axis(0), |c| c.mapv(|e| e * e).mean().unwrap_or(0.0)).mapv(|s| s.max(1e-10));
-        Ok(Self { theta, scatter2, labels: k })
+        Ok(Self::new(theta, scatter2, k))
+    }
+
+    fn new(theta: Array2<f64>, scatter2: Array1<f64>, labels: usize) -> Self {
+        let w = scatter2.mapv(|s| 1.0 / s);
+        let wt = &theta * &w.view().insert_axis(ndarray::Axis(1));
+        let mut normal = theta.t().dot(&wt);
+        let ridge = 1e-9 * (0..normal.nrows()).map(|i| normal[[i, i]]).fold(0.0, f64::max);
+        for i in 0..normal.nrows() {
+            normal[[i, i]] += ridge;
+        }
+        Self { theta, normal, scatter2, labels }
     }
 
     pub fn inputs(&self) -> usize {
@@ -130,14 +143,25 @@ impl Cannon {
         self.labels
     }
 
-    /// The test step for one spectrum: Levenberg-Marquardt on the weighted squared residuals, from the
-    /// training mean and from the corners of a box at +-1 standard deviation (the chi-square surface of a
-    /// quadratic model over a wide label range has more than one minimum); the best end point wins.
+    /// The test step for one spectrum: Levenberg-Marquardt on the weighted squared residuals, from two
+    /// starting points, the training mean and The Cannon's linear guess (the weighted least-squares
+    /// solution for the whole design vector, whose linear terms are read as labels, clipped to +-3
+    /// standard deviations); the better end point wins (the chi-square surface of a quadratic model over
+    /// a wide label range has more than one minimum).
     fn labels_of(&self, f: &[f32]) -> Vec<f64> {
         let k = self.labels;
         let mut starts = vec![vec![0.0; k]];
-        for corner in 0..(1usize << k.min(4)) {
-            starts.push((0..k).map(|i| if i < 4 && corner >> i & 1 == 1 { 1.0 } else if i < 4 { -1.0 } else { 0.0 }).collect());
+        if let Some(v) = solve_spd(self.normal.clone(), {
+            let mut b = Array2::<f64>::zeros((self.theta.ncols(), 1));
+            for p in 0..f.len() {
+                let w = f[p] as f64 / self.scatter2[p];
+                for (t, th) in self.theta.row(p).iter().enumerate() {
+                    b[[t, 0]] += w * th;
+                }
+            }
+            b
+        }) {
+            starts.push((0..k).map(|i| v[[1 + i, 0]].clamp(-3.0, 3.0)).collect());
         }
         let mut best: Option<(f64, Vec<f64>)> = None;
         for s in starts {
@@ -192,7 +216,7 @@ impl Cannon {
                 let trial: Vec<f64> = (0..k).map(|i| l[i] + step[[i, 0]]).collect();
                 let c = chi2(&trial);
                 if c < cost {
-                    let small = (0..k).all(|i| step[[i, 0]].abs() < 1e-7);
+                    let small = (0..k).all(|i| step[[i, 0]].abs() < 1e-5) || cost - c < 1e-7 * cost;
                     l = trial;
                     cost = c;
                     lambda = (lambda / 10.0).max(1e-9);
@@ -231,7 +255,7 @@ impl Cannon {
         let terms = theta.shape()[1];
         let labels = (1..10).find(|k| 1 + k + k * (k + 1) / 2 == terms).ok_or_else(|| Error::ModelTensor { name: "cannon.theta".into(), msg: format!("{terms} terms is not a quadratic model of 1-9 labels") })?;
         let theta = theta.view().into_dimensionality::<ndarray::Ix2>().expect("2-d").mapv(|v| v as f64);
-        Ok(Self { theta, scatter2: s.iter().map(|&v| v as f64).collect(), labels })
+        Ok(Self::new(theta, s.iter().map(|&v| v as f64).collect(), labels))
     }
 }
 
@@ -263,3 +287,4 @@ mod tests {
         assert!(worst < 0.02, "worst label error {worst}");
     }
 }
+
