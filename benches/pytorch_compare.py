@@ -79,14 +79,20 @@ def steps():
     return s
 
 
-def time_torch(make, shape, outputs, batch, training, warmup, iters):
+def sync(dev):
+    if dev == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_torch(make, shape, outputs, batch, training, warmup, iters, dev="cpu"):
     torch.manual_seed(0)
-    model = make()
-    x = torch.rand(batch, *shape)
-    y = torch.rand(batch, outputs) * 2 - 1
+    model = make().to(dev)
+    x = torch.rand(batch, *shape, device=dev)
+    y = torch.rand(batch, outputs, device=dev) * 2 - 1
     opt = torch.optim.Adam(model.parameters())
     times = []
     for i in range(warmup + iters):
+        sync(dev)
         t0 = time.perf_counter()
         if training:
             opt.zero_grad(set_to_none=True)
@@ -96,6 +102,7 @@ def time_torch(make, shape, outputs, batch, training, warmup, iters):
         else:
             with torch.no_grad():
                 model(x)
+        sync(dev)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     return statistics.median(times)
@@ -109,14 +116,21 @@ def main():
     ap.add_argument("--only", default=None)
     ap.add_argument("--specnn", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "specnn"))
     ap.add_argument("--markdown", action="store_true", help="print a markdown table for BENCHMARKS.md")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="cuda: PyTorch on the GPU in fp32 with TF32 off, against `specnn bench --device gpu`")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
-    cmd = [a.specnn, "bench", "--json", "--iters", str(a.iters), "--warmup", str(a.warmup)] + (["--only", a.only] if a.only else [])
+    cmd = [a.specnn, "bench", "--json", "--iters", str(a.iters), "--warmup", str(a.warmup), "--device", "gpu" if a.device == "cuda" else "cpu"] + (["--only", a.only] if a.only else [])
     ours = {}
     for line in subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout.splitlines():
         r = json.loads(line)
         ours[(r["name"], r["batch"])] = r
+    if a.device == "cuda":
+        print(f"# GPU: {torch.cuda.get_device_name(0)}; PyTorch CUDA fp32, TF32 off; specnn WGSL on wgpu (gpu adapter 0)")
     print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "
           f"{a.threads} threads; specnn {a.threads} rayon threads; median of {a.iters} steps after {a.warmup} warm-up")
     hdr = ["step", "batch", "specnn samples/s", "specnn GFLOP/s", "PyTorch samples/s", "PyTorch GFLOP/s", "ratio"]
@@ -125,7 +139,7 @@ def main():
         if a.only and a.only not in name:
             continue
         r = ours[(name, batch)]
-        t = time_torch(make, shape, outputs, batch, training, a.warmup, a.iters)
+        t = time_torch(make, shape, outputs, batch, training, a.warmup, a.iters, a.device)
         flops = r["gflops"] * r["seconds"]  # same FLOP count for both
         rows.append([name, batch, f"{r['samples_per_s']:.1f}", f"{r['gflops']:.1f}", f"{batch / t:.1f}", f"{flops / t:.1f}",
                      f"{r['samples_per_s'] / (batch / t):.2f}x"])
