@@ -29,6 +29,17 @@ fn audit_passes_the_public_file_and_fails_a_tampered_one() {
     assert_eq!(code, 1);
     assert!(out.contains("FAIL") && out.lines().last().unwrap().ends_with("1 failed"), "{out}");
 
+    // --device all: the CPU and every adapter side by side; the tampered case fails on each.
+    if common::gpu().is_some() {
+        let (code, out, err) = specnn(&["audit", "--golden", golden.to_str().unwrap(), "--device", "all"]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert!(out.contains("[0] cpu") && out.contains("[1] gpu:0") && out.contains("cpu: 35 passed, 0 failed"), "{out}");
+        assert!(out.lines().filter(|l| l.starts_with("gpu:") && l.ends_with(", 0 failed")).count() >= 1, "{out}");
+        let (code, out, _) = specnn(&["audit", "--golden", bad.to_str().unwrap(), "--device", "all", "--quiet"]);
+        assert_eq!(code, 1);
+        assert!(out.lines().filter(|l| l.ends_with(", 1 failed")).count() >= 2, "{out}");
+    }
+
     // A truncated file is a clear error naming it.
     let bytes = std::fs::read(&golden).unwrap();
     let cut = dir.path().join("cut.safetensors");

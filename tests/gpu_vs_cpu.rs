@@ -274,3 +274,19 @@ fn star_net_and_ann_predict_the_same_on_gpu_and_cpu() {
         }
     }
 }
+
+/// A tensor larger than the adapter allows is a typed error naming the op, not a panic or a lost device.
+#[test]
+fn an_oversized_tensor_is_an_error_naming_the_op() {
+    let Some(g) = common::gpu() else { return };
+    let side = 2048;
+    let x = GpuTensor::upload(&g, &ArrayD::<f32>::zeros(IxDyn(&[1, 1, side, side])).view()).unwrap();
+    // 64 output channels of 2048 x 2048: 1 GiB, above lavapipe's 128 MiB binding limit (and most GPUs').
+    let outputs = ((g.summary.max_storage_buffer_binding_size / 4) as usize).div_ceil(side * side) + 1;
+    let w = GpuTensor::upload(&g, &ArrayD::<f32>::zeros(IxDyn(&[outputs, 1, 3, 3])).view()).unwrap();
+    let err = ops::conv2d(&g, &x, &w, None, Conv2dSpec { stride: (1, 1), padding: (1, 1) }).unwrap_err().to_string();
+    assert!(err.starts_with("GPU, conv2d:") && err.contains("larger than this adapter allows"), "{err}");
+    // The device still works afterwards.
+    let y = ops::relu(&g, &x).unwrap();
+    assert_eq!(y.to_array(&g).unwrap().len(), side * side);
+}
