@@ -34,6 +34,10 @@ if [[ " $PARTS " == *" exp1 "* ]]; then
       --targets cfe,mgfe,nfe --epochs 60 --batch 128 --patience 8 --seed 1 --out "$OUT/exp1-$arch.safetensors"
     run "exp1-eval-$arch" evaluate --model "$OUT/exp1-$arch.safetensors" --spectra "$OUT/test" --labels "$OUT/test/labels.csv" --report "$OUT/exp1-$arch"
   done
+  # The 2-D CNN on the same R=200 spectra: 143 pixels zero-padded to 144 and S-folded into 12x12.
+  run exp1-train-cnn train --spectra "$OUT/train" --labels "$OUT/train/labels.csv" --arch vmp-cnn --resolution 200 --channels 16,32,64 \
+    --targets cfe,mgfe,nfe --epochs 60 --batch 128 --patience 8 --seed 1 --out "$OUT/exp1-cnn.safetensors"
+  run exp1-eval-cnn evaluate --model "$OUT/exp1-cnn.safetensors" --spectra "$OUT/test" --labels "$OUT/test/labels.csv" --report "$OUT/exp1-cnn"
 fi
 
 if [[ " $PARTS " == *" exp2 "* ]]; then

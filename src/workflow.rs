@@ -111,9 +111,6 @@ pub fn validation_rows(list: &Path, data: &Labelled) -> Result<Vec<usize>> {
 pub fn prep_for(r: &TrainRequest) -> Result<PrepConfig> {
     let mut p = match r.resolution {
         Some(res) => {
-            if r.kind == Kind::VmpCnn {
-                return Err(Error::invalid("train", "the VMP CNN folds the 4096-pixel R~1800 grid into 64x64; --resolution is for the dense networks and StarNet"));
-            }
             // One pixel per resolution element from 4000 A to ~8136 A (143 pixels at R = 200).
             let n = ((8136.0f64 / 4000.0).ln() * res).round() as usize + 1;
             PrepConfig { grid: Grid::csst(res, n), degrade_to: Some(res), ..PrepConfig::default() }
@@ -129,8 +126,10 @@ pub fn prep_for(r: &TrainRequest) -> Result<PrepConfig> {
 pub fn arch_for(r: &TrainRequest, inputs: usize) -> Arch {
     let outputs = r.targets.len();
     match r.kind {
+        // 4096 pixels fold into 64x64; other grids (143 pixels at R=200) into the smallest square that
+        // holds them (12x12), zero-padded (the seed does not say how it folded its R=200 spectra).
         Kind::VmpCnn => Arch::VmpCnn {
-            in_side: 64,
+            in_side: (inputs as f64).sqrt().ceil() as usize,
             channels: r.channels.clone().unwrap_or_else(|| vec![64, 128, 256]),
             kernel: 9,
             padding: r.padding,

@@ -174,3 +174,20 @@ fn pipeline_rejects_flat_spectra_and_shifts_to_rest_frame() {
     let min = v.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
     assert_eq!(min, 1000, "the line's minimum lands on the 5000 A pixel");
 }
+
+/// The 2-D CNN on R=200 spectra: 143 pixels are zero-padded to 144 and S-folded into 12x12.
+#[test]
+fn short_spectra_are_padded_and_folded_for_the_cnn() {
+    use specnn::nn::{Activation, Arch};
+    let arch = Arch::VmpCnn { in_side: 12, channels: vec![2], kernel: 3, padding: specnn::ops::conv2d::Padding::Same, activation: Activation::Relu, dense: vec![4], outputs: 1 };
+    let row: Vec<f32> = (0..143).map(|i| i as f32 + 1.0).collect();
+    let x = specnn::data::dataset::to_input(&arch, &[&row]).unwrap();
+    assert_eq!(x.shape(), &[1, 1, 12, 12]);
+    // Row 0 runs left to right, row 1 right to left (S-fold); the padding is the last row's end.
+    assert_eq!(x[[0, 0, 0, 0]], 1.0);
+    assert_eq!(x[[0, 0, 1, 11]], 13.0);
+    assert_eq!(x[[0, 0, 11, 0]], 0.0, "the 144th pixel is padding (row 11 runs right to left)");
+    assert_eq!(x[[0, 0, 11, 1]], 143.0);
+    // Too short or too long for the fold is an error.
+    assert!(specnn::data::dataset::to_input(&arch, &[&row[..100]]).is_err());
+}

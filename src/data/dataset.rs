@@ -71,17 +71,23 @@ pub fn load(paths: &[PathBuf], prep: &PrepConfig, opts: &ReadOptions) -> (Vec<Pr
 }
 
 /// Shapes preprocessed rows into the input of `arch`: `[N, 1, S, S]` (S-fold) for the VMP CNN,
-/// `[N, L]` otherwise.
+/// `[N, L]` otherwise. A spectrum a little shorter than `S x S` (143 pixels at R=200 for a 12x12 fold)
+/// is padded with zeros at its red end before folding.
 pub fn to_input(arch: &Arch, rows: &[&[f32]]) -> Result<ArrayD<f32>> {
     let len = rows.first().map_or(0, |r| r.len());
     let flat = Array2::from_shape_vec((rows.len(), len), rows.iter().flat_map(|r| r.iter().copied()).collect())
         .map_err(|_| Error::Data("spectra of different lengths in one batch".into()))?;
     match arch {
         Arch::VmpCnn { in_side, .. } => {
-            if len != in_side * in_side {
+            if len > in_side * in_side || len <= (in_side - 1) * (in_side - 1) {
                 return Err(Error::Data(format!("the VMP CNN folds {} pixels into {in_side}x{in_side}; the preprocessing gives {len}", in_side * in_side)));
             }
-            Ok(fold_s(flat.view(), *in_side)?.into_dyn())
+            if len == in_side * in_side {
+                return Ok(fold_s(flat.view(), *in_side)?.into_dyn());
+            }
+            let mut padded = Array2::<f32>::zeros((rows.len(), in_side * in_side));
+            padded.slice_mut(ndarray::s![.., ..len]).assign(&flat);
+            Ok(fold_s(padded.view(), *in_side)?.into_dyn())
         }
         _ => {
             let want = arch.input_shape(1)[1];
