@@ -731,13 +731,22 @@ fn cli_predict(
 ) -> specnn::Result<(specnn::predict::Trained, Vec<specnn::predict::Row>)> {
     let t0 = std::time::Instant::now();
     let b = bar(0, "  [{bar:30}] {pos}/{len} spectra {per_sec}");
-    let (t, rows) = specnn::workflow::run_predict(model, spectra, out, th, read, shard, device, |done, total| {
+    let (t, rows, tp) = specnn::workflow::run_predict(model, spectra, out, th, read, shard, device, |done, total| {
         b.set_length(total as u64);
         b.set_position(done as u64);
     })?;
     b.finish_and_clear();
     let refused = rows.iter().filter(|r| !r.reason.is_empty()).count();
     println!("wrote {} rows to {} ({} refused) in {:.1} s", rows.len(), out.display(), refused, t0.elapsed().as_secs_f64());
+    println!(
+        "  {:.0} spectra/s; reading {:.1} s and preprocessing {:.1} s (CPU time over {} threads, overlapped with the model), model {:.1} s, wall {:.1} s",
+        tp.spectra as f64 / tp.wall_s.max(1e-9),
+        tp.read_s,
+        tp.prep_s,
+        rayon::current_num_threads(),
+        tp.model_s,
+        tp.wall_s
+    );
     Ok((t, rows))
 }
 

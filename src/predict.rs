@@ -3,7 +3,8 @@
 //! the run. Files are processed in chunks, so memory stays flat however many there are.
 
 use crate::catalog::{Catalog, ColumnData};
-use crate::data::dataset::load;
+use crate::data::dataset::{load_timed, LoadTimes};
+use crate::gpu::GpuTrainer;
 use crate::data::labels::label_unit;
 use crate::data::{PrepConfig, ReadOptions};
 use crate::error::{Error, Result};
@@ -124,13 +125,71 @@ pub struct Row {
     pub reason: String,
 }
 
+/// Where the time of a `predict` run went.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Throughput {
+    /// CPU seconds reading files, summed over threads.
+    pub read_s: f64,
+    /// CPU seconds preprocessing, summed over threads.
+    pub prep_s: f64,
+    /// Wall seconds in the estimator (the network or baseline).
+    pub model_s: f64,
+    /// Wall seconds of the whole run.
+    pub wall_s: f64,
+    pub spectra: usize,
+}
+
 /// Predicts every file of `paths`, `chunk` files at a time; `progress` gets the number done.
-pub fn predict_files(t: &Trained, paths: &[PathBuf], opts: &ReadOptions, chunk: usize, device: &Device, progress: impl Fn(usize)) -> Result<Vec<Row>> {
+/// Reading and preprocessing of the next chunk (on its own thread, over rayon's pool) overlaps the
+/// estimator's work on the current one; at most two chunks are in memory at once, so memory stays flat
+/// however many files there are. A network on a GPU gets its weights uploaded once.
+pub fn predict_files(t: &Trained, paths: &[PathBuf], opts: &ReadOptions, chunk: usize, device: &Device, progress: impl Fn(usize)) -> Result<(Vec<Row>, Throughput)> {
+    let wall = std::time::Instant::now();
+    let times = LoadTimes::default();
+    let gpu = match (&t.model, device.gpu()) {
+        (Estimator::Net(m), Some(g)) => Some(GpuTrainer::new(g.clone(), m.clone(), &crate::optim::Adam::new(Default::default()))?),
+        _ => None,
+    };
+    let mut model_s = 0.0;
     let mut rows = Vec::with_capacity(paths.len());
-    for part in paths.chunks(chunk.max(1)) {
-        let (mut ok, refused) = load(part, &t.prep, opts);
-        let x: Vec<Vec<f32>> = ok.iter_mut().map(|p| std::mem::take(&mut p.values)).collect();
-        let pred = t.model.predict_rows(&x, &(0..x.len()).collect::<Vec<_>>(), &t.scaling, 128, device)?;
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::scope(|scope| -> Result<()> {
+        let times = &times;
+        scope.spawn(move || {
+            for part in paths.chunks(chunk.max(1)) {
+                if tx.send(load_timed(part, &t.prep, opts, times)).is_err() {
+                    break; // the consumer stopped on an error
+                }
+            }
+        });
+        for (mut ok, refused) in rx {
+            let x: Vec<Vec<f32>> = ok.iter_mut().map(|p| std::mem::take(&mut p.values)).collect();
+            let all: Vec<usize> = (0..x.len()).collect();
+            let t0 = std::time::Instant::now();
+            let pred = match (&gpu, &t.model) {
+                (Some(g), Estimator::Net(m)) => crate::train::predict_rows_with(m.arch(), &x, &all, &t.scaling, 128, |b| g.predict(b))?,
+                _ => t.model.predict_rows(&x, &all, &t.scaling, 128, device)?,
+            };
+            model_s += t0.elapsed().as_secs_f64();
+            part_rows_into(t, ok, refused, &pred, &mut rows);
+            progress(rows.len());
+        }
+        Ok(())
+    })?;
+    use std::sync::atomic::Ordering::Relaxed;
+    let tp = Throughput {
+        read_s: times.read_ns.load(Relaxed) as f64 * 1e-9,
+        prep_s: times.prep_ns.load(Relaxed) as f64 * 1e-9,
+        model_s,
+        wall_s: wall.elapsed().as_secs_f64(),
+        spectra: rows.len(),
+    };
+    Ok((rows, tp))
+}
+
+/// Appends one chunk's rows (predicted and refused) to `rows`, in input order.
+fn part_rows_into(t: &Trained, ok: Vec<crate::data::dataset::Prepared>, refused: Vec<crate::data::dataset::Refused>, pred: &ndarray::Array2<f64>, rows: &mut Vec<Row>) {
+    {
         let mut part_rows: Vec<(PathBuf, Row)> = ok
             .iter()
             .enumerate()
@@ -145,9 +204,7 @@ pub fn predict_files(t: &Trained, paths: &[PathBuf], opts: &ReadOptions, chunk: 
         // Keep the input order.
         part_rows.sort_by(|a, b| a.0.cmp(&b.0));
         rows.extend(part_rows.into_iter().map(|(_, r)| r));
-        progress(rows.len());
     }
-    Ok(rows)
 }
 
 /// The catalog of predictions: file, obsid, ra, dec, snr, one column per target, the VMP flag when

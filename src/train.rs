@@ -155,7 +155,7 @@ pub fn predict_rows(model: &Model<f32>, x: &[Vec<f32>], rows: &[usize], s: &Scal
     }
 }
 
-fn predict_rows_with(arch: &Arch, x: &[Vec<f32>], rows: &[usize], s: &Scaling, batch: usize, run: impl Fn(&ArrayD<f32>) -> Result<ArrayD<f32>>) -> Result<Array2<f64>> {
+pub(crate) fn predict_rows_with(arch: &Arch, x: &[Vec<f32>], rows: &[usize], s: &Scaling, batch: usize, run: impl Fn(&ArrayD<f32>) -> Result<ArrayD<f32>>) -> Result<Array2<f64>> {
     let k = s.mean.len();
     let batch = batch.max(1);
     let mut out = Array2::<f64>::zeros((rows.len(), k));

@@ -243,16 +243,16 @@ pub fn shard(paths: &[PathBuf], k: usize, n: usize) -> Result<Vec<PathBuf>> {
 /// Runs `specnn predict`: every spectrum file in `spectra` (folders or files) into a catalog, or with
 /// `shard = Some((k, n))` only the k-th of n slices.
 #[allow(clippy::too_many_arguments)]
-pub fn run_predict(model: &Path, inputs: &[PathBuf], out: &Path, th: &Thresholds, read: &ReadOptions, shard_of: Option<(usize, usize)>, device: &Device, progress: impl Fn(usize, usize)) -> Result<(Trained, Vec<Row>)> {
+pub fn run_predict(model: &Path, inputs: &[PathBuf], out: &Path, th: &Thresholds, read: &ReadOptions, shard_of: Option<(usize, usize)>, device: &Device, progress: impl Fn(usize, usize)) -> Result<(Trained, Vec<Row>, crate::predict::Throughput)> {
     let t = load_trained(model)?;
     let mut paths = input_list(inputs)?;
     if let Some((k, n)) = shard_of {
         paths = shard(&paths, k, n)?;
     }
     let total = paths.len();
-    let rows = predict_files(&t, &paths, read, 1024, device, |done| progress(done, total))?;
+    let (rows, tp) = predict_files(&t, &paths, read, 1024, device, |done| progress(done, total))?;
     catalog(&t, &rows, th).write(out)?;
-    Ok((t, rows))
+    Ok((t, rows, tp))
 }
 
 /// What `evaluate` found.
