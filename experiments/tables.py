@@ -39,11 +39,14 @@ def table(runs, labels, cols=("MAE", "SD", "M")):
         print(f"| {name} | " + " | ".join(fmt(m[l][idx[c]], l) if l in m else "-" for l in labels for c in cols) + " |")
 
 print("### Experiment 1 (SYNTHETIC, R=200, 143 pixels; test set of 1000 stars): MAE in dex\n")
-table([("ANN", "exp1-eval-ann.log"), ("StarNet", "exp1-eval-starnet.log"), ("ANN + residual blocks", "exp1-eval-res-ann.log")], ["cfe", "mgfe", "nfe"], cols=("MAE",))
+BASE = [("The Cannon", "cannon"), ("random forest", "rf"), ("SVR", "svr")]
+table([("ANN", "exp1-eval-ann.log"), ("StarNet", "exp1-eval-starnet.log"), ("2-D CNN (16, 32, 64; 12x12 fold)", "exp1-eval-cnn.log"), ("ANN + residual blocks", "exp1-eval-res-ann.log")]
+      + [(n, f"exp1-eval-{k}.log") for n, k in BASE], ["cfe", "mgfe", "nfe"], cols=("MAE",))
 print("\n### Experiment 2 (SYNTHETIC, 4096 pixels; test set of 1000 stars)\n")
-table([("ANN", "exp2-eval-ann.log"), ("StarNet", "exp2-eval-starnet.log"), ("CNN (16, 32, 64)", "exp2-eval-cnn.log")], ["teff", "logg", "feh"])
+table([("ANN", "exp2-eval-ann.log"), ("StarNet", "exp2-eval-starnet.log"), ("CNN (16, 32, 64)", "exp2-eval-cnn.log")]
+      + [(n, f"exp2-eval-{k}.log") for n, k in BASE], ["teff", "logg", "feh"])
 print()
-for name, log in [("CNN", "exp2-eval-cnn.log"), ("ANN", "exp2-eval-ann.log"), ("StarNet", "exp2-eval-starnet.log")]:
+for name, log in [("CNN", "exp2-eval-cnn.log"), ("ANN", "exp2-eval-ann.log"), ("StarNet", "exp2-eval-starnet.log")] + [(n, f"exp2-eval-{k}.log") for n, k in BASE]:
     if os.path.exists(os.path.join(OUT, log)):
         f = flags(log)
         for k, (r, tp, pos, fpr) in f.items():
@@ -51,9 +54,10 @@ for name, log in [("CNN", "exp2-eval-cnn.log"), ("ANN", "exp2-eval-ann.log"), ("
 print("\n[C/Fe] from the CH G band alone (4000-5500 A kept, the rest set to 0) against the full spectrum, single-target CNNs:\n")
 table([("CNN, full spectrum", "exp2-eval-full-cfe.log"), ("CNN, G band only", "exp2-eval-gband.log")], ["cfe"])
 print("\n### Experiment 2 on REAL spectra: MILES, 5-fold cross-validation (788 stars)\n")
-table([("ANN", "miles-ann.log"), ("StarNet", "miles-starnet.log"), ("CNN (16, 32, 64)", "miles-cnn.log")], ["teff", "logg", "feh"])
+table([("ANN", "miles-ann.log"), ("StarNet", "miles-starnet.log"), ("CNN (16, 32, 64)", "miles-cnn.log")]
+      + [(n, f"miles-{k}.log") for n, k in BASE], ["teff", "logg", "feh"])
 print()
-for name, log in [("CNN", "miles-cnn.log"), ("ANN", "miles-ann.log"), ("StarNet", "miles-starnet.log")]:
+for name, log in [("CNN", "miles-cnn.log"), ("ANN", "miles-ann.log"), ("StarNet", "miles-starnet.log")] + [(n, f"miles-{k}.log") for n, k in BASE]:
     if os.path.exists(os.path.join(OUT, log)):
         for k, (r, tp, pos, fpr) in flags(log).items():
             print(f"- {name}, {k}: recall {r}% ({tp}/{pos}), false-positive rate {fpr}%")
