@@ -3,17 +3,11 @@
 // over the (ky, kx) for which the division is exact and lands inside dy.
 // M = C, N = batch * H * W, K = O * KH * KW.
 
-struct Geom {
-    n: u32, c: u32, h: u32, w: u32,
-    o: u32, kh: u32, kw: u32, oh: u32,
-    ow: u32, sh: u32, sw: u32, ph: u32,
-    pw: u32, has_bias: u32, k_chunk: u32, _pad: u32,
-}
+// The geometry uniform `g` and `input_index` come from conv_common.wgsl.
 
 @group(0) @binding(0) var<storage, read> dy: array<f32>;
 @group(0) @binding(1) var<storage, read> wt: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(4) var<uniform> g: Geom;
 
 fn gemm_m() -> u32 { return g.c; }
 fn gemm_n() -> u32 { return g.n * g.h * g.w; }

@@ -3,18 +3,12 @@
 // M = O, N = batch * OH * OW, K = C * KH * KW; A is the weight [O, C*KH*KW] as stored, B is the im2col
 // matrix read from x on the fly (zeros in the padding), so no im2col buffer is ever written.
 
-struct Geom {
-    n: u32, c: u32, h: u32, w: u32,
-    o: u32, kh: u32, kw: u32, oh: u32,
-    ow: u32, sh: u32, sw: u32, ph: u32,
-    pw: u32, has_bias: u32, k_chunk: u32, _pad: u32,
-}
+// The geometry uniform `g` and `input_index` come from conv_common.wgsl.
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> wt: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<uniform> g: Geom;
 
 fn gemm_m() -> u32 { return g.o; }
 fn gemm_n() -> u32 { return g.n * g.oh * g.ow; }
@@ -32,14 +26,11 @@ fn load_b(k: u32, col: u32) -> f32 {
     let ky = r / g.kw;
     let kx = r % g.kw;
     let plane = g.oh * g.ow;
-    let b = col / plane;
-    let q = col % plane;
-    let iy = i32((q / g.ow) * g.sh + ky) - i32(g.ph);
-    let ix = i32((q % g.ow) * g.sw + kx) - i32(g.pw);
-    if (iy < 0 || ix < 0 || iy >= i32(g.h) || ix >= i32(g.w)) {
+    let i = input_index(col / plane, c, col % plane, ky, kx);
+    if (i < 0) {
         return 0.0;
     }
-    return x[((b * g.c + c) * g.h + u32(iy)) * g.w + u32(ix)];
+    return x[u32(i)];
 }
 
 fn store_c(m: u32, col: u32, split: u32, v: f32) {

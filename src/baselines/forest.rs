@@ -5,7 +5,7 @@
 //! child. Thresholds are stored as the largest f32 not above smartcore's f64 threshold, which gives
 //! exactly the same branch for every f32 input.
 
-use super::{rows_f64, tensor};
+use super::{per_label, rows_f64, tensor};
 use crate::error::{Error, Result};
 use ndarray::{Array1, Array2, ArrayD};
 use rayon::prelude::*;
@@ -102,19 +102,11 @@ impl Forest {
     /// Fits one forest per label on the stars of `rows` that have it.
     pub fn fit(x: &[Vec<f32>], z: &Array2<f64>, rows: &[usize], seed: u64) -> Result<Self> {
         let inputs = x[rows[0]].len();
-        let trees = (0..z.ncols())
-            .into_par_iter()
-            .map(|j| {
-                let y: Vec<f64> = z.column(j).to_vec();
-                let known: Vec<usize> = rows.iter().copied().filter(|&r| y[r].is_finite()).collect();
-                if known.len() < 10 {
-                    return Err(Error::Data(format!("random forest: label {} is known for only {} training stars", j + 1, known.len())));
-                }
-                let (m, _) = fit_one(x, &y, &known, seed.wrapping_add(j as u64))?;
-                let v = serde_json::to_value(&m).map_err(|e| Error::Data(format!("random forest: {e}")))?;
-                flatten(&v)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let trees = per_label("random forest", z, rows, |j, y, known| {
+            let (m, _) = fit_one(x, y, known, seed.wrapping_add(j as u64))?;
+            let v = serde_json::to_value(&m).map_err(|e| Error::Data(format!("random forest: {e}")))?;
+            flatten(&v)
+        })?;
         Ok(Self { inputs, trees })
     }
 

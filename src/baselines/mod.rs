@@ -128,6 +128,23 @@ impl Baseline {
     }
 }
 
+/// Fits one model per label (in parallel): `fit(j, y, known)` gets label `j`'s column and the stars of
+/// `rows` that have it (at least 10, else an error naming `what`).
+pub(crate) fn per_label<M: Send>(what: &str, z: &Array2<f64>, rows: &[usize], fit: impl Fn(usize, &[f64], &[usize]) -> Result<M> + Sync) -> Result<Vec<M>> {
+    use rayon::prelude::*;
+    (0..z.ncols())
+        .into_par_iter()
+        .map(|j| {
+            let y: Vec<f64> = z.column(j).to_vec();
+            let known: Vec<usize> = rows.iter().copied().filter(|&r| y[r].is_finite()).collect();
+            if known.len() < 10 {
+                return Err(Error::Data(format!("{what}: label {} is known for only {} training stars", j + 1, known.len())));
+            }
+            fit(j, &y, &known)
+        })
+        .collect()
+}
+
 /// A tensor of a baseline's model file, or an error naming it.
 pub(crate) fn tensor<'t>(t: &'t BTreeMap<String, ArrayD<f32>>, name: &str) -> Result<&'t ArrayD<f32>> {
     t.get(name).ok_or_else(|| Error::ModelTensor { name: name.into(), msg: "missing from the baseline's model file".into() })

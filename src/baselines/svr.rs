@@ -8,7 +8,7 @@
 //! the support vectors, their weights and the bias, and predicts `b + sum_i w_i exp(-gamma |x - sv_i|^2)`
 //! itself.
 
-use super::{rows_f64, tensor};
+use super::{per_label, rows_f64, tensor};
 use crate::data::pca::Pca;
 use crate::error::{Error, Result};
 use ndarray::{Array1, Array2, ArrayD};
@@ -124,17 +124,7 @@ impl Svr {
             pca = None;
             x
         };
-        let models = (0..z.ncols())
-            .into_par_iter()
-            .map(|j| {
-                let y: Vec<f64> = z.column(j).to_vec();
-                let known: Vec<usize> = rows.iter().copied().filter(|&r| y[r].is_finite()).collect();
-                if known.len() < 10 {
-                    return Err(Error::Data(format!("SVR: label {} is known for only {} training stars", j + 1, known.len())));
-                }
-                fit_one(x, &y, &known, &[]).map(|(m, _)| m)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let models = per_label("SVR", z, rows, |_, y, known| fit_one(x, y, known, &[]).map(|(m, _)| m))?;
         Ok(Self { pca, models })
     }
 

@@ -1,9 +1,12 @@
 //! The kernels: one enum maps each to its WGSL file (in `shaders/`, loaded with `include_str!`) and entry
 //! point. The three convolution kernels and `matmul` share the tiled GEMM core of `gemm_core.wgsl`,
-//! appended to their own file (which says how to read A and B and where to write C).
+//! appended to their own file (which says how to read A and B and where to write C); the convolutions
+//! also share `conv_common.wgsl` (their geometry uniform and input indexing), prepended.
 
 /// The tiled GEMM core (64x64 tiles, 16-deep K slices, 4x4 per thread).
 const GEMM_CORE: &str = include_str!("../../shaders/gemm_core.wgsl");
+/// The convolutions' geometry uniform and input indexing.
+const CONV_COMMON: &str = include_str!("../../shaders/conv_common.wgsl");
 
 /// The K slice of the GEMM core: split-K chunks are multiples of it.
 pub const TILE_K: usize = 16;
@@ -88,10 +91,10 @@ impl Kernel {
             "adam.wgsl" => include_str!("../../shaders/adam.wgsl"),
             other => unreachable!("no shader file {other}"),
         };
-        if self.uses_gemm_core() {
-            format!("{own}\n{GEMM_CORE}")
-        } else {
-            own.to_string()
+        match self {
+            Kernel::Conv2dFwd | Kernel::Conv2dBwdInput | Kernel::Conv2dBwdWeight => format!("{CONV_COMMON}\n{own}\n{GEMM_CORE}"),
+            Kernel::Matmul => format!("{own}\n{GEMM_CORE}"),
+            _ => own.to_string(),
         }
     }
 
