@@ -51,6 +51,28 @@ for name, log in [("CNN", "exp2-eval-cnn.log"), ("ANN", "exp2-eval-ann.log"), ("
         f = flags(log)
         for k, (r, tp, pos, fpr) in f.items():
             print(f"- {name}, {k}: recall {r}% ({tp}/{pos}), false-positive rate {fpr}%")
+def vmp_normal(report_dir):
+    """label -> (VMP n, VMP MAE, normal n, normal MAE) from a report.md."""
+    path = os.path.join(OUT, report_dir, "report.md")
+    out = {}
+    if not os.path.exists(path):
+        return None
+    for line in open(path):
+        c = [x.strip() for x in line.strip().strip("|").split("|")]
+        if len(c) == 10 and c[0] in ("teff", "logg", "feh", "cfe") and c[6] not in ("", "-"):
+            out[c[0]] = (int(c[6]), float(c[7]), int(c[8]), float(c[9]))
+    return out
+
+print("\nMAE of very metal-poor stars (true [Fe/H] < -2) against the others (from each run's report.md):\n")
+labels = ["teff", "logg", "feh", "cfe"]
+print("| model | " + " | ".join(f"{l} VMP | {l} normal" for l in labels) + " |")
+print("|" + "---|" * (1 + 2 * len(labels)))
+for name, d in [("ANN", "exp2-ann"), ("StarNet", "exp2-starnet"), ("CNN (16, 32, 64)", "exp2-cnn")] + [(n, f"exp2-{k}") for n, k in BASE]:
+    m = vmp_normal(d)
+    if m is None:
+        print(f"| {name} | " + " | ".join("not run" for _ in labels for _ in (0, 1)) + " |")
+    else:
+        print(f"| {name} | " + " | ".join(f"{fmt(m[l][1], l)} | {fmt(m[l][3], l)}" if l in m else "- | -" for l in labels) + " |")
 print("\n[C/Fe] from the CH G band alone (4000-5500 A kept, the rest set to 0) against the full spectrum, single-target CNNs:\n")
 table([("CNN, full spectrum", "exp2-eval-full-cfe.log"), ("CNN, G band only", "exp2-eval-gband.log")], ["cfe"])
 print("\n### Experiment 2 on REAL spectra: MILES, 5-fold cross-validation (788 stars)\n")
