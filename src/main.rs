@@ -94,6 +94,10 @@ struct TrainArgs {
     /// Keep only this window, e.g. 4000,5500 (the seed's CH G-band run); other pixels become 0.
     #[arg(long, value_parser = parse_window)]
     window: Option<(f64, f64)>,
+    /// The wavelength grid every spectrum is resampled onto: START,STEP,N (vacuum Angstrom, linear;
+    /// default 4000,1,4096, the seed's; with --resolution the CSST ln-lambda grid unless this is given).
+    #[arg(long, value_parser = parse_grid)]
+    grid: Option<(f64, f64, usize)>,
     /// Smallest fraction of the grid a spectrum must cover (MILES needs 0.8).
     #[arg(long, default_value_t = 0.95)]
     min_coverage: f64,
@@ -145,6 +149,7 @@ impl TrainArgs {
             channels: self.channels,
             padding,
             window: self.window,
+            grid: self.grid,
             min_coverage: self.min_coverage,
             resume: self.resume,
             read: specnn::data::ReadOptions { medium: self.medium.map(Into::into) },
@@ -713,6 +718,17 @@ fn parse_window(s: &str) -> Result<(f64, f64), String> {
     Ok((lo, hi))
 }
 
+fn parse_grid(s: &str) -> Result<(f64, f64, usize), String> {
+    let bad = || format!("`{s}` is not START,STEP,N (e.g. 4000,1,4096)");
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let [start, step, n] = parts[..] else { return Err(bad()) };
+    let (start, step, n): (f64, f64, usize) = (start.parse().map_err(|_| bad())?, step.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+    if !(start > 0.0 && step > 0.0 && n >= 2) {
+        return Err(format!("grid {s}: START and STEP must be positive and N at least 2"));
+    }
+    Ok((start, step, n))
+}
+
 fn parse_shard(s: &str) -> specnn::Result<(usize, usize)> {
     let bad = || specnn::Error::Invalid { op: "shard", msg: format!("`{s}` is not K/N (e.g. 3/16)") };
     let (k, n) = s.split_once('/').ok_or_else(bad)?;
@@ -804,6 +820,7 @@ fn demo(out: &std::path::Path, n: usize, seed: u64, channels: &[usize], cnn_epoc
         read: Default::default(),
         device: device.clone(),
         validation: None,
+        grid: None,
     };
     let cnn = TrainRequest {
         kind: Kind::VmpCnn,

@@ -69,6 +69,8 @@ pub struct TrainRequest {
     pub device: Device,
     /// A file listing the validation stars (`--validation`), instead of the seeded split.
     pub validation: Option<PathBuf>,
+    /// The resampling grid (`--grid START,STEP,N`, linear Angstrom) instead of the default.
+    pub grid: Option<(f64, f64, usize)>,
 }
 
 /// The rows of `data` named by a validation list: one spectrum file name (or path) per line; blank
@@ -117,6 +119,9 @@ pub fn prep_for(r: &TrainRequest) -> Result<PrepConfig> {
         }
         None => PrepConfig::default(),
     };
+    if let Some((start, step, n)) = r.grid {
+        p.grid = crate::data::prep::Grid { start, step, n, log: false };
+    }
     p.window = r.window;
     p.min_coverage = r.min_coverage;
     Ok(p)

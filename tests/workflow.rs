@@ -330,3 +330,25 @@ fn a_validation_list_replaces_the_seeded_split() {
     assert_eq!(code, 1);
     assert!(err.contains("not among the labelled spectra: nosuchstar.fits"), "{err}");
 }
+
+/// `--grid START,STEP,N`: the spectra are resampled onto that grid, stored with the model so that
+/// `predict` repeats it; a malformed grid is refused.
+#[test]
+fn a_custom_grid_is_used_and_stored() {
+    let dir = common::tempdir();
+    let train = survey(dir.path(), "train", 48, 51);
+    let labels = train.join("labels.csv");
+    let model = dir.path().join("g.safetensors");
+    let (code, out, err) = specnn(&["train", "--spectra", s(&train), "--labels", s(&labels), "--arch", "ann", "--targets", "feh", "--grid", "4000,2,2048", "--epochs", "1", "--out", s(&model), "--device", "cpu"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (m, meta) = load_model::<f32>(&model).unwrap();
+    assert_eq!(m.arch().input_shape(1), vec![1, 2048]);
+    let prep: serde_json::Value = serde_json::from_str(&meta["specnn-prep"]).unwrap();
+    assert_eq!(prep["grid"]["n"], 2048);
+    assert_eq!(prep["grid"]["step"], 2.0);
+    let cat = dir.path().join("c.csv");
+    assert_eq!(specnn(&["predict", "--model", s(&model), "--spectra", s(&train), "--out", s(&cat), "--device", "cpu"]).0, 0);
+    let (code, _, err) = specnn(&["train", "--spectra", s(&train), "--labels", s(&labels), "--arch", "ann", "--targets", "feh", "--grid", "4000,0,2048", "--out", s(&model)]);
+    assert_eq!(code, 2, "clap refuses it");
+    assert!(err.contains("START and STEP must be positive"), "{err}");
+}
