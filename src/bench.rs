@@ -3,7 +3,7 @@
 
 use crate::autograd::Tape;
 use crate::error::Result;
-use crate::gpu::{Device, GpuTrainer};
+use crate::gpu::{Device, GpuNet, GpuTrainer};
 use crate::nn::{Arch, Model};
 use crate::ops::conv2d::Padding;
 use crate::optim::{Adam, AdamConfig};
@@ -119,7 +119,7 @@ pub fn train_step_on(device: &Device, name: &str, arch: &Arch, batch: usize, war
 /// Times `iters` inference passes on `device` (on a GPU: upload, forward, readback of the outputs).
 pub fn inference_on(device: &Device, name: &str, arch: &Arch, batch: usize, warmup: usize, iters: usize) -> Result<BenchResult> {
     let Some(gpu) = device.gpu() else { return inference(name, arch, batch, warmup, iters) };
-    let t = GpuTrainer::new(gpu.clone(), Model::<f32>::new(arch, 0)?, &Adam::new(AdamConfig::default()))?;
+    let t = GpuNet::new(gpu.clone(), Model::<f32>::new(arch, 0)?)?;
     let (x, _) = random_batch(arch, batch, 1);
     let mut times = Vec::new();
     for i in 0..warmup + iters.max(1) {

@@ -4,7 +4,7 @@
 
 use crate::catalog::{Catalog, ColumnData};
 use crate::data::dataset::{load_timed, LoadTimes};
-use crate::gpu::GpuTrainer;
+use crate::gpu::GpuNet;
 use crate::data::labels::label_unit;
 use crate::data::{PrepConfig, ReadOptions};
 use crate::error::{Error, Result};
@@ -12,7 +12,7 @@ use crate::baselines::{Baseline, BaselineKind, BASELINE_KEY};
 use crate::io::read_safetensors;
 use crate::nn::{load_model, Model};
 use crate::gpu::Device;
-use crate::train::{predict_rows, History, Scaling, HISTORY_KEY, PREP_KEY, SCALING_KEY, SYNTHETIC_KEY, TARGETS_KEY};
+use crate::train::{predict_rows, predict_rows_with, History, Scaling, HISTORY_KEY, PREP_KEY, SCALING_KEY, SYNTHETIC_KEY, TARGETS_KEY};
 use std::path::{Path, PathBuf};
 
 /// What estimates the labels: a network, or one of the seed's baselines.
@@ -39,15 +39,38 @@ impl Estimator {
         }
     }
 
+    /// The estimator made ready to run on `device`: a network's weights are uploaded to a GPU once
+    /// here; baselines run on the CPU.
+    pub fn runner(&self, device: &Device) -> Result<Runner<'_>> {
+        Ok(match (self, device.gpu()) {
+            (Estimator::Net(m), Some(g)) => Runner::Gpu(m, GpuNet::new(g.clone(), m.clone())?),
+            _ => Runner::Cpu(self),
+        })
+    }
+
     /// Label estimates (in label units) for `x[rows]`; networks run in batches of `batch` on `device`.
     pub fn predict_rows(&self, x: &[Vec<f32>], rows: &[usize], s: &Scaling, batch: usize, device: &Device) -> Result<ndarray::Array2<f64>> {
+        self.runner(device)?.predict_rows(x, rows, s, batch)
+    }
+}
+
+/// An [`Estimator`] ready to run many batches on its device.
+pub enum Runner<'e> {
+    Cpu(&'e Estimator),
+    Gpu(&'e Model<f32>, GpuNet),
+}
+
+impl Runner<'_> {
+    /// Label estimates (in label units) for `x[rows]`, networks in batches of `batch`.
+    pub fn predict_rows(&self, x: &[Vec<f32>], rows: &[usize], s: &Scaling, batch: usize) -> Result<ndarray::Array2<f64>> {
         match self {
-            Estimator::Net(m) => predict_rows(m, x, rows, s, batch, device),
-            Estimator::Baseline(b) => {
+            Runner::Gpu(m, net) => predict_rows_with(m.arch(), x, rows, s, batch, |b| net.predict(b)),
+            Runner::Cpu(Estimator::Net(m)) => predict_rows(m, x, rows, s, batch),
+            Runner::Cpu(Estimator::Baseline(b)) => {
                 let mut z = b.predict(x, rows)?;
                 for mut row in z.rows_mut() {
                     for (j, v) in row.iter_mut().enumerate() {
-                        *v = *v * s.sd[j] + s.mean[j];
+                        *v = s.to_label(j, *v);
                     }
                 }
                 Ok(z)
@@ -146,10 +169,7 @@ pub struct Throughput {
 pub fn predict_files(t: &Trained, paths: &[PathBuf], opts: &ReadOptions, chunk: usize, device: &Device, progress: impl Fn(usize)) -> Result<(Vec<Row>, Throughput)> {
     let wall = std::time::Instant::now();
     let times = LoadTimes::default();
-    let gpu = match (&t.model, device.gpu()) {
-        (Estimator::Net(m), Some(g)) => Some(GpuTrainer::new(g.clone(), m.clone(), &crate::optim::Adam::new(Default::default()))?),
-        _ => None,
-    };
+    let runner = t.model.runner(device)?;
     let mut model_s = 0.0;
     let mut rows = Vec::with_capacity(paths.len());
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
@@ -166,10 +186,7 @@ pub fn predict_files(t: &Trained, paths: &[PathBuf], opts: &ReadOptions, chunk: 
             let x: Vec<Vec<f32>> = ok.iter_mut().map(|p| std::mem::take(&mut p.values)).collect();
             let all: Vec<usize> = (0..x.len()).collect();
             let t0 = std::time::Instant::now();
-            let pred = match (&gpu, &t.model) {
-                (Some(g), Estimator::Net(m)) => crate::train::predict_rows_with(m.arch(), &x, &all, &t.scaling, 128, |b| g.predict(b))?,
-                _ => t.model.predict_rows(&x, &all, &t.scaling, 128, device)?,
-            };
+            let pred = runner.predict_rows(&x, &all, &t.scaling, 128)?;
             model_s += t0.elapsed().as_secs_f64();
             part_rows_into(t, ok, refused, &pred, &mut rows);
             progress(rows.len());

@@ -72,6 +72,13 @@ pub struct Scaling {
     pub sd: Vec<f64>,
 }
 
+impl Scaling {
+    /// Label `j`'s value (in its units) of the standardised `z`.
+    pub fn to_label(&self, j: usize, z: f64) -> f64 {
+        z * self.sd[j] + self.mean[j]
+    }
+}
+
 /// One epoch's figures.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochStats {
@@ -143,18 +150,13 @@ fn batch(x: &[Vec<f32>], y: &Array2<f64>, rows: &[usize], arch: &Arch, s: &Scali
     Ok((input, ArrayD::from_shape_vec(IxDyn(&[rows.len(), k]), t).expect("shape"), ArrayD::from_shape_vec(IxDyn(&[rows.len(), k]), m).expect("shape")))
 }
 
-/// Predictions in label units for `rows`, in batches of `batch`, on `device` (the weights are uploaded
-/// once per call on a GPU).
-pub fn predict_rows(model: &Model<f32>, x: &[Vec<f32>], rows: &[usize], s: &Scaling, batch: usize, device: &Device) -> Result<Array2<f64>> {
-    match device.gpu() {
-        None => predict_rows_with(model.arch(), x, rows, s, batch, |b| model.predict(b)),
-        Some(gpu) => {
-            let t = GpuTrainer::new(gpu.clone(), model.clone(), &Adam::new(AdamConfig::default()))?;
-            predict_rows_with(model.arch(), x, rows, s, batch, |b| t.predict(b))
-        }
-    }
+/// Predictions in label units for `rows`, in batches of `batch`, on the CPU (on any device:
+/// `predict::Estimator::runner`).
+pub fn predict_rows(model: &Model<f32>, x: &[Vec<f32>], rows: &[usize], s: &Scaling, batch: usize) -> Result<Array2<f64>> {
+    predict_rows_with(model.arch(), x, rows, s, batch, |b| model.predict(b))
 }
 
+/// Predictions in label units for `rows`, in batches of `batch`, each batch run by `run`.
 pub(crate) fn predict_rows_with(arch: &Arch, x: &[Vec<f32>], rows: &[usize], s: &Scaling, batch: usize, run: impl Fn(&ArrayD<f32>) -> Result<ArrayD<f32>>) -> Result<Array2<f64>> {
     let k = s.mean.len();
     let batch = batch.max(1);
@@ -164,7 +166,7 @@ pub(crate) fn predict_rows_with(arch: &Arch, x: &[Vec<f32>], rows: &[usize], s: 
         let pred = run(&to_input(arch, &refs)?)?;
         for (i, row) in pred.outer_iter().enumerate() {
             for j in 0..k {
-                out[[c * batch + i, j]] = row[j] as f64 * s.sd[j] + s.mean[j];
+                out[[c * batch + i, j]] = s.to_label(j, row[j] as f64);
             }
         }
     }
@@ -216,13 +218,31 @@ fn load_checkpoint(path: &Path, cfg: &TrainConfig) -> Result<State> {
 
 /// Writes the trained model: weights, architecture, targets, scaling, preprocessing and history.
 pub fn save_trained(path: &Path, model: &Model<f32>, cfg: &TrainConfig, scale: &Scaling, history: &History, synthetic: bool) -> Result<()> {
+    save_model(path, model, trained_meta(&cfg.targets, scale, &cfg.prep, history, synthetic))
+}
+
+/// The metadata `predict` needs from any trained model file, network or baseline.
+fn trained_meta(targets: &[String], scale: &Scaling, prep: &PrepConfig, history: &History, synthetic: bool) -> HashMap<String, String> {
     let mut meta = HashMap::new();
-    meta.insert(TARGETS_KEY.into(), cfg.targets.join(","));
+    meta.insert(TARGETS_KEY.into(), targets.join(","));
     meta.insert(SCALING_KEY.into(), serde_json::to_string(scale).expect("serialisable"));
-    meta.insert(PREP_KEY.into(), serde_json::to_string(&cfg.prep).expect("serialisable"));
+    meta.insert(PREP_KEY.into(), serde_json::to_string(prep).expect("serialisable"));
     meta.insert(HISTORY_KEY.into(), serde_json::to_string(history).expect("serialisable"));
     meta.insert(SYNTHETIC_KEY.into(), synthetic.to_string());
-    save_model(path, model, meta)
+    meta
+}
+
+/// The MAE of label `j` (in its units) of the estimates `pred` (row `i` for star `rows[i]`) over the
+/// stars whose label is known; None when none is.
+pub(crate) fn label_mae(y: &Array2<f64>, rows: &[usize], pred: &Array2<f64>, j: usize) -> Option<f64> {
+    let errs: Vec<f64> = rows.iter().enumerate().filter(|(_, &r)| y[[r, j]].is_finite()).map(|(i, &r)| (y[[r, j]] - pred[[i, j]]).abs()).collect();
+    (!errs.is_empty()).then(|| errs.iter().sum::<f64>() / errs.len() as f64)
+}
+
+/// The mean over labels of each MAE in standard deviations (labels without an MAE count 0): what early
+/// stopping watches.
+fn standardised_score(maes: &[f64], scale: &Scaling) -> f64 {
+    maes.iter().zip(&scale.sd).map(|(&m, &sd)| if m.is_finite() { m / sd } else { 0.0 }).sum::<f64>() / maes.len() as f64
 }
 
 /// What a training run returns.
@@ -329,19 +349,12 @@ pub fn train(
                 let (m, adam) = gt.sync()?;
                 st.model = m.clone();
                 st.adam = adam;
-                predict_rows_with(&cfg.arch, x, &val_rows, &scale, 256, |b| gt.predict(b))?
+                predict_rows_with(&cfg.arch, x, &val_rows, &scale, 256, |b| gt.net().predict(b))?
             }
-            None => predict_rows(&st.model, x, &val_rows, &scale, 256, device)?,
+            None => predict_rows(&st.model, x, &val_rows, &scale, 256)?,
         };
-        let mut val_mae = Vec::new();
-        let mut score = 0.0;
-        for j in 0..cfg.targets.len() {
-            let errs: Vec<f64> = val_rows.iter().enumerate().filter(|(_, &r)| y[[r, j]].is_finite()).map(|(i, &r)| (y[[r, j]] - pred[[i, j]]).abs()).collect();
-            let mae = if errs.is_empty() { f64::NAN } else { errs.iter().sum::<f64>() / errs.len() as f64 };
-            val_mae.push(mae);
-            score += if mae.is_finite() { mae / scale.sd[j] } else { 0.0 };
-        }
-        score /= cfg.targets.len() as f64;
+        let val_mae: Vec<f64> = (0..cfg.targets.len()).map(|j| label_mae(y, &val_rows, &pred, j).unwrap_or(f64::NAN)).collect();
+        let score = standardised_score(&val_mae, &scale);
         let stats = EpochStats { epoch: epoch + 1, train_loss: loss_sum / batches.max(1) as f64, val_mae, val_score: score, samples_per_s: train_rows.len() as f64 / secs };
         if st.history.best_score.is_none_or(|b| score < b) {
             st.history.best_score = Some(score);
@@ -388,13 +401,10 @@ pub fn train_baseline(x: &[Vec<f32>], y: &Array2<f64>, kind: BaselineKind, targe
     let fit_rows: Vec<usize> = train_rows.iter().copied().step_by(train_rows.len().div_ceil(500).max(1)).collect();
     let fit_pred = est.predict_rows(x, &fit_rows, &scale, 256, &dev)?;
     let val_pred = est.predict_rows(x, &val_rows, &scale, 256, &dev)?;
-    let mae = |rows: &[usize], pred: &Array2<f64>, j: usize| {
-        let e: Vec<f64> = rows.iter().enumerate().filter(|(_, &r)| y[[r, j]].is_finite()).map(|(i, &r)| (y[[r, j]] - pred[[i, j]]).abs()).collect();
-        if e.is_empty() { f64::NAN } else { e.iter().sum::<f64>() / e.len() as f64 }
-    };
-    let val_mae: Vec<f64> = (0..targets.len()).map(|j| mae(&val_rows, &val_pred, j)).collect();
-    let score = (0..targets.len()).map(|j| if val_mae[j].is_finite() { val_mae[j] / scale.sd[j] } else { 0.0 }).sum::<f64>() / targets.len() as f64;
-    let train_loss = (0..targets.len()).map(|j| { let m = mae(&fit_rows, &fit_pred, j); if m.is_finite() { m / scale.sd[j] } else { 0.0 } }).sum::<f64>() / targets.len() as f64;
+    let maes = |rows: &[usize], pred: &Array2<f64>| -> Vec<f64> { (0..targets.len()).map(|j| label_mae(y, rows, pred, j).unwrap_or(f64::NAN)).collect() };
+    let val_mae = maes(&val_rows, &val_pred);
+    let score = standardised_score(&val_mae, &scale);
+    let train_loss = standardised_score(&maes(&fit_rows, &fit_pred), &scale);
     let history = History {
         epochs: vec![EpochStats { epoch: 1, train_loss, val_mae, val_score: score, samples_per_s: train_rows.len() as f64 / secs.max(1e-9) }],
         best_epoch: 1,
@@ -403,13 +413,8 @@ pub fn train_baseline(x: &[Vec<f32>], y: &Array2<f64>, kind: BaselineKind, targe
         validation: val_rows,
     };
     let Estimator::Baseline(b) = &est else { unreachable!("built above") };
-    let mut meta = HashMap::new();
+    let mut meta = trained_meta(targets, &scale, prep, &history, synthetic);
     meta.insert(BASELINE_KEY.into(), serde_json::to_string(&kind).expect("serialisable"));
-    meta.insert(TARGETS_KEY.into(), targets.join(","));
-    meta.insert(SCALING_KEY.into(), serde_json::to_string(&scale).expect("serialisable"));
-    meta.insert(PREP_KEY.into(), serde_json::to_string(prep).expect("serialisable"));
-    meta.insert(HISTORY_KEY.into(), serde_json::to_string(&history).expect("serialisable"));
-    meta.insert(SYNTHETIC_KEY.into(), synthetic.to_string());
     let tensors = b.to_tensors();
     let list: Vec<(String, &ArrayD<f32>)> = tensors.iter().map(|(k, v)| (k.clone(), v)).collect();
     write_safetensors(model_out, &list, meta)?;

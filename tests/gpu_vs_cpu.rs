@@ -267,7 +267,7 @@ fn star_net_and_ann_predict_the_same_on_gpu_and_cpu() {
         let model = Model::<f32>::new(&arch, 3).unwrap();
         let x = arr(&arch.input_shape(3), 7);
         let cpu = model.predict(&x).unwrap();
-        let t = GpuTrainer::new(g.clone(), model, &Adam::new(AdamConfig::default())).unwrap();
+        let t = specnn::gpu::GpuNet::new(g.clone(), model).unwrap();
         let gpu = t.predict(&x).unwrap();
         for (a, b) in cpu.iter().zip(gpu.iter()) {
             assert!((a - b).abs() <= 1e-4 + 1e-4 * a.abs(), "{arch:?}: cpu {a} vs gpu {b}");

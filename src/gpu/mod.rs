@@ -19,7 +19,7 @@ pub mod trainer;
 pub use context::{list_adapters, AdapterSummary, Gpu, PoolStats};
 pub use tape::{GpuTape, ParamStore};
 pub use tensor::GpuTensor;
-pub use trainer::GpuTrainer;
+pub use trainer::{GpuNet, GpuTrainer};
 
 use crate::error::{Error, Result};
 use std::sync::Arc;
