@@ -127,10 +127,10 @@ pub fn prep_for(r: &TrainRequest) -> Result<PrepConfig> {
     Ok(p)
 }
 
-/// The architecture a request implies, for `inputs` pixels.
-pub fn arch_for(r: &TrainRequest, inputs: usize) -> Arch {
+/// The architecture a request implies, for `inputs` pixels (None for a baseline, which has none).
+pub fn arch_for(r: &TrainRequest, inputs: usize) -> Option<Arch> {
     let outputs = r.targets.len();
-    match r.kind {
+    Some(match r.kind {
         // 4096 pixels fold into 64x64; other grids (143 pixels at R=200) into the smallest square that
         // holds them (12x12), zero-padded (the seed does not say how it folded its R=200 spectra).
         Kind::VmpCnn => Arch::VmpCnn {
@@ -145,9 +145,8 @@ pub fn arch_for(r: &TrainRequest, inputs: usize) -> Arch {
         Kind::ResAnn => Arch::ResAnn { inputs, width: 512, blocks: 3, outputs },
         Kind::Ann => Arch::Ann { inputs, hidden: vec![512, 512, 512], activation: Activation::Selu, outputs },
         Kind::StarNet => Arch::StarNet { inputs, filters: vec![4, 16], kernel: 8, pool: 4, dense: vec![256, 128], outputs },
-        // Baselines have no architecture; callers branch on `Kind::baseline` first.
-        Kind::Cannon | Kind::Rf | Kind::Svr => Arch::Ann { inputs, hidden: vec![], activation: Activation::Selu, outputs },
-    }
+        Kind::Cannon | Kind::Rf | Kind::Svr => return None,
+    })
 }
 
 /// Labelled spectra, preprocessed: rows, targets (NaN = unknown), and what was left out.
@@ -215,7 +214,7 @@ pub fn run_train(r: &TrainRequest, on_epoch: impl FnMut(&EpochStats), on_batch: 
         on_epoch(&o.history.epochs[0]);
         return Ok(o);
     }
-    let arch = arch_for(r, prep.grid.n);
+    let arch = arch_for(r, prep.grid.n).expect("a network kind has an architecture");
     let cfg = TrainConfig { arch, targets: r.targets.clone(), prep, epochs: r.epochs, batch: r.batch, lr: r.lr, split: r.split, seed: r.seed, patience: r.patience, validation };
     train(&data.x, &data.y, &cfg, &r.out, r.resume, data.synthetic, &r.device, on_epoch, on_batch)
 }
@@ -438,34 +437,36 @@ pub fn run_crossval(r: &TrainRequest, folds: usize, report: &Path, th: &Threshol
     }
     let mut est = Array2::<f64>::from_elem((n, r.targets.len()), f64::NAN);
     let mut first_history = None;
+    let mut described = String::new();
     for f in 0..folds {
         let train_rows: Vec<usize> = (0..n).filter(|&i| fold_of[i] != f).collect();
         let test_rows: Vec<usize> = (0..n).filter(|&i| fold_of[i] == f).collect();
         let xs: Vec<Vec<f32>> = train_rows.iter().map(|&i| data.x[i].clone()).collect();
         let ys = data.y.select(ndarray::Axis(0), &train_rows);
         // Inside a fold the inner split is seeded: a validation list names stars of the whole set.
-        let cfg = TrainConfig { arch: arch.clone(), targets: r.targets.clone(), prep: prep.clone(), epochs: r.epochs, batch: r.batch, lr: r.lr, split: r.split, seed: r.seed + f as u64, patience: r.patience, validation: None };
+        let seed = r.seed + f as u64;
         let out = r.out.join(format!("fold{}.safetensors", f + 1));
-        let outcome = match r.kind.baseline() {
-            Some(kind) => crate::train::train_baseline(&xs, &ys, kind, &r.targets, &prep, (r.split, None), cfg.seed, &out, data.synthetic)?,
-            None => train(&xs, &ys, &cfg, &out, false, data.synthetic, &r.device, |_| {}, |_, _| {})?,
+        let outcome = match (&arch, r.kind.baseline()) {
+            (Some(arch), _) => {
+                let cfg = TrainConfig { arch: arch.clone(), targets: r.targets.clone(), prep: prep.clone(), epochs: r.epochs, batch: r.batch, lr: r.lr, split: r.split, seed, patience: r.patience, validation: None };
+                train(&xs, &ys, &cfg, &out, false, data.synthetic, &r.device, |_| {}, |_, _| {})?
+            }
+            (None, Some(kind)) => crate::train::train_baseline(&xs, &ys, kind, &r.targets, &prep, (r.split, None), seed, &out, data.synthetic)?,
+            (None, None) => unreachable!("every kind is a network or a baseline"),
         };
         let pred = outcome.model.predict_rows(&data.x, &test_rows, &outcome.scaling, 128, &r.device)?;
         for (k, &row) in test_rows.iter().enumerate() {
             est.row_mut(row).assign(&pred.row(k));
         }
-        let fold_mae = {
-            let j = 0;
-            let errs: Vec<f64> = test_rows.iter().enumerate().filter(|(_, &row)| data.y[[row, j]].is_finite()).map(|(k, &row)| (data.y[[row, j]] - pred[[k, j]]).abs()).collect();
-            errs.iter().sum::<f64>() / errs.len().max(1) as f64
-        };
+        let fold_mae = crate::train::label_mae(&data.y, &test_rows, &pred, 0).unwrap_or(0.0);
         on_fold(f + 1, &outcome, fold_mae);
         if first_history.is_none() {
+            described = outcome.model.describe();
             first_history = Some(outcome.history);
         }
     }
     let header = vec![
-        format!("{folds}-fold cross-validation of `{}` (seed {}): every star is estimated by the network that did not train on it", arch.to_json(), r.seed),
+        format!("{folds}-fold cross-validation of `{described}` (seed {}): every star is estimated by the model that did not train on it", r.seed),
         format!("each fold trained up to {} epochs with its own {:.0}:{:.0} inner split for early stopping; fold models in `{}`", r.epochs, 100.0 * r.split, 100.0 * (1.0 - r.split), r.out.display()),
         format!("spectra: `{}`, labels: `{}`; training curve below: fold 1", r.spectra.display(), r.labels.display()),
     ];

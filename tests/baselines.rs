@@ -126,3 +126,19 @@ fn svr_projects_long_spectra_and_round_trips() {
     }
     assert!(b.predict(&x[..1].iter().map(|r| r[..50].to_vec()).collect::<Vec<_>>(), &[0]).is_err(), "a 50-pixel spectrum is refused");
 }
+
+/// crossval with a baseline: the report names the baseline, not a network architecture.
+#[test]
+fn crossval_of_a_baseline_names_it() {
+    let dir = common::tempdir();
+    let train = dir.path().join("train");
+    assert_eq!(specnn(&["simulate", "--n", "80", "--seed", "6", "--out", s(&train)]).0, 0);
+    let report = dir.path().join("cv");
+    let (code, out, err) = specnn(&[
+        "crossval", "--spectra", s(&train), "--labels", s(&train.join("labels.csv")), "--arch", "rf", "--resolution", "200", "--targets", "feh", "--folds", "2",
+        "--out", s(&dir.path().join("models")), "--report", s(&report), "--device", "cpu",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(md.contains("2-fold cross-validation of `{\"kind\":\"rf\",\"inputs\":143}`"), "{md}");
+}
