@@ -22,28 +22,62 @@ impl Default for AdamConfig {
     }
 }
 
+/// Adam's constants for one update number, in the element type.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamStep<T> {
+    pub one_b1: T,
+    pub b2: T,
+    pub one_b2: T,
+    pub step_size: T,
+    pub bc2_sqrt: T,
+    pub eps: T,
+}
+
+impl<T: Float> AdamStep<T> {
+    /// The constants of update number `step` (1-based).
+    pub fn new(step: u64, c: &AdamConfig) -> Self {
+        let bc1 = 1.0 - c.beta1.powf(step as f64);
+        let bc2_sqrt = (1.0 - c.beta2.powf(step as f64)).sqrt();
+        Self {
+            one_b1: T::of(1.0 - c.beta1),
+            b2: T::of(c.beta2),
+            one_b2: T::of(1.0 - c.beta2),
+            step_size: T::of(c.lr / bc1),
+            bc2_sqrt: T::of(bc2_sqrt),
+            eps: T::of(c.eps),
+        }
+    }
+
+    /// The rule for one element.
+    #[inline(always)]
+    pub fn apply(&self, p: &mut T, g: T, m: &mut T, v: &mut T) {
+        *m = *m + (g - *m) * self.one_b1; // torch: exp_avg.lerp_(grad, 1 - beta1)
+        *v = *v * self.b2 + g * g * self.one_b2;
+        let denom = v.sqrt() / self.bc2_sqrt + self.eps;
+        *p = *p - self.step_size * (*m / denom);
+    }
+}
+
 /// One Adam update of one tensor, as `torch.optim.Adam` does it for update number `step` (1-based):
 /// `m = b1 m + (1-b1) g`, `v = b2 v + (1-b2) g^2`,
 /// `p -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps)`.
+/// Contiguous tensors go through the element type's slice kernel (f32: vectorised) in parallel chunks.
 pub fn adam_update<T: Float>(param: &mut ArrayD<T>, grad: &ArrayD<T>, m: &mut ArrayD<T>, v: &mut ArrayD<T>, step: u64, c: &AdamConfig) {
-    let bc1 = 1.0 - c.beta1.powf(step as f64);
-    let bc2_sqrt = (1.0 - c.beta2.powf(step as f64)).sqrt();
-    let b2 = T::of(c.beta2);
-    let (one_b1, one_b2) = (T::of(1.0 - c.beta1), T::of(1.0 - c.beta2));
-    let step_size = T::of(c.lr / bc1);
-    let (bc2_sqrt, eps) = (T::of(bc2_sqrt), T::of(c.eps));
-    let rule = |p: &mut T, &g: &T, m: &mut T, v: &mut T| {
-        *m = *m + (g - *m) * one_b1; // torch: exp_avg.lerp_(grad, 1 - beta1)
-        *v = *v * b2 + g * g * one_b2;
-        let denom = v.sqrt() / bc2_sqrt + eps;
-        *p = *p - step_size * (*m / denom);
-    };
-    let zip = Zip::from(param).and(grad).and(m).and(v);
-    if grad.len() >= 1 << 15 {
-        zip.par_for_each(rule);
-    } else {
-        zip.for_each(rule);
+    const CHUNK: usize = 1 << 15;
+    let k = AdamStep::<T>::new(step, c);
+    if let (Some(p), Some(g), Some(m), Some(v)) = (param.as_slice_mut(), grad.as_slice(), m.as_slice_mut(), v.as_slice_mut()) {
+        if g.len() < CHUNK {
+            T::adam_slice(k, p, g, m, v);
+        } else {
+            use rayon::prelude::*;
+            p.par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK))
+                .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
+                .for_each(|((p, g), (m, v))| T::adam_slice(k, p, g, m, v));
+        }
+        return;
     }
+    Zip::from(param).and(grad).and(m).and(v).for_each(|p, &g, m, v| k.apply(p, g, m, v));
 }
 
 /// The Adam optimizer and its moment estimates.

@@ -5,7 +5,10 @@
 //! shapes are PyTorch's: images `[N, C, H, W]`, dense inputs `[N, features]`, conv weights `[O, C, KH, KW]`,
 //! dense weights `[O, I]`.
 
-use ndarray::{ArrayD, LinalgScalar, ScalarOperand};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, LinalgScalar, ScalarOperand};
+use crate::ops::activation::{SELU_ALPHA, SELU_SCALE};
+use crate::optim::AdamStep;
 use std::fmt::{Debug, Display};
 use std::ops::{AddAssign, MulAssign, SubAssign};
 
@@ -39,6 +42,31 @@ pub trait Float:
     fn from_le(bytes: &[u8]) -> Self;
     /// Appends this element in little-endian order.
     fn push_le(self, out: &mut Vec<u8>);
+    /// `c = alpha * a . b + beta * c` on the calling thread: matrixmultiply, unless the type has kernels
+    /// of its own for these operands (f32: `cpu::sgemm`).
+    fn gemm_on_thread(alpha: Self, a: ArrayView2<Self>, b: ArrayView2<Self>, beta: Self, mut c: ArrayViewMut2<Self>) {
+        general_mat_mul(alpha, &a, &b, beta, &mut c);
+    }
+    /// `y = selu(x)` over contiguous slices (f32: vectorised, `cpu::simd`).
+    fn selu_slice(x: &[Self], y: &mut [Self]) {
+        let (alpha, scale) = (Self::of(SELU_ALPHA), Self::of(SELU_SCALE));
+        for (y, &v) in y.iter_mut().zip(x) {
+            *y = if v > Self::zero() { scale * v } else { scale * alpha * v.exp_m1() };
+        }
+    }
+    /// `dx = dy * selu'(x)` over contiguous slices.
+    fn selu_backward_slice(x: &[Self], dy: &[Self], dx: &mut [Self]) {
+        let (alpha, scale) = (Self::of(SELU_ALPHA), Self::of(SELU_SCALE));
+        for ((dx, &v), &d) in dx.iter_mut().zip(x).zip(dy) {
+            *dx = if v > Self::zero() { d * scale } else { d * scale * alpha * v.exp() };
+        }
+    }
+    /// One Adam update over contiguous slices (f32: vectorised).
+    fn adam_slice(k: AdamStep<Self>, p: &mut [Self], g: &[Self], m: &mut [Self], v: &mut [Self]) {
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            k.apply(p, g, m, v);
+        }
+    }
 }
 
 impl Float for f32 {
@@ -54,6 +82,21 @@ impl Float for f32 {
     }
     fn push_le(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes())
+    }
+    fn gemm_on_thread(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, mut c: ArrayViewMut2<f32>) {
+        match crate::cpu::sgemm::layout(&a, &b, &c) {
+            Some(layout) => crate::cpu::sgemm::gemm(alpha, a, b, beta, c, layout),
+            None => general_mat_mul(alpha, &a, &b, beta, &mut c),
+        }
+    }
+    fn selu_slice(x: &[f32], y: &mut [f32]) {
+        crate::cpu::simd::selu(x, y)
+    }
+    fn selu_backward_slice(x: &[f32], dy: &[f32], dx: &mut [f32]) {
+        crate::cpu::simd::selu_backward(x, dy, dx)
+    }
+    fn adam_slice(k: AdamStep<f32>, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        crate::cpu::simd::adam(k, p, g, m, v)
     }
 }
 

@@ -6,7 +6,6 @@
 //! along the larger output dimension, and stops when a block is too small to be worth a thread.
 
 use crate::tensor::Float;
-use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 
 /// Multiply-adds below which a GEMM is not split further (about 100 microseconds of work).
@@ -79,15 +78,15 @@ fn gemm_small_m<'c, T: Float>(alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, beta
 }
 
 /// `c = alpha * a . b + beta * c` on the calling thread alone (for callers that are already parallel).
-pub fn gemm_serial<T: Float>(alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, beta: T, mut c: ArrayViewMut2<T>) {
-    general_mat_mul(alpha, &a, &b, beta, &mut c);
+pub fn gemm_serial<T: Float>(alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, beta: T, c: ArrayViewMut2<T>) {
+    T::gemm_on_thread(alpha, a, b, beta, c);
 }
 
-fn gemm_split<T: Float>(alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, beta: T, mut c: ArrayViewMut2<T>, pieces: usize) {
+fn gemm_split<T: Float>(alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, beta: T, c: ArrayViewMut2<T>, pieces: usize) {
     let (m, n) = c.dim();
     let work = m * n * a.ncols();
     if pieces <= 1 || work < 2 * MIN_SPLIT_WORK || (m < 16 && n < 16) {
-        general_mat_mul(alpha, &a, &b, beta, &mut c);
+        T::gemm_on_thread(alpha, a, b, beta, c);
         return;
     }
     let left = pieces / 2;
@@ -114,6 +113,7 @@ fn gemm_split<T: Float>(alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, beta: T, m
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::linalg::general_mat_mul;
     use ndarray::Array2;
 
     /// The small-batch dot-product path equals matrixmultiply's GEMM (f64, 1e-12 relative).

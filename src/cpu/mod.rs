@@ -5,3 +5,5 @@ pub mod conv;
 pub mod fftconv;
 pub mod gemm;
 pub mod pool;
+pub mod sgemm;
+pub mod simd;

@@ -4,6 +4,7 @@
 use crate::tensor::{Arr, Float};
 use ndarray::Data;
 use ndarray::{ArrayD, Zip};
+use rayon::prelude::*;
 
 /// SELU's alpha, to full double precision (Klambauer et al. 2017).
 pub const SELU_ALPHA: f64 = 1.673_263_242_354_377_284_817_042_991_671_7;
@@ -39,14 +40,40 @@ pub fn relu_backward<T: Float>(x: &Arr<impl Data<Elem = T>>, dy: &Arr<impl Data<
     map2(x, dy, |v, d| if v > T::zero() { d } else { T::zero() })
 }
 
-/// `scale * x` for `x > 0`, `scale * alpha * (exp(x) - 1)` otherwise.
+/// Elements per parallel chunk of the slice-wise activations.
+const CHUNK: usize = 1 << 14;
+
+/// `scale * x` for `x > 0`, `scale * alpha * (exp(x) - 1)` otherwise (the slice kernel of `T`, in
+/// parallel chunks).
 pub fn selu<T: Float>(x: &Arr<impl Data<Elem = T>>) -> ArrayD<T> {
-    let (alpha, scale) = (T::of(SELU_ALPHA), T::of(SELU_SCALE));
-    map(x, move |v| if v > T::zero() { scale * v } else { scale * alpha * v.exp_m1() })
+    let Some(xs) = x.as_slice() else {
+        let mut y = ArrayD::zeros(x.raw_dim());
+        Zip::from(&mut y).and(x).for_each(|y, &v| T::selu_slice(&[v], std::slice::from_mut(y)));
+        return y;
+    };
+    let mut y = vec![T::zero(); xs.len()];
+    if xs.len() < PAR_MIN {
+        T::selu_slice(xs, &mut y);
+    } else {
+        y.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK)).for_each(|(y, x)| T::selu_slice(x, y));
+    }
+    ArrayD::from_shape_vec(x.raw_dim(), y).expect("same length")
 }
 
 /// `dy * scale` for `x > 0`, `dy * scale * alpha * exp(x)` otherwise.
 pub fn selu_backward<T: Float>(x: &Arr<impl Data<Elem = T>>, dy: &Arr<impl Data<Elem = T>>) -> ArrayD<T> {
-    let (alpha, scale) = (T::of(SELU_ALPHA), T::of(SELU_SCALE));
-    map2(x, dy, move |v, d| if v > T::zero() { d * scale } else { d * scale * alpha * v.exp() })
+    let (Some(xs), Some(ds)) = (x.as_slice(), dy.as_slice()) else {
+        return map2(x, dy, |v, d| {
+            let mut out = T::zero();
+            T::selu_backward_slice(&[v], &[d], std::slice::from_mut(&mut out));
+            out
+        });
+    };
+    let mut dx = vec![T::zero(); xs.len()];
+    if xs.len() < PAR_MIN {
+        T::selu_backward_slice(xs, ds, &mut dx);
+    } else {
+        dx.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK).zip(ds.par_chunks(CHUNK))).for_each(|(dx, (x, d))| T::selu_backward_slice(x, d, dx));
+    }
+    ArrayD::from_shape_vec(x.raw_dim(), dx).expect("same length")
 }

@@ -1,0 +1,407 @@
+//! specnn's own f32 GEMM kernels for x86-64 with AVX2 and FMA (picked at run time; other CPUs and f64
+//! use matrixmultiply through `gemm`).
+//!
+//! Why our own: a dense layer at the seed's sizes (batch 128, 512x512 weights) is too small for a
+//! packing GEMM. matrixmultiply copies both operands into panels on every call, and at these sizes the
+//! copying cost as much as the arithmetic (profile in BENCHMARKS.md). The two kernels here read the
+//! operands where they lie, which works because every product a dense layer needs has one operand whose
+//! rows are contiguous in the direction the kernel walks:
+//!
+//! - [`Layout::RowB`] (`c += a . b`, rows of `b` contiguous): a 6x16 register tile; each step of `k`
+//!   broadcasts six elements of `a` (any strides) and loads sixteen of `b`. It serves `dx = dy . W` and
+//!   `dW = dy^T . x`.
+//! - [`Layout::DotB`] (`c += a . b` with `b = bt^T`, rows of `a` and of `bt` contiguous): a 4x3 tile of
+//!   dot products, eight lanes each, summed across lanes at the end. It serves the forward `x . W^T`.
+//!
+//! Both walk `k` in blocks (`KC`) so that the operands of one block stay in cache, and the edges of a
+//! matrix (fewer than a full tile of rows or columns) go through the same kernels on zero-padded or
+//! duplicated rows whose results are discarded. `beta == 0` overwrites `c` without reading it (BLAS's
+//! rule, so a NaN in uninitialised output cannot leak in). The order of additions is fixed by the shape
+//! alone, so results are reproducible run to run; they differ from matrixmultiply's by rounding only
+//! (`tests` below, and the tolerance table in the README).
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+/// Which kernel fits the operands' memory layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// `b`'s rows are contiguous (column stride 1).
+    RowB,
+    /// `a`'s rows and `b`'s columns are contiguous (`a` column stride 1, `b` row stride 1).
+    DotB,
+}
+
+/// Below this depth the dot-product kernel spends more on summing lanes than on products, and
+/// matrixmultiply's packing pays off (except for one to four rows, where packing dominates).
+const DOT_MIN_K: usize = 128;
+
+/// The kernel for these operands, if any: `c` must be row-major with contiguous rows.
+pub fn layout(a: &ArrayView2<f32>, b: &ArrayView2<f32>, c: &ArrayViewMut2<f32>) -> Option<Layout> {
+    if !available() || (c.ncols() > 1 && c.strides()[1] != 1) || c.is_empty() {
+        return None;
+    }
+    let (sa, sb) = (a.strides(), b.strides());
+    if b.ncols() == 1 || sb[1] == 1 {
+        Some(Layout::RowB)
+    } else if (a.ncols() == 1 || sa[1] == 1) && (b.nrows() == 1 || sb[0] == 1) && (a.ncols() >= DOT_MIN_K || a.nrows() <= 4) {
+        Some(Layout::DotB)
+    } else {
+        None
+    }
+}
+
+/// Whether this CPU runs the kernels (AVX2 and FMA), checked once.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| std::env::var_os("SPECNN_GEMM").map_or(true, |v| v != "matrixmultiply") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `c = alpha * a . b + beta * c` on the calling thread, with the kernel `layout` returned for these
+/// operands (callers check it first).
+pub fn gemm(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, mut c: ArrayViewMut2<f32>, layout: Layout) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    assert_eq!(b.nrows(), k, "sgemm: inner dimensions differ");
+    assert_eq!(c.dim(), (m, n), "sgemm: output shape");
+    assert!(available(), "sgemm: AVX2/FMA kernels called on a CPU without them");
+    let ldc = if m > 1 { c.strides()[0] } else { n as isize };
+    let op = Operands {
+        a: a.as_ptr(),
+        rsa: a.strides()[0],
+        csa: a.strides()[1],
+        b: b.as_ptr(),
+        rsb: b.strides()[0],
+        csb: b.strides()[1],
+        c: c.as_mut_ptr(),
+        ldc,
+        m,
+        n,
+        k,
+    };
+    if k == 0 {
+        scale_c(&op, beta);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU has AVX2 and FMA (asserted above); the pointers and strides come from live
+    // ndarray views of the shapes checked above, and every access stays inside them.
+    unsafe {
+        match layout {
+            Layout::RowB => x86::row_b(&op, alpha, beta),
+            Layout::DotB => x86::dot_b(&op, alpha, beta),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (alpha, layout);
+        unreachable!("sgemm is only called where `available()`");
+    }
+}
+
+/// Raw operands: element (i, j) of `a` is at `a + i*rsa + j*csa`, and so on.
+struct Operands {
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    c: *mut f32,
+    ldc: isize,
+    m: usize,
+    n: usize,
+    k: usize,
+}
+
+fn scale_c(op: &Operands, beta: f32) {
+    for i in 0..op.m {
+        for j in 0..op.n {
+            // SAFETY: (i, j) is inside the m x n output.
+            unsafe {
+                let p = op.c.offset(i as isize * op.ldc + j as isize);
+                *p = if beta == 0.0 { 0.0 } else { beta * *p };
+            }
+        }
+    }
+}
+
+/// Writes a finished tile value: `c = alpha * acc + beta * c` on the first `k` block (`first`), `c +=
+/// alpha * acc` on later ones.
+#[inline(always)]
+fn store(p: &mut f32, acc: f32, alpha: f32, beta: f32, first: bool) {
+    *p = if !first {
+        *p + alpha * acc
+    } else if beta == 0.0 {
+        alpha * acc
+    } else {
+        alpha * acc + beta * *p
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{store, Operands};
+    use std::arch::x86_64::*;
+
+    /// Rows of the broadcast kernel's tile, and its columns (two 8-lane vectors).
+    const MR: usize = 6;
+    const NR: usize = 16;
+    /// Depth of one `k` block: a 256 x 16 strip of `b` is 16 KiB, half of L1.
+    const KC: usize = 256;
+
+    /// `c (+)= a . b` for `b` with contiguous rows (`csb == 1`).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn row_b(op: &Operands, alpha: f32, beta: f32) {
+        // A zero-padded copy of an edge strip of b (fewer than NR columns) and a tile for edge results.
+        let mut bpad = vec![0f32; KC * NR];
+        let mut k0 = 0;
+        while k0 < op.k {
+            let kc = KC.min(op.k - k0);
+            let first = k0 == 0;
+            let mut j0 = 0;
+            while j0 < op.n {
+                let nr = NR.min(op.n - j0);
+                let (bptr, ldb) = if nr == NR {
+                    (op.b.offset(k0 as isize * op.rsb + j0 as isize), op.rsb)
+                } else {
+                    for p in 0..kc {
+                        for j in 0..NR {
+                            bpad[p * NR + j] = if j < nr { *op.b.offset((k0 + p) as isize * op.rsb + (j0 + j) as isize) } else { 0.0 };
+                        }
+                    }
+                    (bpad.as_ptr(), NR as isize)
+                };
+                let mut i0 = 0;
+                while i0 < op.m {
+                    let mr = MR.min(op.m - i0);
+                    let mut rows = [op.a; MR];
+                    for (r, row) in rows.iter_mut().enumerate() {
+                        // Rows past the edge repeat the tile's first row; their results are dropped.
+                        let i = if r < mr { i0 + r } else { i0 };
+                        *row = op.a.offset(i as isize * op.rsa + k0 as isize * op.csa);
+                    }
+                    let acc = tile_6x16(kc, rows, op.csa, bptr, ldb);
+                    if mr == MR && nr == NR {
+                        for (r, acc) in acc.iter().enumerate() {
+                            store_16(op.c.offset((i0 + r) as isize * op.ldc + j0 as isize), acc, alpha, beta, first);
+                        }
+                    } else {
+                        for r in 0..mr {
+                            let crow = op.c.offset((i0 + r) as isize * op.ldc + j0 as isize);
+                            for j in 0..nr {
+                                store(&mut *crow.add(j), acc[r][j], alpha, beta, first);
+                            }
+                        }
+                    }
+                    i0 += MR;
+                }
+                j0 += NR;
+            }
+            k0 += kc;
+        }
+    }
+
+    /// `store` for sixteen consecutive elements at `c`, with the same arithmetic (no fused multiply-add,
+    /// so edge and full tiles round alike).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn store_16(c: *mut f32, acc: &[f32; NR], alpha: f32, beta: f32, first: bool) {
+        let va = _mm256_set1_ps(alpha);
+        for h in 0..2 {
+            let (cp, ap) = (c.add(8 * h), acc.as_ptr().add(8 * h));
+            let t = _mm256_mul_ps(va, _mm256_loadu_ps(ap));
+            let v = if !first {
+                _mm256_add_ps(_mm256_loadu_ps(cp), t)
+            } else if beta == 0.0 {
+                t
+            } else {
+                _mm256_add_ps(t, _mm256_mul_ps(_mm256_set1_ps(beta), _mm256_loadu_ps(cp)))
+            };
+            _mm256_storeu_ps(cp, v);
+        }
+    }
+
+    /// A 6x16 tile of `sum_p a[r][p] * b[p][0..16]` over `kc` steps, in twelve 8-lane accumulators.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile_6x16(kc: usize, rows: [*const f32; MR], csa: isize, b: *const f32, ldb: isize) -> [[f32; NR]; MR] {
+        let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+        for p in 0..kc as isize {
+            let bp = b.offset(p * ldb);
+            let (b0, b1) = (_mm256_loadu_ps(bp), _mm256_loadu_ps(bp.add(8)));
+            for r in 0..MR {
+                let ar = _mm256_broadcast_ss(&*rows[r].offset(p * csa));
+                acc[r][0] = _mm256_fmadd_ps(ar, b0, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(ar, b1, acc[r][1]);
+            }
+        }
+        let mut out = [[0f32; NR]; MR];
+        for r in 0..MR {
+            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r][0]);
+            _mm256_storeu_ps(out[r].as_mut_ptr().add(8), acc[r][1]);
+        }
+        out
+    }
+
+    /// Rows and columns of the dot-product kernel's tile.
+    const DM: usize = 4;
+    const DN: usize = 3;
+    /// Depth of one `k` block of the dot-product kernel.
+    const DKC: usize = 512;
+    /// Columns of `c` (rows of `bt`) visited for one tile row of `a`: 48 rows of 512 are 96 KiB (L2).
+    const DNB: usize = 48;
+
+    /// `c (+)= a . bt^T` for `a` with contiguous rows (`csa == 1`) and `b = bt^T` with contiguous
+    /// columns (`rsb == 1`).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot_b(op: &Operands, alpha: f32, beta: f32) {
+        let mut k0 = 0;
+        while k0 < op.k {
+            let kc = DKC.min(op.k - k0);
+            let first = k0 == 0;
+            let mut jb = 0;
+            while jb < op.n {
+                let jend = (jb + DNB).min(op.n);
+                let mut i0 = 0;
+                while i0 < op.m {
+                    let mr = DM.min(op.m - i0);
+                    let mut arows = [op.a; DM];
+                    for (r, row) in arows.iter_mut().enumerate() {
+                        let i = if r < mr { i0 + r } else { i0 };
+                        *row = op.a.offset(i as isize * op.rsa + k0 as isize);
+                    }
+                    let mut j0 = jb;
+                    while j0 < jend {
+                        let nr = DN.min(jend - j0);
+                        let mut brows = [op.b; DN];
+                        for (s, row) in brows.iter_mut().enumerate() {
+                            let j = if s < nr { j0 + s } else { j0 };
+                            *row = op.b.offset(j as isize * op.csb + k0 as isize);
+                        }
+                        let acc = tile_dot_4x3(kc, arows, brows);
+                        for r in 0..mr {
+                            let crow = op.c.offset((i0 + r) as isize * op.ldc + j0 as isize);
+                            for s in 0..nr {
+                                store(&mut *crow.add(s), acc[r][s], alpha, beta, first);
+                            }
+                        }
+                        j0 += DN;
+                    }
+                    i0 += DM;
+                }
+                jb = jend;
+            }
+            k0 += kc;
+        }
+    }
+
+    /// Sum of the eight lanes of `v` in a fixed order.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// A 4x3 tile of dot products `a[r][0..kc] . bt[s][0..kc]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile_dot_4x3(kc: usize, a: [*const f32; DM], b: [*const f32; DN]) -> [[f32; DN]; DM] {
+        let mut acc = [[_mm256_setzero_ps(); DN]; DM];
+        let k8 = kc - kc % 8;
+        let mut p = 0;
+        while p < k8 {
+            let bv = [_mm256_loadu_ps(b[0].add(p)), _mm256_loadu_ps(b[1].add(p)), _mm256_loadu_ps(b[2].add(p))];
+            for r in 0..DM {
+                let av = _mm256_loadu_ps(a[r].add(p));
+                for s in 0..DN {
+                    acc[r][s] = _mm256_fmadd_ps(av, bv[s], acc[r][s]);
+                }
+            }
+            p += 8;
+        }
+        let mut out = [[0f32; DN]; DM];
+        for r in 0..DM {
+            for s in 0..DN {
+                let mut t = hsum(acc[r][s]);
+                for q in k8..kc {
+                    t = (*a[r].add(q)).mul_add(*b[s].add(q), t);
+                }
+                out[r][s] = t;
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::linalg::general_mat_mul;
+    use ndarray::{s, Array2, ShapeBuilder};
+
+    fn rand(m: usize, n: usize, seed: &mut u64) -> Array2<f32> {
+        Array2::from_shape_fn((m, n), |_| {
+            *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        })
+    }
+
+    /// Compares with matrixmultiply in f64 for every layout a dense layer uses, edge sizes included,
+    /// `k` past one block, `beta` 0 (with NaN in `c`, which must not leak) and 1, and strided views.
+    #[test]
+    fn kernels_match_reference() {
+        if !available() {
+            eprintln!("no AVX2/FMA: sgemm kernels not exercised on this CPU");
+            return;
+        }
+        let mut seed = 11;
+        for (m, k, n) in [(1, 1, 1), (5, 7, 3), (6, 16, 16), (7, 9, 17), (128, 143, 512), (13, 600, 35), (3, 1030, 4), (32, 257, 19)] {
+            let a = rand(m, k, &mut seed);
+            let b = rand(k, n, &mut seed);
+            let bt = b.t().to_owned(); // [n, k] row-major: b = bt^T has contiguous columns
+            let at = a.t().to_owned(); // [k, m]: at^T is a with column stride m
+            let (a64, b64) = (a.mapv(f64::from), b.mapv(f64::from));
+            for beta in [0.0f32, 1.0] {
+                let c0 = rand(m, n, &mut seed);
+                let mut want = c0.mapv(f64::from);
+                general_mat_mul(0.5, &a64.view(), &b64.view(), beta as f64, &mut want.view_mut());
+                let cases: [(ArrayView2<f32>, ArrayView2<f32>, &str); 3] = [(a.view(), b.view(), "a.b"), (at.t(), b.view(), "at^T.b"), (a.view(), bt.t(), "a.bt^T")];
+                for (av, bv, what) in cases {
+                    let mut c = if beta == 0.0 { Array2::from_elem((m, n), f32::NAN) } else { c0.clone() };
+                    let l = layout(&av, &bv, &c.view_mut()).expect("a kernel fits");
+                    gemm(0.5, av, bv, beta, c.view_mut(), l);
+                    for (x, y) in c.iter().zip(want.iter()) {
+                        let tol = 1e-5 * (k as f64).sqrt() * y.abs().max(1.0);
+                        assert!((*x as f64 - y).abs() <= tol, "{what} m {m} k {k} n {n} beta {beta}: {x} vs {y}");
+                    }
+                }
+            }
+        }
+        // A sub-view of a wider output (row stride larger than n).
+        let a = rand(9, 20, &mut seed);
+        let b = rand(20, 30, &mut seed);
+        let mut big = Array2::<f32>::zeros((9, 40));
+        let mut c = big.slice_mut(s![.., 5..35]);
+        let l = layout(&a.view(), &b.view(), &c).unwrap();
+        gemm(1.0, a.view(), b.view(), 0.0, c.view_mut(), l);
+        let want = a.mapv(f64::from).dot(&b.mapv(f64::from));
+        for (x, y) in big.slice(s![.., 5..35]).iter().zip(want.iter()) {
+            assert!((*x as f64 - y).abs() <= 1e-4, "{x} vs {y}");
+        }
+        assert!(big.slice(s![.., ..5]).iter().all(|&v| v == 0.0) && big.slice(s![.., 35..]).iter().all(|&v| v == 0.0), "wrote outside the view");
+        // A column-major output is not for these kernels.
+        let mut cm = Array2::<f32>::zeros((4, 4).f());
+        assert_eq!(layout(&a.slice(s![..4, ..4]), &b.slice(s![..4, ..4]), &cm.view_mut()), None);
+    }
+}
