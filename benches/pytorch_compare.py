@@ -5,10 +5,14 @@ ratios (specnn samples/s divided by PyTorch samples/s; above 1 means specnn is f
 For people who have PyTorch; never needed by the product or CI. Usage:
 
     cargo build --release
-    python3 benches/pytorch_compare.py [--threads 2] [--iters 5] [--only NAME] [--markdown]
+    python3 benches/pytorch_compare.py [--threads 2] [--iters 5] [--rounds 3] [--only NAME] [--markdown]
 
 Both sides run the same steps on random data of the seed's shapes: forward, MAE loss, backward and an
 Adam update for training; a forward pass without gradients for inference. fp32, `threads` CPU threads.
+
+A shared machine's speed drifts by 10-30% over minutes, so with `--rounds R` the two engines take turns
+R times (specnn's whole bench, then PyTorch's steps, and again); each side's figure is its median over
+the rounds, the ratio is the median of the per-round ratios, and the range of those ratios is printed.
 """
 import argparse, json, os, platform, statistics, subprocess, sys, time
 
@@ -113,6 +117,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=1, help="alternate the two engines this many times")
     ap.add_argument("--only", default=None)
     ap.add_argument("--specnn", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "specnn"))
     ap.add_argument("--markdown", action="store_true", help="print a markdown table for BENCHMARKS.md")
@@ -125,24 +130,35 @@ def main():
         torch.backends.cudnn.allow_tf32 = False
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
     cmd = [a.specnn, "bench", "--json", "--iters", str(a.iters), "--warmup", str(a.warmup), "--device", "gpu" if a.device == "cuda" else "cpu"] + (["--only", a.only] if a.only else [])
-    ours = {}
-    for line in subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout.splitlines():
-        r = json.loads(line)
-        ours[(r["name"], r["batch"])] = r
+    wanted = [st for st in steps() if not a.only or a.only in st[0]]
+    ours = {(st[0], st[4]): [] for st in wanted}
+    theirs = {(st[0], st[4]): [] for st in wanted}
+    for _ in range(a.rounds):
+        for line in subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout.splitlines():
+            r = json.loads(line)
+            ours[(r["name"], r["batch"])].append(r)
+        for name, make, shape, outputs, batch, training in wanted:
+            theirs[(name, batch)].append(time_torch(make, shape, outputs, batch, training, a.warmup, a.iters, a.device))
     if a.device == "cuda":
         print(f"# GPU: {torch.cuda.get_device_name(0)}; PyTorch CUDA fp32, TF32 off; specnn WGSL on wgpu (gpu adapter 0)")
     print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "
-          f"{a.threads} threads; specnn {a.threads} rayon threads; median of {a.iters} steps after {a.warmup} warm-up")
+          f"{a.threads} threads; specnn {a.threads} rayon threads; median of {a.iters} steps after {a.warmup} warm-up; "
+          f"{a.rounds} alternating round(s)")
     hdr = ["step", "batch", "specnn samples/s", "specnn GFLOP/s", "PyTorch samples/s", "PyTorch GFLOP/s", "ratio"]
+    if a.rounds > 1:
+        hdr.append("ratio range over rounds")
     rows = []
-    for name, make, shape, outputs, batch, training in steps():
-        if a.only and a.only not in name:
-            continue
-        r = ours[(name, batch)]
-        t = time_torch(make, shape, outputs, batch, training, a.warmup, a.iters, a.device)
-        flops = r["gflops"] * r["seconds"]  # same FLOP count for both
-        rows.append([name, batch, f"{r['samples_per_s']:.1f}", f"{r['gflops']:.1f}", f"{batch / t:.1f}", f"{flops / t:.1f}",
-                     f"{r['samples_per_s'] / (batch / t):.2f}x"])
+    for name, make, shape, outputs, batch, training in wanted:
+        rs, ts = ours[(name, batch)], theirs[(name, batch)]
+        flops = rs[0]["gflops"] * rs[0]["seconds"]  # same FLOP count for both
+        sec = statistics.median(r["seconds"] for r in rs)
+        t = statistics.median(ts)
+        ratios = sorted(t / r["seconds"] for r, t in zip(rs, ts))
+        row = [name, batch, f"{batch / sec:.1f}", f"{flops / sec / 1e0:.1f}", f"{batch / t:.1f}", f"{flops / t:.1f}",
+               f"{statistics.median(ratios):.2f}x"]
+        if a.rounds > 1:
+            row.append(f"{ratios[0]:.2f}-{ratios[-1]:.2f}x")
+        rows.append(row)
         if not a.markdown:
             print("  ".join(str(v) for v in rows[-1]), flush=True)
     if a.markdown:

@@ -1,20 +1,21 @@
-//! specnn's own f32 GEMM kernels for x86-64 with AVX2 and FMA (picked at run time; other CPUs and f64
-//! use matrixmultiply through `gemm`).
+//! specnn's own f32 GEMM for x86-64 with AVX2 and FMA (picked at run time; other CPUs and f64 use
+//! matrixmultiply through `gemm`).
 //!
-//! Why our own: a dense layer at the seed's sizes (batch 128, 512x512 weights) is too small for a
-//! packing GEMM. matrixmultiply copies both operands into panels on every call, and at these sizes the
-//! copying cost as much as the arithmetic (profile in BENCHMARKS.md). The two kernels here read the
-//! operands where they lie, which works because every product a dense layer needs has one operand whose
-//! rows are contiguous in the direction the kernel walks:
+//! Why our own: at the seed's dense-layer sizes (batch 128, 512x512 weights) matrixmultiply spent as
+//! long copying operands as multiplying (profile in BENCHMARKS.md), and reading the operands in place
+//! is no better: the rows of a 16-column strip of a 512-wide matrix lie 2 KiB apart, which maps them
+//! onto two of L1's 64 sets, so they evict each other on every pass. Here:
 //!
-//! - [`Layout::RowB`] (`c += a . b`, rows of `b` contiguous): a 6x16 register tile; each step of `k`
-//!   broadcasts six elements of `a` (any strides) and loads sixteen of `b`. It serves `dx = dy . W` and
-//!   `dW = dy^T . x`.
-//! - [`Layout::DotB`] (`c += a . b` with `b = bt^T`, rows of `a` and of `bt` contiguous): a 4x3 tile of
-//!   dot products, eight lanes each, summed across lanes at the end. It serves the forward `x . W^T`.
+//! - [`Layout::Packed`] (any strides): each `k` block (`KC`) of `a` is copied once into panels of six
+//!   rows, each 16-column strip of `b` once into a contiguous block; a 6x16 register tile (twelve
+//!   8-lane accumulators) then broadcasts six elements of the panel and loads sixteen of the strip per
+//!   step. `a`'s copy is reused by every strip and a strip by every panel, so the copying is a few
+//!   per cent of the products. It serves all three products of a dense layer at batch >= 5.
+//! - [`Layout::Dot`] (one to four rows of `a`, rows of `a` and columns of `b` contiguous): a 4x3 tile of
+//!   dot products, eight lanes each, summed across lanes at the end, reading both operands in place:
+//!   the forward `x . W^T` at a small batch, where copying `W` would cost as much as the product.
 //!
-//! Both walk `k` in blocks (`KC`) so that the operands of one block stay in cache, and the edges of a
-//! matrix (fewer than a full tile of rows or columns) go through the same kernels on zero-padded or
+//! Edges (fewer than a full tile of rows or columns) go through the same kernels on zero-padded or
 //! duplicated rows whose results are discarded. `beta == 0` overwrites `c` without reading it (BLAS's
 //! rule, so a NaN in uninitialised output cannot leak in). The order of additions is fixed by the shape
 //! alone, so results are reproducible run to run; they differ from matrixmultiply's by rounding only
@@ -22,32 +23,25 @@
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
-/// Which kernel fits the operands' memory layout.
+/// Which kernel runs a product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
-    /// `b`'s rows are contiguous (column stride 1).
-    RowB,
-    /// `a`'s rows and `b`'s columns are contiguous (`a` column stride 1, `b` row stride 1).
-    DotB,
+    /// Any strides: panels of `a` and strips of `b` are copied, then a 6x16 broadcast kernel.
+    Packed,
+    /// One to four rows of `a` with contiguous rows, `b` with contiguous columns (`x . W^T` at a
+    /// small batch): dot products where the operands lie, since copying `W` would cost as much as
+    /// the product.
+    Dot,
 }
 
-/// Below this depth the dot-product kernel spends more on summing lanes than on products, and
-/// matrixmultiply's packing pays off (except for one to four rows, where packing dominates).
-const DOT_MIN_K: usize = 128;
-
-/// The kernel for these operands, if any: `c` must be row-major with contiguous rows.
+/// The kernel for these operands, if any: `c` must have contiguous rows.
 pub fn layout(a: &ArrayView2<f32>, b: &ArrayView2<f32>, c: &ArrayViewMut2<f32>) -> Option<Layout> {
     if !available() || (c.ncols() > 1 && c.strides()[1] != 1) || c.is_empty() {
         return None;
     }
     let (sa, sb) = (a.strides(), b.strides());
-    if b.ncols() == 1 || sb[1] == 1 {
-        Some(Layout::RowB)
-    } else if (a.ncols() == 1 || sa[1] == 1) && (b.nrows() == 1 || sb[0] == 1) && (a.ncols() >= DOT_MIN_K || a.nrows() <= 4) {
-        Some(Layout::DotB)
-    } else {
-        None
-    }
+    let dot = (a.ncols() == 1 || sa[1] == 1) && (b.nrows() == 1 || sb[0] == 1);
+    Some(if dot && a.nrows() <= 4 { Layout::Dot } else { Layout::Packed })
 }
 
 /// Whether this CPU runs the kernels (AVX2 and FMA), checked once.
@@ -95,8 +89,8 @@ pub fn gemm(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, mut c
     // ndarray views of the shapes checked above, and every access stays inside them.
     unsafe {
         match layout {
-            Layout::RowB => x86::row_b(&op, alpha, beta),
-            Layout::DotB => x86::dot_b(&op, alpha, beta),
+            Layout::Packed => x86::packed(&op, alpha, beta),
+            Layout::Dot => x86::dot(&op, alpha, beta),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -154,41 +148,73 @@ mod x86 {
     /// Rows of the broadcast kernel's tile, and its columns (two 8-lane vectors).
     const MR: usize = 6;
     const NR: usize = 16;
-    /// Depth of one `k` block: a 256 x 16 strip of `b` is 16 KiB, half of L1.
+    /// Depth of one `k` block: a packed 256 x 16 strip of `b` is 16 KiB, half of L1.
     const KC: usize = 256;
 
-    /// `c (+)= a . b` for `b` with contiguous rows (`csb == 1`).
+    /// `c (+)= a . b` for any strides.
+    ///
+    /// Each `k` block of `a` is copied once into panels of MR rows (element (r, p) of a panel at
+    /// `p * MR + r`), and each 16-column strip of `b` once into a contiguous `kc x 16` block, so that
+    /// the kernel reads both sequentially: read in place, the rows of a strip lie a row of `b` apart
+    /// (2 KiB for 512 columns), which maps them onto two of L1's 64 sets and evicts them constantly.
+    /// The copies are small against the products: `a`'s is reused by every strip, a strip by every
+    /// panel.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn row_b(op: &Operands, alpha: f32, beta: f32) {
-        // A zero-padded copy of an edge strip of b (fewer than NR columns) and a tile for edge results.
-        let mut bpad = vec![0f32; KC * NR];
+    pub(super) unsafe fn packed(op: &Operands, alpha: f32, beta: f32) {
+        let panels = op.m.div_ceil(MR);
+        let mut apack = vec![0f32; panels * MR * KC.min(op.k)];
+        let mut bpack = vec![0f32; KC * NR];
         let mut k0 = 0;
         while k0 < op.k {
             let kc = KC.min(op.k - k0);
             let first = k0 == 0;
+            for t in 0..panels {
+                let panel = &mut apack[t * MR * kc..(t + 1) * MR * kc];
+                for r in 0..MR {
+                    // Rows past the edge repeat the panel's first row; their results are dropped.
+                    let i = if t * MR + r < op.m { t * MR + r } else { t * MR };
+                    let src = op.a.offset(i as isize * op.rsa + k0 as isize * op.csa);
+                    for p in 0..kc {
+                        panel[p * MR + r] = *src.offset(p as isize * op.csa);
+                    }
+                }
+            }
             let mut j0 = 0;
             while j0 < op.n {
                 let nr = NR.min(op.n - j0);
-                let (bptr, ldb) = if nr == NR {
-                    (op.b.offset(k0 as isize * op.rsb + j0 as isize), op.rsb)
-                } else {
+                let strip = op.b.offset(k0 as isize * op.rsb + j0 as isize * op.csb);
+                if op.csb == 1 || nr == 1 {
+                    // Rows of the strip are contiguous: one short copy per row.
                     for p in 0..kc {
-                        for j in 0..NR {
-                            bpad[p * NR + j] = if j < nr { *op.b.offset((k0 + p) as isize * op.rsb + (j0 + j) as isize) } else { 0.0 };
+                        let src = strip.offset(p as isize * op.rsb);
+                        let dst = &mut bpack[p * NR..(p + 1) * NR];
+                        if nr == NR {
+                            std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), NR);
+                        } else {
+                            for (j, d) in dst.iter_mut().enumerate() {
+                                *d = if j < nr { *src.add(j) } else { 0.0 };
+                            }
                         }
                     }
-                    (bpad.as_ptr(), NR as isize)
-                };
-                let mut i0 = 0;
-                while i0 < op.m {
-                    let mr = MR.min(op.m - i0);
-                    let mut rows = [op.a; MR];
-                    for (r, row) in rows.iter_mut().enumerate() {
-                        // Rows past the edge repeat the tile's first row; their results are dropped.
-                        let i = if r < mr { i0 + r } else { i0 };
-                        *row = op.a.offset(i as isize * op.rsa + k0 as isize * op.csa);
+                } else {
+                    // Columns are (`b = w^T` of a row-major `w`): read each along `k`, write across.
+                    for j in 0..NR {
+                        if j < nr {
+                            let src = strip.offset(j as isize * op.csb);
+                            for p in 0..kc {
+                                bpack[p * NR + j] = *src.offset(p as isize * op.rsb);
+                            }
+                        } else {
+                            for p in 0..kc {
+                                bpack[p * NR + j] = 0.0;
+                            }
+                        }
                     }
-                    let acc = tile_6x16(kc, rows, op.csa, bptr, ldb);
+                }
+                for t in 0..panels {
+                    let i0 = t * MR;
+                    let mr = MR.min(op.m - i0);
+                    let acc = tile_6x16(kc, apack.as_ptr().add(t * MR * kc), bpack.as_ptr());
                     if mr == MR && nr == NR {
                         for (r, acc) in acc.iter().enumerate() {
                             store_16(op.c.offset((i0 + r) as isize * op.ldc + j0 as isize), acc, alpha, beta, first);
@@ -201,7 +227,6 @@ mod x86 {
                             }
                         }
                     }
-                    i0 += MR;
                 }
                 j0 += NR;
             }
@@ -229,16 +254,17 @@ mod x86 {
         }
     }
 
-    /// A 6x16 tile of `sum_p a[r][p] * b[p][0..16]` over `kc` steps, in twelve 8-lane accumulators.
+    /// A 6x16 tile of `sum_p a[p][r] * b[p][0..16]` over `kc` steps from a packed panel of `a` and a
+    /// packed strip of `b`, in twelve 8-lane accumulators.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn tile_6x16(kc: usize, rows: [*const f32; MR], csa: isize, b: *const f32, ldb: isize) -> [[f32; NR]; MR] {
+    unsafe fn tile_6x16(kc: usize, a: *const f32, b: *const f32) -> [[f32; NR]; MR] {
         let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-        for p in 0..kc as isize {
-            let bp = b.offset(p * ldb);
+        for p in 0..kc {
+            let (ap, bp) = (a.add(p * MR), b.add(p * NR));
             let (b0, b1) = (_mm256_loadu_ps(bp), _mm256_loadu_ps(bp.add(8)));
             for r in 0..MR {
-                let ar = _mm256_broadcast_ss(&*rows[r].offset(p * csa));
+                let ar = _mm256_broadcast_ss(&*ap.add(r));
                 acc[r][0] = _mm256_fmadd_ps(ar, b0, acc[r][0]);
                 acc[r][1] = _mm256_fmadd_ps(ar, b1, acc[r][1]);
             }
@@ -262,7 +288,7 @@ mod x86 {
     /// `c (+)= a . bt^T` for `a` with contiguous rows (`csa == 1`) and `b = bt^T` with contiguous
     /// columns (`rsb == 1`).
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn dot_b(op: &Operands, alpha: f32, beta: f32) {
+    pub(super) unsafe fn dot(op: &Operands, alpha: f32, beta: f32) {
         let mut k0 = 0;
         while k0 < op.k {
             let kc = DKC.min(op.k - k0);
@@ -376,7 +402,8 @@ mod tests {
                 let c0 = rand(m, n, &mut seed);
                 let mut want = c0.mapv(f64::from);
                 general_mat_mul(0.5, &a64.view(), &b64.view(), beta as f64, &mut want.view_mut());
-                let cases: [(ArrayView2<f32>, ArrayView2<f32>, &str); 3] = [(a.view(), b.view(), "a.b"), (at.t(), b.view(), "at^T.b"), (a.view(), bt.t(), "a.bt^T")];
+                let cases: [(ArrayView2<f32>, ArrayView2<f32>, &str); 4] =
+                    [(a.view(), b.view(), "a.b"), (at.t(), b.view(), "at^T.b"), (a.view(), bt.t(), "a.bt^T"), (at.t(), bt.t(), "at^T.bt^T")];
                 for (av, bv, what) in cases {
                     let mut c = if beta == 0.0 { Array2::from_elem((m, n), f32::NAN) } else { c0.clone() };
                     let l = layout(&av, &bv, &c.view_mut()).expect("a kernel fits");
