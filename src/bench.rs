@@ -132,8 +132,13 @@ pub fn inference_on(device: &Device, name: &str, arch: &Arch, batch: usize, warm
     Ok(result(name, arch, batch, median(times), false))
 }
 
-/// Times `iters` training steps (forward, MAE loss, backward, Adam) after `warmup` untimed ones.
+/// Times `iters` training steps (forward, MAE loss, backward, Adam) after `warmup` untimed ones, on
+/// a pool thread as training runs them.
 pub fn train_step(name: &str, arch: &Arch, batch: usize, warmup: usize, iters: usize) -> Result<BenchResult> {
+    crate::cpu::on_pool(|| train_step_here(name, arch, batch, warmup, iters))
+}
+
+fn train_step_here(name: &str, arch: &Arch, batch: usize, warmup: usize, iters: usize) -> Result<BenchResult> {
     let mut model = Model::<f32>::new(arch, 0)?;
     let mut adam = Adam::new(AdamConfig::default());
     let (x, y) = random_batch(arch, batch, 1);

@@ -321,7 +321,8 @@ pub fn train(
             }
             let loss = match on_gpu.as_mut() {
                 Some(gt) => gt.step(&input, &target, &mask, true)?.unwrap_or(f32::NAN) as f64,
-                None => {
+                // On a pool thread: the step's ops fork from there instead of waking the pool each time.
+                None => crate::cpu::on_pool(|| -> Result<f64> {
                     let (loss, grads) = {
                         let mut tape = Tape::new();
                         let xv = tape.input_view(input.view(), false);
@@ -333,8 +334,8 @@ pub fn train(
                         (tape.value(loss).sum() as f64, tape.into_param_grads())
                     };
                     st.adam.step(st.model.params_mut(), grads)?;
-                    loss
-                }
+                    Ok(loss)
+                })?,
             };
             if !loss.is_finite() {
                 return Err(Error::Data(format!("the training loss became {loss} in epoch {}; lower the learning rate", epoch + 1)));
