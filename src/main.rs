@@ -108,6 +108,11 @@ struct TrainArgs {
     /// --split; the rest train.
     #[arg(long)]
     validation: Option<PathBuf>,
+    /// Keep the preprocessed training set in a scratch file beside --out (removed at the end) and
+    /// read each batch from it, instead of holding every spectrum in memory: for training sets
+    /// larger than memory. Networks only.
+    #[arg(long)]
+    stream: bool,
     #[arg(long, value_enum)]
     medium: Option<MediumArg>,
     /// Where the network runs: auto (the first hardware GPU, else the CPU), cpu, gpu (the first adapter
@@ -153,6 +158,7 @@ impl TrainArgs {
             min_coverage: self.min_coverage,
             resume: self.resume,
             read: specnn::data::ReadOptions { medium: self.medium.map(Into::into) },
+            stream: self.stream,
         })
     }
 }
@@ -689,6 +695,9 @@ fn cli_train(req: &TrainRequest) -> specnn::Result<()> {
             for (f, why) in data.refused.iter().take(5) {
                 println!("  refused {f}: {why}");
             }
+            if let specnn::data::store::Rows::Disk(d) = &data.x {
+                println!("streaming the preprocessed set from {} ({:.1} MB; removed at the end)", d.path().display(), d.bytes() as f64 / 1e6);
+            }
             let n_train = ((data.x.len() as f64) * req.split).round() as u64;
             *pb.borrow_mut() = Some(bar(n_train, "  [{bar:30}] {pos}/{len} {msg} {per_sec}"));
         },
@@ -821,6 +830,7 @@ fn demo(out: &std::path::Path, n: usize, seed: u64, channels: &[usize], cnn_epoc
         device: device.clone(),
         validation: None,
         grid: None,
+        stream: false,
     };
     let cnn = TrainRequest {
         kind: Kind::VmpCnn,

@@ -7,6 +7,7 @@
 
 use crate::autograd::Tape;
 use crate::data::dataset::to_input;
+use crate::data::store::RowSource;
 use crate::data::PrepConfig;
 use crate::error::{Error, Result};
 use crate::baselines::{Baseline, BaselineKind, BASELINE_KEY};
@@ -132,9 +133,8 @@ fn scaling(y: &Array2<f64>, rows: &[usize]) -> Result<Scaling> {
     Ok(Scaling { mean, sd })
 }
 
-fn batch(x: &[Vec<f32>], y: &Array2<f64>, rows: &[usize], arch: &Arch, s: &Scaling) -> Result<(ArrayD<f32>, ArrayD<f32>, ArrayD<f32>)> {
-    let refs: Vec<&[f32]> = rows.iter().map(|&r| x[r].as_slice()).collect();
-    let input = to_input(arch, &refs)?;
+fn batch<X: RowSource + ?Sized>(x: &X, y: &Array2<f64>, rows: &[usize], arch: &Arch, s: &Scaling) -> Result<(ArrayD<f32>, ArrayD<f32>, ArrayD<f32>)> {
+    let input = x.with_rows(rows, |refs| to_input(arch, refs))?;
     let k = y.ncols();
     let mut t = vec![0f32; rows.len() * k];
     let mut m = vec![0f32; rows.len() * k];
@@ -152,18 +152,17 @@ fn batch(x: &[Vec<f32>], y: &Array2<f64>, rows: &[usize], arch: &Arch, s: &Scali
 
 /// Predictions in label units for `rows`, in batches of `batch`, on the CPU (on any device:
 /// `predict::Estimator::runner`).
-pub fn predict_rows(model: &Model<f32>, x: &[Vec<f32>], rows: &[usize], s: &Scaling, batch: usize) -> Result<Array2<f64>> {
+pub fn predict_rows<X: RowSource + ?Sized>(model: &Model<f32>, x: &X, rows: &[usize], s: &Scaling, batch: usize) -> Result<Array2<f64>> {
     predict_rows_with(model.arch(), x, rows, s, batch, |b| model.predict(b))
 }
 
 /// Predictions in label units for `rows`, in batches of `batch`, each batch run by `run`.
-pub(crate) fn predict_rows_with(arch: &Arch, x: &[Vec<f32>], rows: &[usize], s: &Scaling, batch: usize, run: impl Fn(&ArrayD<f32>) -> Result<ArrayD<f32>>) -> Result<Array2<f64>> {
+pub(crate) fn predict_rows_with<X: RowSource + ?Sized>(arch: &Arch, x: &X, rows: &[usize], s: &Scaling, batch: usize, run: impl Fn(&ArrayD<f32>) -> Result<ArrayD<f32>>) -> Result<Array2<f64>> {
     let k = s.mean.len();
     let batch = batch.max(1);
     let mut out = Array2::<f64>::zeros((rows.len(), k));
     for (c, chunk) in rows.chunks(batch).enumerate() {
-        let refs: Vec<&[f32]> = chunk.iter().map(|&r| x[r].as_slice()).collect();
-        let pred = run(&to_input(arch, &refs)?)?;
+        let pred = run(&x.with_rows(chunk, |refs| to_input(arch, refs))?)?;
         for (i, row) in pred.outer_iter().enumerate() {
             for j in 0..k {
                 out[[c * batch + i, j]] = s.to_label(j, row[j] as f64);
@@ -259,8 +258,8 @@ pub struct Outcome {
 /// epoch ends by copying them back for validation and the checkpoint, so `--resume` works across
 /// devices.
 #[allow(clippy::too_many_arguments)]
-pub fn train(
-    x: &[Vec<f32>],
+pub fn train<X: RowSource + ?Sized>(
+    x: &X,
     y: &Array2<f64>,
     cfg: &TrainConfig,
     model_out: &Path,

@@ -3,6 +3,7 @@
 
 use crate::gpu::Device;
 use crate::catalog::Catalog;
+use crate::data::store::{DiskRowsWriter, Rows};
 use crate::data::dataset::{list_spectra, load};
 use crate::data::labels::label_unit;
 use crate::data::{read_spectrum, Grid, Labels, PrepConfig, ReadOptions, LABEL_NAMES};
@@ -71,6 +72,8 @@ pub struct TrainRequest {
     pub validation: Option<PathBuf>,
     /// The resampling grid (`--grid START,STEP,N`, linear Angstrom) instead of the default.
     pub grid: Option<(f64, f64, usize)>,
+    /// Keep the preprocessed training set in a file beside the model (`--stream`) instead of memory.
+    pub stream: bool,
 }
 
 /// The rows of `data` named by a validation list: one spectrum file name (or path) per line; blank
@@ -152,14 +155,26 @@ pub fn arch_for(r: &TrainRequest, inputs: usize) -> Option<Arch> {
 /// Labelled spectra, preprocessed: rows, targets (NaN = unknown), and what was left out.
 pub struct Labelled {
     pub files: Vec<PathBuf>,
-    pub x: Vec<Vec<f32>>,
+    pub x: Rows,
     pub y: Array2<f64>,
     pub refused: Vec<(String, String)>,
     pub synthetic: bool,
 }
 
-/// Reads the label table, joins it to the folder's spectra, and preprocesses the labelled ones.
-pub fn load_labelled(spectra: &Path, labels: &Path, targets: &[String], prep: &PrepConfig, read: &ReadOptions) -> Result<Labelled> {
+impl Labelled {
+    /// The rows, which callers other than training load into memory (`rows_file` None).
+    pub fn in_memory(&self) -> &[Vec<f32>] {
+        self.x.in_memory().expect("loaded with rows_file None")
+    }
+}
+
+/// Files read and preprocessed at a time while loading: memory holds one chunk of spectra.
+const LOAD_CHUNK: usize = 1024;
+
+/// Reads the label table, joins it to the folder's spectra, and preprocesses the labelled ones, a
+/// chunk of files at a time. With `rows_file`, the preprocessed rows go to that file (`store`) and
+/// never all sit in memory; without, they are kept in memory.
+pub fn load_labelled(spectra: &Path, labels: &Path, targets: &[String], prep: &PrepConfig, read: &ReadOptions, rows_file: Option<&Path>) -> Result<Labelled> {
     let table = Labels::read(labels)?;
     for t in targets {
         if !LABEL_NAMES.contains(&t.as_str()) {
@@ -177,39 +192,64 @@ pub fn load_labelled(spectra: &Path, labels: &Path, targets: &[String], prep: &P
         paths.iter().map(|p| (String::new(), read_spectrum(p, read).ok().and_then(|s| s.meta.obsid))).collect()
     };
     let joined = table.join(&keys)?;
-    let files: Vec<PathBuf> = joined.iter().map(|&i| paths[i].clone()).collect();
-    let (ok, refused) = load(&files, prep, read);
-    let row_of: std::collections::HashMap<PathBuf, usize> = files.iter().enumerate().map(|(i, p)| (p.clone(), i)).collect();
-    let mut y = Array2::<f64>::from_elem((ok.len(), targets.len()), f64::NAN);
-    for (i, p) in ok.iter().enumerate() {
-        let row = &table.rows[row_of[&p.path]];
+    let mut disk = rows_file.map(DiskRowsWriter::create).transpose()?;
+    let mut memory: Vec<Vec<f32>> = Vec::new();
+    let (mut files, mut label_rows, mut refused) = (Vec::new(), Vec::new(), Vec::new());
+    let mut synthetic = table.synthetic;
+    // `joined[r]` is the spectrum of the table's row `r`.
+    for (c, chunk) in joined.chunks(LOAD_CHUNK).enumerate() {
+        let chunk_files: Vec<PathBuf> = chunk.iter().map(|&i| paths[i].clone()).collect();
+        let (ok, bad) = load(&chunk_files, prep, read);
+        let row_of: std::collections::HashMap<&Path, usize> = chunk_files.iter().enumerate().map(|(k, p)| (p.as_path(), c * LOAD_CHUNK + k)).collect();
+        for p in ok {
+            label_rows.push(row_of[p.path.as_path()]);
+            synthetic |= p.meta.synthetic;
+            match disk.as_mut() {
+                Some(w) => w.push(&p.values)?,
+                None => memory.push(p.values),
+            }
+            files.push(p.path);
+        }
+        refused.extend(bad.into_iter().map(|r| (r.file, r.reason)));
+    }
+    let mut y = Array2::<f64>::from_elem((files.len(), targets.len()), f64::NAN);
+    for (i, &row) in label_rows.iter().enumerate() {
+        let row = &table.rows[row];
         for (j, t) in targets.iter().enumerate() {
             if let Some(Some(v)) = row.values.get(t) {
                 y[[i, j]] = *v;
             }
         }
     }
-    let synthetic = table.synthetic || ok.iter().any(|p| p.meta.synthetic);
-    Ok(Labelled {
-        files: ok.iter().map(|p| p.path.clone()).collect(),
-        x: ok.into_iter().map(|p| p.values).collect(),
-        y,
-        refused: refused.into_iter().map(|r| (r.file, r.reason)).collect(),
-        synthetic,
-    })
+    let x = match disk {
+        Some(w) => Rows::Disk(w.finish()?),
+        None => Rows::Memory(memory),
+    };
+    Ok(Labelled { files, x, y, refused, synthetic })
+}
+
+/// A hidden file beside `path` for its run's scratch data: `.NAME.SUFFIX-PID`.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "specnn".into());
+    dir.join(format!(".{name}{suffix}-{}", std::process::id()))
 }
 
 /// Runs `specnn train`.
 pub fn run_train(r: &TrainRequest, on_epoch: impl FnMut(&EpochStats), on_batch: impl Fn(usize, f64), on_loaded: impl FnOnce(&Labelled)) -> Result<Outcome> {
     let prep = prep_for(r)?;
-    let data = load_labelled(&r.spectra, &r.labels, &r.targets, &prep, &r.read)?;
+    if r.stream && r.kind.baseline().is_some() {
+        return Err(Error::invalid("train", "--stream is for networks: a baseline fits on the whole training set in memory"));
+    }
+    let rows_file = r.stream.then(|| sibling(&r.out, ".rows.tmp"));
+    let data = load_labelled(&r.spectra, &r.labels, &r.targets, &prep, &r.read, rows_file.as_deref())?;
     on_loaded(&data);
     let validation = r.validation.as_deref().map(|l| validation_rows(l, &data)).transpose()?;
     if let Some(kind) = r.kind.baseline() {
         if r.resume {
             return Err(Error::invalid("train", "--resume is for networks: a baseline is fitted in one go"));
         }
-        let o = crate::train::train_baseline(&data.x, &data.y, kind, &r.targets, &prep, (r.split, validation.as_deref()), r.seed, &r.out, data.synthetic)?;
+        let o = crate::train::train_baseline(data.in_memory(), &data.y, kind, &r.targets, &prep, (r.split, validation.as_deref()), r.seed, &r.out, data.synthetic)?;
         let mut on_epoch = on_epoch;
         on_epoch(&o.history.epochs[0]);
         return Ok(o);
@@ -272,12 +312,12 @@ pub struct Evaluation {
 /// Runs `specnn evaluate`: the seed's metrics on a labelled folder, `report.md` and PNG figures.
 pub fn run_evaluate(model: &Path, spectra: &Path, labels: &Path, report: &Path, th: &Thresholds, read: &ReadOptions, device: &Device) -> Result<Evaluation> {
     let t = load_trained(model)?;
-    let data = load_labelled(spectra, labels, &t.targets, &t.prep, read)?;
+    let data = load_labelled(spectra, labels, &t.targets, &t.prep, read, None)?;
     if data.x.is_empty() {
         return Err(Error::file(spectra, "no labelled spectrum could be used"));
     }
     let rows: Vec<usize> = (0..data.x.len()).collect();
-    let est = t.model.predict_rows(&data.x, &rows, &t.scaling, 128, device)?;
+    let est = t.model.predict_rows(data.in_memory(), &rows, &t.scaling, 128, device)?;
     let header = vec![
         format!("model: `{}` — `{}`", model.display(), t.model.describe()),
         format!("targets: {}; trained {} epochs (best: {}){}", t.targets.join(", "), t.history.epochs.len(), t.history.best_epoch, if t.history.stopped_early { ", stopped early" } else { "" }),
@@ -387,7 +427,7 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
         .map(|i| {
             let name = data.files[i].file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let labels: Vec<String> = targets.iter().enumerate().map(|(j, n)| format!("{n} {:.2} (true {:.2})", est[[i, j]], data.y[[i, j]])).collect();
-            (format!("{tag}{name}: {}", labels.join(", ")), grid.clone(), data.x[i].iter().map(|v| *v as f64).collect())
+            (format!("{tag}{name}: {}", labels.join(", ")), grid.clone(), data.in_memory()[i].iter().map(|v| *v as f64).collect())
         })
         .collect();
     crate::plot::spectra(&report.join("spectra.png"), &panels)?;
@@ -415,8 +455,11 @@ pub fn candidates(t: &Trained, rows: &[Row], th: &Thresholds, out: &Path) -> Res
 /// held-out fold never chooses the epoch) and estimates the held-out stars. The report pools these
 /// out-of-fold estimates of every star. Fold models are written to `r.out` (a folder).
 pub fn run_crossval(r: &TrainRequest, folds: usize, report: &Path, th: &Thresholds, mut on_fold: impl FnMut(usize, &Outcome, f64)) -> Result<Evaluation> {
+    if r.stream {
+        return Err(Error::invalid("crossval", "--stream is for `train`: cross-validation keeps its (smaller) set in memory"));
+    }
     let prep = prep_for(r)?;
-    let data = load_labelled(&r.spectra, &r.labels, &r.targets, &prep, &r.read)?;
+    let data = load_labelled(&r.spectra, &r.labels, &r.targets, &prep, &r.read, None)?;
     let n = data.x.len();
     if folds < 2 || n < 4 * folds {
         return Err(Error::invalid("crossval", format!("{folds} folds over {n} usable spectra: need at least 2 folds and 4 stars per fold")));
@@ -441,7 +484,7 @@ pub fn run_crossval(r: &TrainRequest, folds: usize, report: &Path, th: &Threshol
     for f in 0..folds {
         let train_rows: Vec<usize> = (0..n).filter(|&i| fold_of[i] != f).collect();
         let test_rows: Vec<usize> = (0..n).filter(|&i| fold_of[i] == f).collect();
-        let xs: Vec<Vec<f32>> = train_rows.iter().map(|&i| data.x[i].clone()).collect();
+        let xs: Vec<Vec<f32>> = train_rows.iter().map(|&i| data.in_memory()[i].clone()).collect();
         let ys = data.y.select(ndarray::Axis(0), &train_rows);
         // Inside a fold the inner split is seeded: a validation list names stars of the whole set.
         let seed = r.seed + f as u64;
@@ -454,7 +497,7 @@ pub fn run_crossval(r: &TrainRequest, folds: usize, report: &Path, th: &Threshol
             (None, Some(kind)) => crate::train::train_baseline(&xs, &ys, kind, &r.targets, &prep, (r.split, None), seed, &out, data.synthetic)?,
             (None, None) => unreachable!("every kind is a network or a baseline"),
         };
-        let pred = outcome.model.predict_rows(&data.x, &test_rows, &outcome.scaling, 128, &r.device)?;
+        let pred = outcome.model.predict_rows(data.in_memory(), &test_rows, &outcome.scaling, 128, &r.device)?;
         for (k, &row) in test_rows.iter().enumerate() {
             est.row_mut(row).assign(&pred.row(k));
         }

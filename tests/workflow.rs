@@ -352,3 +352,37 @@ fn a_custom_grid_is_used_and_stored() {
     assert_eq!(code, 2, "clap refuses it");
     assert!(err.contains("START and STEP must be positive"), "{err}");
 }
+
+/// `train --stream`: the preprocessed set goes to a scratch file beside the model and batches are
+/// read from it; the network comes out the same as training from memory, the scratch file is gone
+/// afterwards, and baselines and crossval refuse the flag.
+#[test]
+fn streamed_training_equals_training_from_memory() {
+    let dir = common::tempdir();
+    let train = survey(dir.path(), "train", 60, 61);
+    let labels = train.join("labels.csv");
+    let (mem, disk) = (dir.path().join("mem.safetensors"), dir.path().join("disk.safetensors"));
+    let mut a = train_args(s(&train), s(&labels), s(&mem), "2");
+    a.extend(["--device", "cpu"]);
+    assert_eq!(specnn(&a).0, 0);
+    let mut b = train_args(s(&train), s(&labels), s(&disk), "2");
+    b.extend(["--device", "cpu", "--stream"]);
+    let (code, out, err) = specnn(&b);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (m1, _) = load_model::<f32>(&mem).unwrap();
+    let (m2, _) = load_model::<f32>(&disk).unwrap();
+    for ((n1, t1), (n2, t2)) in m1.params().into_iter().zip(m2.params()) {
+        assert_eq!(n1, n2);
+        assert_eq!(t1, t2, "{n1} differs between streamed and in-memory training");
+    }
+    let left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.contains("rows")).collect();
+    assert!(left.is_empty(), "scratch files left behind: {left:?}");
+
+    let rf = dir.path().join("rf.safetensors");
+    let (code, _, err) = specnn(&["train", "--spectra", s(&train), "--labels", s(&labels), "--arch", "rf", "--resolution", "200", "--targets", "feh", "--out", s(&rf), "--stream"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--stream is for networks"), "{err}");
+    let (code, _, err) = specnn(&["crossval", "--spectra", s(&train), "--labels", s(&labels), "--arch", "res-ann", "--resolution", "200", "--targets", "feh", "--out", s(&dir.path().join("cv")), "--folds", "2", "--report", s(&dir.path().join("cvr")), "--stream"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--stream is for `train`"), "{err}");
+}

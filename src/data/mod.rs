@@ -5,7 +5,8 @@
 //! * `prep`: the seed's preprocessing steps, each a plain function;
 //! * `pipeline`: those steps as one configurable pipeline (`PrepConfig`, stored in model files);
 //! * `pca`: principal components fitted on a training set;
-//! * `labels`: label tables joined to spectra by file name or obsid.
+//! * `labels`: label tables joined to spectra by file name or obsid;
+//! * `store`: a training set's preprocessed rows, in memory or streamed from a file.
 
 pub mod dataset;
 pub mod labels;
@@ -14,6 +15,7 @@ pub mod pipeline;
 pub mod prep;
 pub mod read;
 pub mod spectrum;
+pub mod store;
 pub mod synth;
 pub mod write;
 
