@@ -11,7 +11,7 @@
 //! optimizer by parameter name.
 
 use crate::error::{Error, Result};
-use crate::ops::{self, activation, conv2d, conv2d::Conv2dSpec, linear, loss, maxpool2d, maxpool2d::Pool2dSpec};
+use crate::ops::{self, activation, conv2d, conv2d::Conv2dSpec, conv2d::SpectraCache, linear, loss, maxpool2d, maxpool2d::Pool2dSpec};
 use crate::tensor::Float;
 use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
 
@@ -27,6 +27,12 @@ pub trait Graph<'a, T: Float> {
     /// The shape of `v`.
     fn shape_of(&self, v: Var) -> Vec<usize>;
     fn conv2d(&mut self, x: Var, w: Var, b: Option<Var>, spec: Conv2dSpec) -> Result<Var>;
+    /// `conv2d` whose weight spectra an inference pass may keep in `cache` between calls (CPU tape
+    /// without gradients); tapes that record, and the GPU's, run plain `conv2d`.
+    fn conv2d_cached(&mut self, x: Var, w: Var, b: Option<Var>, spec: Conv2dSpec, cache: &'a SpectraCache<T>) -> Result<Var> {
+        let _ = cache;
+        self.conv2d(x, w, b, spec)
+    }
     fn maxpool2d(&mut self, x: Var, spec: Pool2dSpec) -> Result<Var>;
     fn linear(&mut self, x: Var, w: Var, b: Option<Var>) -> Result<Var>;
     fn relu(&mut self, x: Var) -> Result<Var>;
@@ -49,6 +55,13 @@ impl<'a, T: Float> Graph<'a, T> for Tape<'a, T> {
     }
     fn conv2d(&mut self, x: Var, w: Var, b: Option<Var>, spec: Conv2dSpec) -> Result<Var> {
         Tape::conv2d(self, x, w, b, spec)
+    }
+    fn conv2d_cached(&mut self, x: Var, w: Var, b: Option<Var>, spec: Conv2dSpec, cache: &'a SpectraCache<T>) -> Result<Var> {
+        if self.grad_enabled {
+            return Tape::conv2d(self, x, w, b, spec);
+        }
+        let y = conv2d::forward_cached(self.val(x), self.val(w), b.map(|b| self.val(b)), spec, cache)?;
+        Ok(self.push(y.into(), false, Op::Leaf))
     }
     fn maxpool2d(&mut self, x: Var, spec: Pool2dSpec) -> Result<Var> {
         Tape::maxpool2d(self, x, spec)

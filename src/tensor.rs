@@ -8,6 +8,7 @@
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, LinalgScalar, ScalarOperand};
 use crate::ops::activation::{SELU_ALPHA, SELU_SCALE};
+use crate::cpu::simd::Rows2;
 use crate::optim::AdamStep;
 use std::fmt::{Debug, Display};
 use std::ops::{AddAssign, MulAssign, SubAssign};
@@ -61,6 +62,11 @@ pub trait Float:
             *dx = if v > Self::zero() { d * scale } else { d * scale * alpha * v.exp() };
         }
     }
+    /// One frequency bin of an FFT convolution's forward pass at a small batch (`cpu::simd::xconj_w_body`;
+    /// f32: vectorised).
+    fn xconj_w(c: usize, x: Rows2<Self>, w: Rows2<Self>, yr: &mut [Self], yi: &mut [Self]) {
+        crate::cpu::simd::xconj_w_body(c, x, w, yr, yi)
+    }
     /// One Adam update over contiguous slices (f32: vectorised).
     fn adam_slice(k: AdamStep<Self>, p: &mut [Self], g: &[Self], m: &mut [Self], v: &mut [Self]) {
         for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
@@ -97,6 +103,9 @@ impl Float for f32 {
     }
     fn adam_slice(k: AdamStep<f32>, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
         crate::cpu::simd::adam(k, p, g, m, v)
+    }
+    fn xconj_w(c: usize, x: Rows2<f32>, w: Rows2<f32>, yr: &mut [f32], yi: &mut [f32]) {
+        crate::cpu::simd::xconj_w(c, x, w, yr, yi)
     }
 }
 

@@ -56,3 +56,39 @@ fn the_seed_layers_use_fft_for_training_batches_and_im2col_elsewhere() {
     assert_eq!(conv::choose(&geom(32, 64, 32, 3, 1)), conv::Algo::Im2col, "small kernel");
     assert_eq!(conv::choose(&geom(32, 64, 32, 9, 2)), conv::Algo::Im2col, "stride 2");
 }
+
+/// Inference keeps each 9x9 layer's weight spectra between calls: the cached pass (FFT at batch 1)
+/// agrees with a recording pass (im2col at batch 1), and after the weights change through
+/// `params_mut` the next inference uses the new weights, not stale spectra.
+#[test]
+fn cached_weight_spectra_follow_the_weights() {
+    use specnn::autograd::Tape;
+    use specnn::nn::{Activation, Arch, Model};
+    use specnn::ops::conv2d::Padding;
+    let arch = Arch::VmpCnn { in_side: 16, channels: vec![4, 6, 8], kernel: 9, padding: Padding::Same, activation: Activation::Relu, dense: vec![8], outputs: 2 };
+    let mut model = Model::<f32>::new(&arch, 3).unwrap();
+    let mut rng = StdRng::seed_from_u64(9);
+    let x = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[1, 1, 16, 16]), |_| rng.random_range(0.0f32..1.0));
+    let recorded = |m: &Model<f32>| {
+        let mut tape = Tape::new();
+        let xv = tape.input_view(x.view(), false);
+        let y = m.forward(&mut tape, xv).unwrap();
+        tape.value(y).to_owned()
+    };
+    let close = |a: &ndarray::ArrayD<f32>, b: &ndarray::ArrayD<f32>, what: &str| {
+        for (p, q) in a.iter().zip(b.iter()) {
+            assert!((p - q).abs() <= 1e-5 + 1e-4 * q.abs(), "{what}: {p} vs {q}");
+        }
+    };
+    let first = model.predict(&x).unwrap();
+    close(&first, &recorded(&model), "cached vs recorded");
+    close(&model.predict(&x).unwrap(), &first, "second cached call");
+    for (name, p) in model.params_mut() {
+        if name == "conv2.weight" {
+            p.mapv_inplace(|v| -2.0 * v);
+        }
+    }
+    let after = model.predict(&x).unwrap();
+    close(&after, &recorded(&model), "after the weights changed");
+    assert!(after.iter().zip(first.iter()).any(|(a, b)| (a - b).abs() > 1e-3), "the weights changed, so must the output");
+}

@@ -161,6 +161,16 @@ pub fn choose(g: &ConvGeom) -> Algo {
     }
 }
 
+/// The algorithm for an inference pass whose weight spectra are kept between calls
+/// (`ops::conv2d::forward_cached`): then the weight transforms cost nothing per call, and FFT wins
+/// at any batch size for a large kernel over several input channels.
+pub fn choose_with_cached_weights(g: &ConvGeom) -> Algo {
+    match choose(g) {
+        Algo::Im2col if g.sh == 1 && g.sw == 1 && g.kh * g.kw >= 25 && g.c >= 4 && std::env::var("SPECNN_CONV").as_deref() != Ok("im2col") => Algo::Fft,
+        a => a,
+    }
+}
+
 /// Whether to run samples in parallel (each with a serial GEMM) rather than one parallel GEMM at a time.
 fn per_sample_parallel(n: usize) -> bool {
     n >= rayon::current_num_threads()

@@ -21,6 +21,7 @@
 
 use super::conv::ConvGeom;
 use super::gemm::gemm_serial;
+use super::simd::Rows2;
 use crate::tensor::Float;
 use ndarray::{Array3, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
@@ -182,18 +183,73 @@ fn at<T: Float>(spec: &Array3<T>, f: usize) -> ArrayView2<'_, T> {
     spec.index_axis(Axis(1), f)
 }
 
+/// Batches up to this size multiply each bin with `Float::xconj_w` (dot products over the weight
+/// spectra where they lie) instead of four GEMMs.
+const SMALL_BATCH: usize = 4;
+
+/// The real and imaginary `[rows][planes]` matrices of one bin as `Rows2` (planes contiguous).
+fn rows2<'a, T: Float>(re: &'a ArrayView2<'a, T>, im: &'a ArrayView2<'a, T>) -> Rows2<'a, T> {
+    let (m, c) = re.dim();
+    assert!(re.strides()[1] == 1 && im.strides() == re.strides(), "bin matrices have contiguous rows");
+    let ld = re.strides()[0] as usize;
+    let len = if m == 0 { 0 } else { (m - 1) * ld + c };
+    // SAFETY: the views' elements lie in [ptr, ptr + (m-1)*ld + c) (row stride ld, unit column
+    // stride, checked above), all inside the arrays they borrow, for the borrow's lifetime.
+    let (r, i) = unsafe { (std::slice::from_raw_parts(re.as_ptr(), len), std::slice::from_raw_parts(im.as_ptr(), len)) };
+    Rows2 { re: r, im: i, m, ld }
+}
+
 fn plan<T: Float>(g: &ConvGeom) -> Plan2d<T> {
     Plan2d::new(g.h + 2 * g.ph, g.w + 2 * g.pw)
 }
 
+/// The spectra of a convolution's weight planes for one input size, `[O][bins][C]`: what `forward`
+/// computes on every call, kept by `ops::conv2d::SpectraCache` between inference calls (at batch 1
+/// these transforms cost several times the products).
+#[derive(Debug)]
+pub struct WeightSpectra<T> {
+    /// The input plane size and padding the spectra are for: `(h, w, ph, pw)`.
+    pub key: (usize, usize, usize, usize),
+    re: Array3<T>,
+    im: Array3<T>,
+}
+
+impl<T> WeightSpectra<T> {
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        2 * self.re.len() * std::mem::size_of::<T>()
+    }
+}
+
+/// The weight spectra `forward` needs for geometry `g`.
+pub fn weight_spectra<T: Float>(w: &[T], g: &ConvGeom) -> WeightSpectra<T> {
+    let (re, im) = plan::<T>(g).spectra(w, g.o, g.kh, g.kw, 0, 0);
+    WeightSpectra { key: (g.h, g.w, g.ph, g.pw), re, im }
+}
+
 /// Forward pass (stride 1): `x [N, C, H, W]`, `w [O, C, KH, KW]` into `y [N, O, OH, OW]`.
 pub fn forward<T: Float>(x: &[T], w: &[T], bias: Option<&[T]>, g: &ConvGeom, y: &mut [T]) {
+    forward_with(x, &weight_spectra(w, g), bias, g, y)
+}
+
+/// `forward` with the weight spectra already computed (for the same geometry).
+pub fn forward_with<T: Float>(x: &[T], ws: &WeightSpectra<T>, bias: Option<&[T]>, g: &ConvGeom, y: &mut [T]) {
+    assert_eq!(ws.key, (g.h, g.w, g.ph, g.pw), "weight spectra of another input size");
+    assert_eq!(ws.re.shape(), [g.o, plan::<T>(g).bins(), g.c], "weight spectra of another layer");
     let p = plan::<T>(g);
     let (xr, xi) = p.spectra(x, g.n, g.h, g.w, g.ph, g.pw);
-    let (wr, wi) = p.spectra(w, g.o, g.kh, g.kw, 0, 0);
+    let (wr, wi) = (&ws.re, &ws.im);
     let (one, neg) = (T::one(), -T::one());
     let (yr, yi) = per_bin(g.n, p.bins(), g.o, |f, mut r, mut i| {
-        let (ar, ai, br, bi) = (at(&xr, f), at(&xi, f), at(&wr, f), at(&wi, f));
+        let (ar, ai, br, bi) = (at(&xr, f), at(&xi, f), at(wr, f), at(wi, f));
+        if g.n <= SMALL_BATCH {
+            // One pass over the weight spectra for both parts; a GEMM would pack them per call.
+            let (mut tr, mut ti) = (vec![T::zero(); g.n * g.o], vec![T::zero(); g.n * g.o]);
+            T::xconj_w(g.c, rows2(&ar, &ai), rows2(&br, &bi), &mut tr, &mut ti);
+            r.iter_mut().zip(&tr).for_each(|(d, v)| *d = *v);
+            i.iter_mut().zip(&ti).for_each(|(d, v)| *d = *v);
+            return;
+        }
         // X conj(W): re = Xr Wr^T + Xi Wi^T, im = Xi Wr^T - Xr Wi^T
         gemm_serial(one, ar, br.t(), T::zero(), r.view_mut());
         gemm_serial(one, ai, bi.t(), one, r.view_mut());

@@ -5,7 +5,7 @@
 
 use crate::autograd::{Graph, Var};
 use crate::error::Result;
-use crate::ops::conv2d::{Conv2dSpec, Padding};
+use crate::ops::conv2d::{Conv2dSpec, Padding, SpectraCache};
 use crate::ops::maxpool2d::Pool2dSpec;
 use crate::tensor::Float;
 use ndarray::{ArrayD, IxDyn};
@@ -68,12 +68,16 @@ impl<T: Float> Dense<T> {
 
 /// A 2-D convolution: `name.weight [O, C, KH, KW]` (or `[O, C, K]` for a 1-D convolution, PyTorch's
 /// `Conv1d` layout, run as a `1 x K` kernel), `name.bias [O]`.
+///
+/// Inference keeps the weight's FFT spectra in `spectra` between calls; `params_mut` empties it, so
+/// change the weights through `params_mut` (or build a new layer), not by writing the fields.
 #[derive(Clone, Debug)]
 pub struct Conv2d<T: Float> {
     pub name: String,
     pub weight: ArrayD<T>,
     pub bias: ArrayD<T>,
     pub padding: Padding,
+    pub spectra: SpectraCache<T>,
 }
 
 impl<T: Float> Conv2d<T> {
@@ -82,14 +86,14 @@ impl<T: Float> Conv2d<T> {
         let bound = 1.0 / ((c * kh * kw) as f64).sqrt();
         let weight = uniform(rng, &[o, c, kh, kw], bound);
         let bias = uniform(rng, &[o], bound);
-        Self { name: name.to_string(), weight, bias, padding }
+        Self { name: name.to_string(), weight, bias, padding, spectra: SpectraCache::default() }
     }
     /// A 1-D convolution of width `k` (weight `[O, C, K]`), applied to `[N, C, 1, L]` tensors.
     pub fn new_1d(name: &str, c: usize, o: usize, k: usize, padding: Padding, rng: &mut impl Rng) -> Self {
         let bound = 1.0 / ((c * k) as f64).sqrt();
         let weight = uniform(rng, &[o, c, k], bound);
         let bias = uniform(rng, &[o], bound);
-        Self { name: name.to_string(), weight, bias, padding }
+        Self { name: name.to_string(), weight, bias, padding, spectra: SpectraCache::default() }
     }
     fn kernel(&self) -> (usize, usize) {
         let s = self.weight.shape();
@@ -108,12 +112,13 @@ impl<T: Float> Conv2d<T> {
         }
         let b = tape.param(format!("{}.bias", self.name), &self.bias)?;
         let spec = Conv2dSpec::new(self.padding, kh, kw)?;
-        tape.conv2d(x, w, Some(b), spec)
+        tape.conv2d_cached(x, w, Some(b), spec, &self.spectra)
     }
     pub fn params(&self) -> Vec<(String, &ArrayD<T>)> {
         vec![(format!("{}.weight", self.name), &self.weight), (format!("{}.bias", self.name), &self.bias)]
     }
     pub fn params_mut(&mut self) -> Vec<(String, &mut ArrayD<T>)> {
+        self.spectra.clear();
         vec![(format!("{}.weight", self.name), &mut self.weight), (format!("{}.bias", self.name), &mut self.bias)]
     }
 }

@@ -5,12 +5,13 @@
 //! Any kernel size works, 9x9 for the VMP CNN and 1xK for 1-D spectra (StarNet).
 
 use crate::cpu::conv::{self, Algo, ConvGeom};
-use crate::cpu::fftconv;
+use crate::cpu::fftconv::{self, WeightSpectra};
 use crate::error::{Error, Result};
 use crate::tensor::{Arr, Float};
 use ndarray::Data;
 use ndarray::{ArrayD, ArrayView2, IxDyn};
 use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
 
 /// How a layer pads its input: PyTorch's 'same' (odd kernels, stride 1) or 'valid' (no padding).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +109,69 @@ pub fn forward<T: Float>(x: &Arr<impl Data<Elem = T>>, w: &Arr<impl Data<Elem = 
         Algo::Im2col => conv::forward(xs, weight_matrix(ws, &g), bs, &g, &mut y),
         Algo::Fft => fftconv::forward(xs, ws, bs, &g, &mut y),
     }
+    Ok(ArrayD::from_shape_vec(IxDyn(&[g.n, g.o, g.oh, g.ow]), y).expect("output shape"))
+}
+
+/// A convolution layer's weight spectra, kept between inference calls so that `forward_cached` does
+/// not transform the weights again (they are several times the work of the products at batch 1).
+/// The owner (`nn::Conv2d`) empties it whenever its parameters are lent out mutably; as a guard
+/// against a weight array replaced some other way, an entry also records the address and length of
+/// the weights it came from. A clone starts empty.
+#[derive(Debug, Default)]
+pub struct SpectraCache<T> {
+    entry: Mutex<Option<(usize, usize, Arc<WeightSpectra<T>>)>>,
+}
+
+impl<T> Clone for SpectraCache<T> {
+    fn clone(&self) -> Self {
+        Self { entry: Mutex::new(None) }
+    }
+}
+
+impl<T> SpectraCache<T> {
+    /// Forgets the spectra (the weights are about to change).
+    pub fn clear(&mut self) {
+        *self.entry.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.entry.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map_or(0, |(_, _, s)| s.bytes())
+    }
+}
+
+/// Forward pass for inference, keeping the weight spectra in `cache` when the FFT algorithm is used
+/// (`conv::choose_with_cached_weights`); results equal `forward`'s up to the FFT-versus-im2col
+/// rounding of the tolerance table.
+pub fn forward_cached<T: Float>(
+    x: &Arr<impl Data<Elem = T>>,
+    w: &Arr<impl Data<Elem = T>>,
+    b: Option<&Arr<impl Data<Elem = T>>>,
+    spec: Conv2dSpec,
+    cache: &SpectraCache<T>,
+) -> Result<ArrayD<T>> {
+    let g = geometry(x.shape(), w.shape(), b.map(|b| b.shape()), spec)?;
+    if conv::choose_with_cached_weights(&g) != Algo::Fft {
+        return forward(x, w, b, spec);
+    }
+    let (x, w) = (x.as_standard_layout(), w.as_standard_layout());
+    let b = b.map(|b| b.as_standard_layout());
+    let ws = w.as_slice().expect("standard layout");
+    let id = (ws.as_ptr() as usize, ws.len());
+    let spectra = {
+        let mut e = cache.entry.lock().unwrap_or_else(|e| e.into_inner());
+        match e.as_ref() {
+            Some((p, n, s)) if (*p, *n) == id && s.key == (g.h, g.w, g.ph, g.pw) => s.clone(),
+            _ => {
+                let s = Arc::new(fftconv::weight_spectra(ws, &g));
+                *e = Some((id.0, id.1, s.clone()));
+                s
+            }
+        }
+    };
+    let mut y = vec![T::zero(); g.n * g.o * g.oh * g.ow];
+    let bs = b.as_ref().map(|b| b.as_slice().expect("standard layout"));
+    fftconv::forward_with(x.as_slice().expect("standard layout"), &spectra, bs, &g, &mut y);
     Ok(ArrayD::from_shape_vec(IxDyn(&[g.n, g.o, g.oh, g.ow]), y).expect("output shape"))
 }
 
