@@ -110,7 +110,7 @@ fn steps(c: &mut Criterion) {
         grp.throughput(Throughput::Elements(specnn::bench::step_flops(&arch, batch, true) as u64));
         grp.bench_function(format!("gpu_{name}_b{batch}"), |b| {
             b.iter_custom(|iters| {
-                let r = specnn::bench::train_step_on(&device, name, &arch, batch, 0, iters as usize).expect("benchmark step runs");
+                let r = specnn::bench::train_step_on(&device, name, &arch, batch, specnn::bench::Reps::exactly(0, iters as usize)).expect("benchmark step runs");
                 Duration::from_secs_f64(r.seconds * iters as f64)
             })
         });

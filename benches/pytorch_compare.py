@@ -88,14 +88,17 @@ def sync(dev):
         torch.cuda.synchronize()
 
 
-def time_torch(make, shape, outputs, batch, training, warmup, iters, dev="cpu"):
+def time_torch(make, shape, outputs, batch, training, warmup, iters, dev="cpu", min_time=0.0):
     torch.manual_seed(0)
     model = make().to(dev)
     x = torch.rand(batch, *shape, device=dev)
     y = torch.rand(batch, outputs, device=dev) * 2 - 1
     opt = torch.optim.Adam(model.parameters())
     times = []
-    for i in range(warmup + iters):
+    i = 0
+    # As `specnn bench --min-time`: at least `iters` timed steps, more until `min_time` seconds.
+    while i < warmup + iters or sum(times) < min_time:
+        i += 1
         sync(dev)
         t0 = time.perf_counter()
         if training:
@@ -107,7 +110,7 @@ def time_torch(make, shape, outputs, batch, training, warmup, iters, dev="cpu"):
             with torch.no_grad():
                 model(x)
         sync(dev)
-        if i >= warmup:
+        if i > warmup:
             times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -118,6 +121,7 @@ def main():
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=1, help="alternate the two engines this many times")
+    ap.add_argument("--min-time", type=float, default=1.0, help="time each step for at least this many seconds (both engines)")
     ap.add_argument("--only", default=None)
     ap.add_argument("--specnn", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "specnn"))
     ap.add_argument("--markdown", action="store_true", help="print a markdown table for BENCHMARKS.md")
@@ -129,7 +133,7 @@ def main():
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
-    cmd = [a.specnn, "bench", "--json", "--iters", str(a.iters), "--warmup", str(a.warmup), "--device", "gpu" if a.device == "cuda" else "cpu"] + (["--only", a.only] if a.only else [])
+    cmd = [a.specnn, "bench", "--json", "--iters", str(a.iters), "--warmup", str(a.warmup), "--min-time", str(a.min_time), "--device", "gpu" if a.device == "cuda" else "cpu"] + (["--only", a.only] if a.only else [])
     wanted = [st for st in steps() if not a.only or a.only in st[0]]
     ours = {(st[0], st[4]): [] for st in wanted}
     theirs = {(st[0], st[4]): [] for st in wanted}
@@ -138,11 +142,11 @@ def main():
             r = json.loads(line)
             ours[(r["name"], r["batch"])].append(r)
         for name, make, shape, outputs, batch, training in wanted:
-            theirs[(name, batch)].append(time_torch(make, shape, outputs, batch, training, a.warmup, a.iters, a.device))
+            theirs[(name, batch)].append(time_torch(make, shape, outputs, batch, training, a.warmup, a.iters, a.device, a.min_time))
     if a.device == "cuda":
         print(f"# GPU: {torch.cuda.get_device_name(0)}; PyTorch CUDA fp32, TF32 off; specnn WGSL on wgpu (gpu adapter 0)")
     print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "
-          f"{a.threads} threads; specnn {a.threads} rayon threads; median of {a.iters} steps after {a.warmup} warm-up; "
+          f"{a.threads} threads; specnn {a.threads} rayon threads; median of >= {a.iters} steps and >= {a.min_time} s after {a.warmup} warm-up; "
           f"{a.rounds} alternating round(s)")
     hdr = ["step", "batch", "specnn samples/s", "specnn GFLOP/s", "PyTorch samples/s", "PyTorch GFLOP/s", "ratio"]
     if a.rounds > 1:

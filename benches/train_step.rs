@@ -3,7 +3,7 @@
 //! `benches/pytorch_compare.py`. `cargo bench --bench train_step`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use specnn::bench::{inference, seed_steps, train_step};
+use specnn::bench::{inference, seed_steps, train_step, Reps};
 use std::time::Duration;
 
 fn steps(c: &mut Criterion) {
@@ -13,7 +13,7 @@ fn steps(c: &mut Criterion) {
         g.throughput(Throughput::Elements(batch as u64));
         g.bench_function(format!("{name}_b{batch}"), |b| {
             b.iter_custom(|iters| {
-                let r = if training { train_step(name, &arch, batch, 0, iters as usize) } else { inference(name, &arch, batch, 0, iters as usize) };
+                let r = if training { train_step(name, &arch, batch, Reps::exactly(0, iters as usize)) } else { inference(name, &arch, batch, Reps::exactly(0, iters as usize)) };
                 let r = r.expect("benchmark step runs");
                 std::time::Duration::from_secs_f64(r.seconds * iters as f64)
             })

@@ -92,90 +92,102 @@ fn random_batch(arch: &Arch, batch: usize, seed: u64) -> (ArrayD<f32>, ArrayD<f3
     (x, y)
 }
 
+/// How many steps to time: `warmup` untimed, then at least `iters` timed and, past that, more until
+/// `min_seconds` of timed steps have passed (a 1 ms step timed five times says little on a shared
+/// machine; the median of a second's worth does).
+#[derive(Clone, Copy, Debug)]
+pub struct Reps {
+    pub warmup: usize,
+    pub iters: usize,
+    pub min_seconds: f64,
+}
+
+impl Reps {
+    /// Exactly `iters` timed steps after `warmup`.
+    pub fn exactly(warmup: usize, iters: usize) -> Self {
+        Self { warmup, iters, min_seconds: 0.0 }
+    }
+}
+
+/// The median time of `step` over the repetitions `r`.
+fn time_steps(r: Reps, mut step: impl FnMut() -> Result<()>) -> Result<f64> {
+    for _ in 0..r.warmup {
+        step()?;
+    }
+    let (mut times, mut total) = (Vec::new(), 0.0);
+    while times.len() < r.iters.max(1) || total < r.min_seconds {
+        let t0 = Instant::now();
+        step()?;
+        let t = t0.elapsed().as_secs_f64();
+        times.push(t);
+        total += t;
+    }
+    Ok(median(times))
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
 
-/// Times `iters` training steps on `device`; on a GPU each step is timed until the queue is idle (the
+/// Times training steps on `device`; on a GPU each step is timed until the queue is idle (the
 /// parameters and Adam's state stay on the device; nothing is read back).
-pub fn train_step_on(device: &Device, name: &str, arch: &Arch, batch: usize, warmup: usize, iters: usize) -> Result<BenchResult> {
-    let Some(gpu) = device.gpu() else { return train_step(name, arch, batch, warmup, iters) };
+pub fn train_step_on(device: &Device, name: &str, arch: &Arch, batch: usize, reps: Reps) -> Result<BenchResult> {
+    let Some(gpu) = device.gpu() else { return train_step(name, arch, batch, reps) };
     let mut t = GpuTrainer::new(gpu.clone(), Model::<f32>::new(arch, 0)?, &Adam::new(AdamConfig::default()))?;
     let (x, y) = random_batch(arch, batch, 1);
     let mask = ArrayD::<f32>::ones(y.raw_dim());
-    let mut times = Vec::new();
-    for i in 0..warmup + iters.max(1) {
-        let t0 = Instant::now();
+    let secs = time_steps(reps, || {
         t.step(&x, &y, &mask, false)?;
-        gpu.wait()?;
-        if i >= warmup {
-            times.push(t0.elapsed().as_secs_f64());
-        }
-    }
-    Ok(result(name, arch, batch, median(times), true))
+        gpu.wait()
+    })?;
+    Ok(result(name, arch, batch, secs, true))
 }
 
-/// Times `iters` inference passes on `device` (on a GPU: upload, forward, readback of the outputs).
-pub fn inference_on(device: &Device, name: &str, arch: &Arch, batch: usize, warmup: usize, iters: usize) -> Result<BenchResult> {
-    let Some(gpu) = device.gpu() else { return inference(name, arch, batch, warmup, iters) };
+/// Times inference passes on `device` (on a GPU: upload, forward, readback of the outputs).
+pub fn inference_on(device: &Device, name: &str, arch: &Arch, batch: usize, reps: Reps) -> Result<BenchResult> {
+    let Some(gpu) = device.gpu() else { return inference(name, arch, batch, reps) };
     let t = GpuNet::new(gpu.clone(), Model::<f32>::new(arch, 0)?)?;
     let (x, _) = random_batch(arch, batch, 1);
-    let mut times = Vec::new();
-    for i in 0..warmup + iters.max(1) {
-        let t0 = Instant::now();
+    let secs = time_steps(reps, || {
         std::hint::black_box(t.predict(&x)?);
-        if i >= warmup {
-            times.push(t0.elapsed().as_secs_f64());
-        }
-    }
-    Ok(result(name, arch, batch, median(times), false))
+        Ok(())
+    })?;
+    Ok(result(name, arch, batch, secs, false))
 }
 
-/// Times `iters` training steps (forward, MAE loss, backward, Adam) after `warmup` untimed ones, on
-/// a pool thread as training runs them.
-pub fn train_step(name: &str, arch: &Arch, batch: usize, warmup: usize, iters: usize) -> Result<BenchResult> {
-    crate::cpu::on_pool(|| train_step_here(name, arch, batch, warmup, iters))
+/// Times training steps (forward, MAE loss, backward, Adam), on a pool thread as training runs them.
+pub fn train_step(name: &str, arch: &Arch, batch: usize, reps: Reps) -> Result<BenchResult> {
+    crate::cpu::on_pool(|| {
+        let mut model = Model::<f32>::new(arch, 0)?;
+        let mut adam = Adam::new(AdamConfig::default());
+        let (x, y) = random_batch(arch, batch, 1);
+        let secs = time_steps(reps, || {
+            let grads = {
+                let mut tape = Tape::new();
+                let xv = tape.input_view(x.view(), false);
+                let yv = tape.input_view(y.view(), false);
+                let pred = model.forward(&mut tape, xv)?;
+                let loss = tape.mae_loss(pred, yv)?;
+                tape.backward(loss)?;
+                tape.into_param_grads()
+            };
+            adam.step(model.params_mut(), grads)
+        })?;
+        Ok(result(name, arch, batch, secs, true))
+    })
 }
 
-fn train_step_here(name: &str, arch: &Arch, batch: usize, warmup: usize, iters: usize) -> Result<BenchResult> {
-    let mut model = Model::<f32>::new(arch, 0)?;
-    let mut adam = Adam::new(AdamConfig::default());
-    let (x, y) = random_batch(arch, batch, 1);
-    let mut times = Vec::new();
-    for i in 0..warmup + iters.max(1) {
-        let t0 = Instant::now();
-        let grads = {
-            let mut tape = Tape::new();
-            let xv = tape.input_view(x.view(), false);
-            let yv = tape.input_view(y.view(), false);
-            let pred = model.forward(&mut tape, xv)?;
-            let loss = tape.mae_loss(pred, yv)?;
-            tape.backward(loss)?;
-            tape.into_param_grads()
-        };
-        adam.step(model.params_mut(), grads)?;
-        if i >= warmup {
-            times.push(t0.elapsed().as_secs_f64());
-        }
-    }
-    Ok(result(name, arch, batch, median(times), true))
-}
-
-/// Times `iters` inference passes after `warmup` untimed ones.
-pub fn inference(name: &str, arch: &Arch, batch: usize, warmup: usize, iters: usize) -> Result<BenchResult> {
+/// Times inference passes (`Model::predict`, as `predict` runs it: weight spectra kept between
+/// calls, as they are between the batches of a catalog).
+pub fn inference(name: &str, arch: &Arch, batch: usize, reps: Reps) -> Result<BenchResult> {
     let model = Model::<f32>::new(arch, 0)?;
     let (x, _) = random_batch(arch, batch, 1);
-    let mut times = Vec::new();
-    for i in 0..warmup + iters.max(1) {
-        let t0 = Instant::now();
-        let y = model.predict(&x)?;
-        std::hint::black_box(y);
-        if i >= warmup {
-            times.push(t0.elapsed().as_secs_f64());
-        }
-    }
-    Ok(result(name, arch, batch, median(times), false))
+    let secs = time_steps(reps, || {
+        std::hint::black_box(model.predict(&x)?);
+        Ok(())
+    })?;
+    Ok(result(name, arch, batch, secs, false))
 }
 
 fn result(name: &str, arch: &Arch, batch: usize, seconds: f64, training: bool) -> BenchResult {

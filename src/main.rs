@@ -379,6 +379,10 @@ enum Command {
         /// Untimed steps first.
         #[arg(long, default_value_t = 1)]
         warmup: usize,
+        /// Keep timing past --iters until this many seconds of steps are measured (short steps
+        /// need many repetitions for a stable median on a shared machine).
+        #[arg(long, default_value_t = 1.0)]
+        min_time: f64,
         /// Run only benchmarks whose name contains this text.
         #[arg(long)]
         only: Option<String>,
@@ -425,8 +429,8 @@ fn main() -> ExitCode {
         }
         Command::Demo { out, n, seed, channels, cnn_epochs, ann_epochs, device } => report(open_device(&device).and_then(|d| demo(&out, n, seed, &channels, cnn_epochs, ann_epochs, &d))),
         Command::Simulate { n, seed, out, layout, grid } => simulate(n, seed, &out, layout, grid),
-        Command::Bench { iters, warmup, only, peak_gflops, json, device } => match open_device(&device) {
-            Ok(d) => bench(iters, warmup, only.as_deref(), peak_gflops, json, &d),
+        Command::Bench { iters, warmup, min_time, only, peak_gflops, json, device } => match open_device(&device) {
+            Ok(d) => bench(specnn::bench::Reps { warmup, iters, min_seconds: min_time }, only.as_deref(), peak_gflops, json, &d),
             Err(e) => report(Err(e)),
         },
     }
@@ -546,7 +550,7 @@ fn audit(path: &std::path::Path, device: &str, quiet: bool) -> ExitCode {
     }
 }
 
-fn bench(iters: usize, warmup: usize, only: Option<&str>, peak: Option<f64>, json: bool, device: &specnn::gpu::Device) -> ExitCode {
+fn bench(reps: specnn::bench::Reps, only: Option<&str>, peak: Option<f64>, json: bool, device: &specnn::gpu::Device) -> ExitCode {
     if !json {
         println!("specnn bench: f32 on {}", device.describe());
         println!("{:<22} {:>6} {:>11} {:>12} {:>9} {:>8}", "step", "batch", "ms/step", "samples/s", "GFLOP/s", "of peak");
@@ -556,9 +560,9 @@ fn bench(iters: usize, warmup: usize, only: Option<&str>, peak: Option<f64>, jso
             continue;
         }
         let r = if training {
-            specnn::bench::train_step_on(device, name, &arch, batch, warmup, iters)
+            specnn::bench::train_step_on(device, name, &arch, batch, reps)
         } else {
-            specnn::bench::inference_on(device, name, &arch, batch, warmup, iters)
+            specnn::bench::inference_on(device, name, &arch, batch, reps)
         };
         match r {
             Ok(r) if json => println!("{}", serde_json::to_string(&r).expect("serialisable")),

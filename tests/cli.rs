@@ -79,3 +79,18 @@ fn simulate_then_inspect() {
     assert_eq!(code, 1);
     assert!(stdout.contains("broken.fits: error:") && stdout.contains("[SYNTHETIC]"), "{stdout}");
 }
+
+/// `specnn bench --json` prints one record per step it was asked for, with the fields the PyTorch
+/// comparison reads (what it measures is for benchmarks, not tests).
+#[test]
+fn bench_prints_one_json_record_per_step() {
+    let (code, out, err) = specnn(&["bench", "--json", "--only", "infer_res_ann", "--iters", "1", "--warmup", "0", "--min-time", "0", "--device", "cpu"]);
+    assert_eq!(code, 0, "{err}");
+    let recs: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("one JSON object a line")).collect();
+    let batches: Vec<u64> = recs.iter().map(|r| r["batch"].as_u64().unwrap()).collect();
+    assert_eq!(batches, [1, 32, 128], "{out}");
+    for r in &recs {
+        assert_eq!(r["name"], "infer_res_ann");
+        assert!(r["seconds"].as_f64().unwrap() > 0.0 && r["samples_per_s"].as_f64().unwrap() > 0.0 && r["gflops"].as_f64().unwrap() > 0.0, "{r}");
+    }
+}
