@@ -399,6 +399,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Mesa's lavapipe (a CPU Vulkan device) warns on stderr when XDG_RUNTIME_DIR is unset; any folder
+    // silences it. Set here, before any thread starts, never from library code.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Audit { golden, device, quiet } => audit(&golden, &device, quiet),

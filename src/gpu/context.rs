@@ -36,11 +36,6 @@ fn instance() -> wgpu::Instance {
 }
 
 fn adapters() -> Vec<wgpu::Adapter> {
-    // lavapipe prints a warning when XDG_RUNTIME_DIR is unset; any folder silences it.
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        // SAFETY-free: set_var is only unsafe in edition 2024; this crate is edition 2021.
-        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
-    }
     pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()))
 }
 
