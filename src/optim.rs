@@ -51,10 +51,10 @@ impl<T: Float> AdamStep<T> {
     /// The rule for one element.
     #[inline(always)]
     pub fn apply(&self, p: &mut T, g: T, m: &mut T, v: &mut T) {
-        *m = *m + (g - *m) * self.one_b1; // torch: exp_avg.lerp_(grad, 1 - beta1)
+        *m += (g - *m) * self.one_b1; // torch: exp_avg.lerp_(grad, 1 - beta1)
         *v = *v * self.b2 + g * g * self.one_b2;
         let denom = v.sqrt() / self.bc2_sqrt + self.eps;
-        *p = *p - self.step_size * (*m / denom);
+        *p -= self.step_size * (*m / denom);
     }
 }
 

@@ -58,7 +58,7 @@ pub fn available() -> bool {
     {
         use std::sync::OnceLock;
         static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| std::env::var_os("SPECNN_GEMM").map_or(true, |v| v != "matrixmultiply") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+        *HAS.get_or_init(|| std::env::var_os("SPECNN_GEMM").is_none_or(|v| v != "matrixmultiply") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -148,9 +148,24 @@ fn store(p: &mut f32, acc: f32, alpha: f32, beta: f32, first: bool) {
     };
 }
 
+/// Writes the first `mr x nr` values of a tile into `c` at `(i0, j0)` with `store` (edge tiles, and
+/// the dot-product kernel's).
+///
+/// # Safety
+/// `(i0 + mr, j0 + nr)` must lie inside `op`'s output.
+#[inline(always)]
+unsafe fn store_tile<const M: usize, const N: usize>(op: &Operands, (i0, j0): (usize, usize), (mr, nr): (usize, usize), acc: &[[f32; N]; M], alpha: f32, beta: f32, first: bool) {
+    for (r, row) in acc.iter().enumerate().take(mr) {
+        let crow = op.c.offset((i0 + r) as isize * op.ldc + j0 as isize);
+        for (j, &v) in row.iter().enumerate().take(nr) {
+            store(&mut *crow.add(j), v, alpha, beta, first);
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{store, Operands};
+    use super::{store_tile, Operands};
     use std::arch::x86_64::*;
 
     /// Rows of the broadcast kernel's tile, and its columns (two 8-lane vectors).
@@ -228,12 +243,7 @@ mod x86 {
                             store_16(op.c.offset((i0 + r) as isize * op.ldc + j0 as isize), acc, alpha, beta, first);
                         }
                     } else {
-                        for r in 0..mr {
-                            let crow = op.c.offset((i0 + r) as isize * op.ldc + j0 as isize);
-                            for j in 0..nr {
-                                store(&mut *crow.add(j), acc[r][j], alpha, beta, first);
-                            }
-                        }
+                        store_tile(op, (i0, j0), (mr, nr), &acc, alpha, beta, first);
                     }
                 }
                 j0 += NR;
@@ -321,12 +331,7 @@ mod x86 {
                             *row = op.b.offset(j as isize * op.csb + k0 as isize);
                         }
                         let acc = tile_dot_4x3(kc, arows, brows);
-                        for r in 0..mr {
-                            let crow = op.c.offset((i0 + r) as isize * op.ldc + j0 as isize);
-                            for s in 0..nr {
-                                store(&mut *crow.add(s), acc[r][s], alpha, beta, first);
-                            }
-                        }
+                        store_tile(op, (i0, j0), (mr, nr), &acc, alpha, beta, first);
                         j0 += DN;
                     }
                     i0 += DM;

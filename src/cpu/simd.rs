@@ -40,13 +40,7 @@ fn exp_parts(x: f32) -> (f32, f32) {
 /// x clamped into `[EXP_MIN, 0]`, NaN kept.
 #[inline(always)]
 fn clamp_neg(v: f32) -> f32 {
-    if v > 0.0 {
-        0.0
-    } else if v < EXP_MIN {
-        EXP_MIN
-    } else {
-        v
-    }
+    v.clamp(EXP_MIN, 0.0)
 }
 
 const SCALE: f32 = crate::ops::activation::SELU_SCALE as f32;

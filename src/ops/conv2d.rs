@@ -119,8 +119,11 @@ pub fn forward<T: Float>(x: &Arr<impl Data<Elem = T>>, w: &Arr<impl Data<Elem = 
 /// the weights it came from. A clone starts empty.
 #[derive(Debug, Default)]
 pub struct SpectraCache<T> {
-    entry: Mutex<Option<(usize, usize, Arc<WeightSpectra<T>>)>>,
+    entry: Mutex<Option<CachedSpectra<T>>>,
 }
+
+/// The address and length of the weights, and their spectra.
+type CachedSpectra<T> = (usize, usize, Arc<WeightSpectra<T>>);
 
 impl<T> Clone for SpectraCache<T> {
     fn clone(&self) -> Self {
