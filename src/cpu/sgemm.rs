@@ -52,13 +52,21 @@ pub fn layout(a: &ArrayView2<f32>, b: &ArrayView2<f32>, c: &ArrayViewMut2<f32>) 
     Some(if dot && (a.nrows() <= 4 || a.ncols() >= DOT_MIN_K) { Layout::Dot } else { Layout::Packed })
 }
 
-/// Whether this CPU runs the kernels (AVX2 and FMA), checked once.
+/// Whether these kernels run: the CPU has AVX2 and FMA, and `SPECNN_GEMM=matrixmultiply` (for
+/// comparisons) is not set. Checked once.
 pub fn available() -> bool {
+    use std::sync::OnceLock;
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("SPECNN_GEMM").is_none_or(|v| v != "matrixmultiply") && has_avx2_fma())
+}
+
+/// Whether this CPU has AVX2 and FMA (x86-64 only), checked once.
+pub fn has_avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         use std::sync::OnceLock;
         static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| std::env::var_os("SPECNN_GEMM").is_none_or(|v| v != "matrixmultiply") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+        *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

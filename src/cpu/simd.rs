@@ -9,7 +9,7 @@
 //! Taylor polynomial for expm1(r), and 2^n built from its bits): within 2 ulp of libm's `expm1f` on the
 //! tested range (`tests`), well inside the tolerance table's 1e-5.
 
-use super::sgemm::available as has_avx2_fma;
+use super::sgemm::has_avx2_fma;
 use crate::optim::AdamStep;
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
