@@ -29,9 +29,9 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 pub enum Layout {
     /// Any strides: panels of `a` and strips of `b` are copied, then a 6x16 broadcast kernel.
     Packed,
-    /// One to four rows of `a` with contiguous rows, `b` with contiguous columns (`x . W^T` at a
-    /// small batch): dot products where the operands lie, since copying `W` would cost as much as
-    /// the product.
+    /// `a` with contiguous rows, `b` with contiguous columns (`x . W^T`), and one to four rows of `a`
+    /// or a depth of at least `DOT_MIN_K`: dot products where the operands lie, since copying `W`
+    /// would cost as much as the product.
     Dot,
 }
 
