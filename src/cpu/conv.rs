@@ -146,6 +146,18 @@ pub enum Algo {
 /// The environment variable `SPECNN_CONV=im2col|fft` overrides the choice (FFT only where stride is 1),
 /// for benchmarks and comparisons.
 pub fn choose(g: &ConvGeom) -> Algo {
+    decide(g, 4)
+}
+
+/// The algorithm for an inference pass whose weight spectra are kept between calls
+/// (`ops::conv2d::forward_cached`): then the weight transforms cost nothing per call, and FFT wins
+/// at any batch size for a large kernel over several input channels.
+pub fn choose_with_cached_weights(g: &ConvGeom) -> Algo {
+    decide(g, 1)
+}
+
+/// `choose`'s rule, with FFT from `min_batch` samples on.
+fn decide(g: &ConvGeom, min_batch: usize) -> Algo {
     static FORCED: std::sync::OnceLock<Option<Algo>> = std::sync::OnceLock::new();
     let forced = *FORCED.get_or_init(|| match std::env::var("SPECNN_CONV").as_deref() {
         Ok("im2col") => Some(Algo::Im2col),
@@ -156,18 +168,8 @@ pub fn choose(g: &ConvGeom) -> Algo {
     match forced {
         Some(Algo::Im2col) => Algo::Im2col,
         Some(Algo::Fft) if fft_possible => Algo::Fft,
-        _ if fft_possible && g.kh * g.kw >= 25 && g.c >= 4 && g.n >= 4 => Algo::Fft,
+        _ if fft_possible && g.kh * g.kw >= 25 && g.c >= 4 && g.n >= min_batch => Algo::Fft,
         _ => Algo::Im2col,
-    }
-}
-
-/// The algorithm for an inference pass whose weight spectra are kept between calls
-/// (`ops::conv2d::forward_cached`): then the weight transforms cost nothing per call, and FFT wins
-/// at any batch size for a large kernel over several input channels.
-pub fn choose_with_cached_weights(g: &ConvGeom) -> Algo {
-    match choose(g) {
-        Algo::Im2col if g.sh == 1 && g.sw == 1 && g.kh * g.kw >= 25 && g.c >= 4 && std::env::var("SPECNN_CONV").as_deref() != Ok("im2col") => Algo::Fft,
-        a => a,
     }
 }
 

@@ -214,13 +214,6 @@ pub struct WeightSpectra<T> {
     im: Array3<T>,
 }
 
-impl<T> WeightSpectra<T> {
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        2 * self.re.len() * std::mem::size_of::<T>()
-    }
-}
-
 /// The weight spectra `forward` needs for geometry `g`.
 pub fn weight_spectra<T: Float>(w: &[T], g: &ConvGeom) -> WeightSpectra<T> {
     let (re, im) = plan::<T>(g).spectra(w, g.o, g.kh, g.kw, 0, 0);
@@ -234,9 +227,9 @@ pub fn forward<T: Float>(x: &[T], w: &[T], bias: Option<&[T]>, g: &ConvGeom, y: 
 
 /// `forward` with the weight spectra already computed (for the same geometry).
 pub fn forward_with<T: Float>(x: &[T], ws: &WeightSpectra<T>, bias: Option<&[T]>, g: &ConvGeom, y: &mut [T]) {
-    assert_eq!(ws.key, (g.h, g.w, g.ph, g.pw), "weight spectra of another input size");
-    assert_eq!(ws.re.shape(), [g.o, plan::<T>(g).bins(), g.c], "weight spectra of another layer");
     let p = plan::<T>(g);
+    assert_eq!(ws.key, (g.h, g.w, g.ph, g.pw), "weight spectra of another input size");
+    assert_eq!(ws.re.shape(), [g.o, p.bins(), g.c], "weight spectra of another layer");
     let (xr, xi) = p.spectra(x, g.n, g.h, g.w, g.ph, g.pw);
     let (wr, wi) = (&ws.re, &ws.im);
     let (one, neg) = (T::one(), -T::one());

@@ -98,6 +98,11 @@ fn weight_matrix<'a, T: Float>(w: &'a [T], g: &ConvGeom) -> ArrayView2<'a, T> {
 
 /// Forward pass.
 pub fn forward<T: Float>(x: &Arr<impl Data<Elem = T>>, w: &Arr<impl Data<Elem = T>>, b: Option<&Arr<impl Data<Elem = T>>>, spec: Conv2dSpec) -> Result<ArrayD<T>> {
+    forward_impl(x, w, b, spec, None)
+}
+
+/// `forward`, or with `cache` `forward_cached`.
+fn forward_impl<T: Float>(x: &Arr<impl Data<Elem = T>>, w: &Arr<impl Data<Elem = T>>, b: Option<&Arr<impl Data<Elem = T>>>, spec: Conv2dSpec, cache: Option<&SpectraCache<T>>) -> Result<ArrayD<T>> {
     let g = geometry(x.shape(), w.shape(), b.map(|b| b.shape()), spec)?;
     let (x, w) = (x.as_standard_layout(), w.as_standard_layout());
     let b = b.map(|b| b.as_standard_layout());
@@ -105,9 +110,11 @@ pub fn forward<T: Float>(x: &Arr<impl Data<Elem = T>>, w: &Arr<impl Data<Elem = 
     let xs = x.as_slice().expect("standard layout");
     let ws = w.as_slice().expect("standard layout");
     let bs = b.as_ref().map(|b| b.as_slice().expect("standard layout"));
-    match conv::choose(&g) {
-        Algo::Im2col => conv::forward(xs, weight_matrix(ws, &g), bs, &g, &mut y),
-        Algo::Fft => fftconv::forward(xs, ws, bs, &g, &mut y),
+    let algo = if cache.is_some() { conv::choose_with_cached_weights(&g) } else { conv::choose(&g) };
+    match (algo, cache) {
+        (Algo::Im2col, _) => conv::forward(xs, weight_matrix(ws, &g), bs, &g, &mut y),
+        (Algo::Fft, None) => fftconv::forward(xs, ws, bs, &g, &mut y),
+        (Algo::Fft, Some(c)) => fftconv::forward_with(xs, &c.spectra(ws, &g), bs, &g, &mut y),
     }
     Ok(ArrayD::from_shape_vec(IxDyn(&[g.n, g.o, g.oh, g.ow]), y).expect("output shape"))
 }
@@ -136,10 +143,22 @@ impl<T> SpectraCache<T> {
     pub fn clear(&mut self) {
         *self.entry.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
     }
+}
 
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        self.entry.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map_or(0, |(_, _, s)| s.bytes())
+impl<T: Float> SpectraCache<T> {
+    /// The spectra of the weights `ws` for geometry `g`: the kept ones if they came from these weights
+    /// and this input size, else computed and kept.
+    fn spectra(&self, ws: &[T], g: &ConvGeom) -> Arc<WeightSpectra<T>> {
+        let id = (ws.as_ptr() as usize, ws.len());
+        let mut e = self.entry.lock().unwrap_or_else(|e| e.into_inner());
+        match e.as_ref() {
+            Some((p, n, s)) if (*p, *n) == id && s.key == (g.h, g.w, g.ph, g.pw) => s.clone(),
+            _ => {
+                let s = Arc::new(fftconv::weight_spectra(ws, g));
+                *e = Some((id.0, id.1, s.clone()));
+                s
+            }
+        }
     }
 }
 
@@ -153,29 +172,7 @@ pub fn forward_cached<T: Float>(
     spec: Conv2dSpec,
     cache: &SpectraCache<T>,
 ) -> Result<ArrayD<T>> {
-    let g = geometry(x.shape(), w.shape(), b.map(|b| b.shape()), spec)?;
-    if conv::choose_with_cached_weights(&g) != Algo::Fft {
-        return forward(x, w, b, spec);
-    }
-    let (x, w) = (x.as_standard_layout(), w.as_standard_layout());
-    let b = b.map(|b| b.as_standard_layout());
-    let ws = w.as_slice().expect("standard layout");
-    let id = (ws.as_ptr() as usize, ws.len());
-    let spectra = {
-        let mut e = cache.entry.lock().unwrap_or_else(|e| e.into_inner());
-        match e.as_ref() {
-            Some((p, n, s)) if (*p, *n) == id && s.key == (g.h, g.w, g.ph, g.pw) => s.clone(),
-            _ => {
-                let s = Arc::new(fftconv::weight_spectra(ws, &g));
-                *e = Some((id.0, id.1, s.clone()));
-                s
-            }
-        }
-    };
-    let mut y = vec![T::zero(); g.n * g.o * g.oh * g.ow];
-    let bs = b.as_ref().map(|b| b.as_slice().expect("standard layout"));
-    fftconv::forward_with(x.as_slice().expect("standard layout"), &spectra, bs, &g, &mut y);
-    Ok(ArrayD::from_shape_vec(IxDyn(&[g.n, g.o, g.oh, g.ow]), y).expect("output shape"))
+    forward_impl(x, w, b, spec, Some(cache))
 }
 
 /// Gradients of x, weight and bias for upstream gradient `dy`; each is computed only when `need` asks.
