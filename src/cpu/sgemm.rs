@@ -174,6 +174,7 @@ unsafe fn store_tile<const M: usize, const N: usize>(op: &Operands, (i0, j0): (u
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{store_tile, Operands};
+    use crate::cpu::simd::hsum;
     use std::arch::x86_64::*;
 
     /// Rows of the broadcast kernel's tile, and its columns (two 8-lane vectors).
@@ -348,16 +349,6 @@ mod x86 {
             }
             k0 += kc;
         }
-    }
-
-    /// Sum of the eight lanes of `v` in a fixed order.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
-        _mm_cvtss_f32(s)
     }
 
     /// A 4x3 tile of dot products `a[r][0..kc] . bt[s][0..kc]`.

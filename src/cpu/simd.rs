@@ -111,9 +111,15 @@ pub fn xconj_w_body<T: crate::tensor::Float>(c: usize, x: Rows2<T>, w: Rows2<T>,
     }
 }
 
-#[inline(always)]
-fn xconj_w_f32(c: usize, x: Rows2<f32>, w: Rows2<f32>, yr: &mut [f32], yi: &mut [f32]) {
-    xconj_w_body(c, x, w, yr, yi)
+/// Sum of the eight lanes of `v` in a fixed order (shared with `sgemm`'s dot-product kernel).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn hsum(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s)))
 }
 
 /// `xconj_w_body` for f32 with AVX2 and FMA: four outputs at a time, eight accumulators, each
@@ -123,11 +129,6 @@ fn xconj_w_f32(c: usize, x: Rows2<f32>, w: Rows2<f32>, yr: &mut [f32], yi: &mut 
 unsafe fn xconj_w_x86(c: usize, x: Rows2<f32>, w: Rows2<f32>, yr: &mut [f32], yi: &mut [f32]) {
     use std::arch::x86_64::*;
     let c8 = c - c % 8;
-    let hsum = |v: __m256| -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s)))
-    };
     for n in 0..x.m {
         let (ar, ai) = (&x.re[n * x.ld..n * x.ld + c], &x.im[n * x.ld..n * x.ld + c]);
         let mut j0 = 0;
@@ -174,7 +175,7 @@ pub fn xconj_w(c: usize, x: Rows2<f32>, w: Rows2<f32>, yr: &mut [f32], yi: &mut 
         // SAFETY: the CPU has AVX2 and FMA; every load reads inside the rows checked above.
         return unsafe { xconj_w_x86(c, x, w, yr, yi) };
     }
-    xconj_w_f32(c, x, w, yr, yi)
+    xconj_w_body(c, x, w, yr, yi)
 }
 
 macro_rules! dispatch {
