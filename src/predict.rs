@@ -206,22 +206,20 @@ pub fn predict_files(t: &Trained, paths: &[PathBuf], opts: &ReadOptions, chunk: 
 
 /// Appends one chunk's rows (predicted and refused) to `rows`, in input order.
 fn part_rows_into(t: &Trained, ok: Vec<crate::data::dataset::Prepared>, refused: Vec<crate::data::dataset::Refused>, pred: &ndarray::Array2<f64>, rows: &mut Vec<Row>) {
-    {
-        let mut part_rows: Vec<(PathBuf, Row)> = ok
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let m = &p.meta;
-                (p.path.clone(), Row { file: p.file.clone(), obsid: m.obsid, ra: m.ra, dec: m.dec, snr: m.snr_catalog(), synthetic: m.synthetic, values: pred.row(i).iter().map(|v| Some(*v)).collect(), reason: String::new() })
-            })
-            .collect();
-        part_rows.extend(refused.into_iter().map(|r| {
-            (r.path.clone(), Row { file: r.file, obsid: None, ra: None, dec: None, snr: None, synthetic: false, values: vec![None; t.targets.len()], reason: r.reason })
-        }));
-        // Keep the input order.
-        part_rows.sort_by(|a, b| a.0.cmp(&b.0));
-        rows.extend(part_rows.into_iter().map(|(_, r)| r));
-    }
+    let mut part_rows: Vec<(PathBuf, Row)> = ok
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let m = &p.meta;
+            (p.path.clone(), Row { file: p.file.clone(), obsid: m.obsid, ra: m.ra, dec: m.dec, snr: m.snr_catalog(), synthetic: m.synthetic, values: pred.row(i).iter().map(|v| Some(*v)).collect(), reason: String::new() })
+        })
+        .collect();
+    part_rows.extend(refused.into_iter().map(|r| {
+        (r.path.clone(), Row { file: r.file, obsid: None, ra: None, dec: None, snr: None, synthetic: false, values: vec![None; t.targets.len()], reason: r.reason })
+    }));
+    // Keep the input order.
+    part_rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows.extend(part_rows.into_iter().map(|(_, r)| r));
 }
 
 /// The catalog of predictions: file, obsid, ra, dec, snr, one column per target, the VMP flag when

@@ -123,7 +123,7 @@ pub fn prep_for(r: &TrainRequest) -> Result<PrepConfig> {
         None => PrepConfig::default(),
     };
     if let Some((start, step, n)) = r.grid {
-        p.grid = crate::data::prep::Grid { start, step, n, log: false };
+        p.grid = Grid { start, step, n, log: false };
     }
     p.window = r.window;
     p.min_coverage = r.min_coverage;
@@ -200,7 +200,7 @@ pub fn load_labelled(spectra: &Path, labels: &Path, targets: &[String], prep: &P
     for (c, chunk) in joined.chunks(LOAD_CHUNK).enumerate() {
         let chunk_files: Vec<PathBuf> = chunk.iter().map(|&i| paths[i].clone()).collect();
         let (ok, bad) = load(&chunk_files, prep, read);
-        let row_of: std::collections::HashMap<&Path, usize> = chunk_files.iter().enumerate().map(|(k, p)| (p.as_path(), c * LOAD_CHUNK + k)).collect();
+        let row_of: HashMap<&Path, usize> = chunk_files.iter().enumerate().map(|(k, p)| (p.as_path(), c * LOAD_CHUNK + k)).collect();
         for p in ok {
             label_rows.push(row_of[p.path.as_path()]);
             synthetic |= p.meta.synthetic;

@@ -287,4 +287,3 @@ mod tests {
         assert!(worst < 0.02, "worst label error {worst}");
     }
 }
-

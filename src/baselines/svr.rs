@@ -40,7 +40,7 @@ pub struct Svr {
 /// The number of principal components an SVR works on.
 pub const PCA_COMPONENTS: usize = 64;
 
-/// The rows of `x` projected onto `pca` (all of them when `rows` is None), as f32 features.
+/// The rows `rows` of `x` projected onto `pca`, as f32 features.
 fn project(pca: &Pca, x: &[Vec<f32>], rows: &[usize]) -> Result<Vec<Vec<f32>>> {
     let m = Array2::from_shape_fn((rows.len(), pca.mean.len()), |(i, j)| x[rows[i]][j] as f64);
     let z = pca.transform(m.view())?;

@@ -130,15 +130,6 @@ impl DiskRowsWriter {
         Ok(())
     }
 
-    /// The rows written so far.
-    pub fn len(&self) -> usize {
-        self.n
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.n == 0
-    }
-
     /// Flushes the file and opens it for reading.
     pub fn finish(mut self) -> Result<DiskRows> {
         let out = self.out.take().expect("open until finish");
