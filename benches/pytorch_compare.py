@@ -158,7 +158,7 @@ def main():
         sec = statistics.median(r["seconds"] for r in rs)
         t = statistics.median(ts)
         ratios = sorted(t / r["seconds"] for r, t in zip(rs, ts))
-        row = [name, batch, f"{batch / sec:.1f}", f"{flops / sec / 1e0:.1f}", f"{batch / t:.1f}", f"{flops / t:.1f}",
+        row = [name, batch, f"{batch / sec:.1f}", f"{flops / sec:.1f}", f"{batch / t:.1f}", f"{flops / t:.1f}",
                f"{statistics.median(ratios):.2f}x"]
         if a.rounds > 1:
             row.append(f"{ratios[0]:.2f}-{ratios[-1]:.2f}x")
