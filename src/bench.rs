@@ -1,7 +1,6 @@
 //! Throughput of whole training and inference steps, for `specnn bench` and the PyTorch comparison
 //! (`benches/pytorch_compare.py`). Benchmarks measure; tests never time.
 
-use crate::autograd::Tape;
 use crate::error::Result;
 use crate::gpu::{Device, GpuNet, GpuTrainer};
 use crate::nn::{Arch, Model};
@@ -156,24 +155,15 @@ pub fn inference_on(device: &Device, name: &str, arch: &Arch, batch: usize, reps
     Ok(result(name, arch, batch, secs, false))
 }
 
-/// Times training steps (forward, MAE loss, backward, Adam), on a pool thread as training runs them.
+/// Times training steps (forward, MAE loss, backward, Adam: `train::cpu_step`), on a pool thread as
+/// training runs them.
 pub fn train_step(name: &str, arch: &Arch, batch: usize, reps: Reps) -> Result<BenchResult> {
     crate::cpu::on_pool(|| {
         let mut model = Model::<f32>::new(arch, 0)?;
         let mut adam = Adam::new(AdamConfig::default());
         let (x, y) = random_batch(arch, batch, 1);
-        let secs = time_steps(reps, || {
-            let grads = {
-                let mut tape = Tape::new();
-                let xv = tape.input_view(x.view(), false);
-                let yv = tape.input_view(y.view(), false);
-                let pred = model.forward(&mut tape, xv)?;
-                let loss = tape.mae_loss(pred, yv)?;
-                tape.backward(loss)?;
-                tape.into_param_grads()
-            };
-            adam.step(model.params_mut(), grads)
-        })?;
+        let mask = ArrayD::<f32>::ones(y.raw_dim());
+        let secs = time_steps(reps, || crate::train::cpu_step(&mut model, &mut adam, x.view(), y.view(), mask.view()).map(drop))?;
         Ok(result(name, arch, batch, secs, true))
     })
 }

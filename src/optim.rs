@@ -63,21 +63,41 @@ impl<T: Float> AdamStep<T> {
 /// `p -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps)`.
 /// Contiguous tensors go through the element type's slice kernel (f32: vectorised) in parallel chunks.
 pub fn adam_update<T: Float>(param: &mut ArrayD<T>, grad: &ArrayD<T>, m: &mut ArrayD<T>, v: &mut ArrayD<T>, step: u64, c: &AdamConfig) {
+    let mut g = grad.clone();
+    adam_update_sum(param, &mut g, &[], m, v, step, c);
+}
+
+/// `adam_update` with the gradient `grad + more[0] + more[1] + ...` (summed in that order, into
+/// `grad`): the pieces of a batch each give a gradient, and the sum is made chunk by chunk just before
+/// the chunk's update, while it is in cache, instead of in a pass of its own.
+pub fn adam_update_sum<T: Float>(param: &mut ArrayD<T>, grad: &mut ArrayD<T>, more: &[ArrayD<T>], m: &mut ArrayD<T>, v: &mut ArrayD<T>, step: u64, c: &AdamConfig) {
     const CHUNK: usize = 1 << 15;
     let k = AdamStep::<T>::new(step, c);
-    if let (Some(p), Some(g), Some(m), Some(v)) = (param.as_slice_mut(), grad.as_slice(), m.as_slice_mut(), v.as_slice_mut()) {
-        if g.len() < CHUNK {
+    let more_slices: Option<Vec<&[T]>> = more.iter().map(|g| g.as_slice()).collect();
+    if let (Some(p), Some(g), Some(m), Some(v), Some(more)) = (param.as_slice_mut(), grad.as_slice_mut(), m.as_slice_mut(), v.as_slice_mut(), more_slices) {
+        let update = |i: usize, p: &mut [T], g: &mut [T], m: &mut [T], v: &mut [T]| {
+            let span = i * CHUNK..i * CHUNK + g.len();
+            for other in &more {
+                g.iter_mut().zip(&other[span.clone()]).for_each(|(g, &o)| *g += o);
+            }
             T::adam_slice(k, p, g, m, v);
+        };
+        if g.len() < CHUNK {
+            update(0, p, g, m, v);
         } else {
             use rayon::prelude::*;
             p.par_chunks_mut(CHUNK)
-                .zip(g.par_chunks(CHUNK))
+                .zip(g.par_chunks_mut(CHUNK))
                 .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
-                .for_each(|((p, g), (m, v))| T::adam_slice(k, p, g, m, v));
+                .enumerate()
+                .for_each(|(i, ((p, g), (m, v)))| update(i, p, g, m, v));
         }
         return;
     }
-    Zip::from(param).and(grad).and(m).and(v).for_each(|p, &g, m, v| k.apply(p, g, m, v));
+    for other in more {
+        *grad += other;
+    }
+    Zip::from(param).and(&*grad).and(m).and(v).for_each(|p, &g, m, v| k.apply(p, g, m, v));
 }
 
 /// The Adam optimizer and its moment estimates.
@@ -96,13 +116,27 @@ impl<T: Float> Adam<T> {
 
     /// One update of every parameter that has a gradient.
     pub fn step(&mut self, params: Vec<(String, &mut ArrayD<T>)>, grads: Vec<(String, Option<ArrayD<T>>)>) -> Result<()> {
-        let grads = by_name(grads);
+        self.step_summed(params, vec![grads])
+    }
+
+    /// One update with the sum of several gradients of each parameter (one list per piece of a
+    /// batch, summed in list order).
+    pub fn step_summed(&mut self, params: Vec<(String, &mut ArrayD<T>)>, pieces: Vec<Vec<(String, Option<ArrayD<T>>)>>) -> Result<()> {
+        let mut grads: HashMap<String, Vec<ArrayD<T>>> = HashMap::new();
+        for piece in pieces {
+            for (name, g) in piece.into_iter().filter_map(|(n, g)| g.map(|g| (n, g))) {
+                grads.entry(name).or_default().push(g);
+            }
+        }
         self.step += 1;
         for (name, p) in params {
-            let Some(g) = grads.get(&name) else { continue };
-            check_same(&name, p, g)?;
+            let Some(mut gs) = grads.remove(&name) else { continue };
+            for g in &gs {
+                check_same(&name, p, g)?;
+            }
+            let mut g = gs.remove(0);
             let (m, v) = self.moments.entry(name).or_insert_with(|| (ArrayD::zeros(p.raw_dim()), ArrayD::zeros(p.raw_dim())));
-            adam_update(p, g, m, v, self.step, &self.config);
+            adam_update_sum(p, &mut g, &gs, m, v, self.step, &self.config);
         }
         Ok(())
     }

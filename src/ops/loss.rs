@@ -54,21 +54,22 @@ pub fn mse_backward<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl
 /// `sum(mask |pred - target|) / sum(mask)`: the MAE over the elements whose target is known (mask 1),
 /// so that a star with an unknown label is skipped for that label. An error when nothing is known.
 pub fn masked_mae<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl Data<Elem = T>>, mask: &Arr<impl Data<Elem = T>>) -> Result<T> {
-    check("masked_mae_loss", pred, target)?;
-    if mask.shape() != pred.shape() {
-        return Err(Error::shape("masked_mae_loss", "mask must have the shape of pred", &[pred.shape(), mask.shape()]));
-    }
+    let sum = masked_abs_sum(pred, target, mask)?;
     let count = mask.sum();
     if !(count > T::zero()) {
         return Err(Error::invalid("masked_mae_loss", "every target is masked: no label to learn from"));
     }
-    let sum = Zip::from(pred).and(target).and(mask).fold(T::zero(), |acc, &p, &t, &m| if m > T::zero() { acc + m * (p - t).abs() } else { acc });
     Ok(sum / count)
 }
 
 /// Gradient of `masked_mae` with respect to `pred` for upstream scalar `g`.
 pub fn masked_mae_backward<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl Data<Elem = T>>, mask: &Arr<impl Data<Elem = T>>, g: T) -> ArrayD<T> {
-    let k = g / mask.sum();
+    masked_mae_grad(pred, target, mask, g / mask.sum())
+}
+
+/// `k * mask * sign(pred - target)`: the gradient of `k * sum mask |pred - target|` with respect to
+/// `pred` (0 where the difference is 0, as in PyTorch).
+pub fn masked_mae_grad<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl Data<Elem = T>>, mask: &Arr<impl Data<Elem = T>>, k: T) -> ArrayD<T> {
     Zip::from(pred).and(target).and(mask).map_collect(|&p, &t, &m| {
         let d = p - t;
         if m <= T::zero() || d == T::zero() {
@@ -79,4 +80,14 @@ pub fn masked_mae_backward<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &A
             -k * m
         }
     })
+}
+
+/// `sum mask |pred - target|` over the elements where `mask` is positive (`masked_mae` before the
+/// division by the mask's sum).
+pub fn masked_abs_sum<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl Data<Elem = T>>, mask: &Arr<impl Data<Elem = T>>) -> Result<T> {
+    check("masked_mae_loss", pred, target)?;
+    if mask.shape() != pred.shape() {
+        return Err(Error::shape("masked_mae_loss", "mask must have the shape of pred", &[pred.shape(), mask.shape()]));
+    }
+    Ok(Zip::from(pred).and(target).and(mask).fold(T::zero(), |acc, &p, &t, &m| if m > T::zero() { acc + m * (p - t).abs() } else { acc }))
 }
