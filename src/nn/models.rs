@@ -14,10 +14,14 @@ use crate::error::{Error, Result};
 use crate::ops::conv2d::Padding;
 use crate::ops::maxpool2d::Pool2dSpec;
 use crate::tensor::Float;
-use ndarray::ArrayD;
+use ndarray::{ArrayD, ArrayViewD, Axis, Slice};
+use rayon::prelude::*;
 use rand::{rngs::StdRng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// The fewest rows a thread takes of a dense network's batch in `Model::predict`.
+pub const PREDICT_PIECE_ROWS: usize = 16;
 
 fn selu() -> Activation {
     Activation::Selu
@@ -344,9 +348,34 @@ impl<T: Float> Model<T> {
     }
 
     /// Inference on a batch (nothing recorded).
+    ///
+    /// A dense network's batch is cut into one piece per rayon thread (at least
+    /// `PREDICT_PIECE_ROWS` rows each), and each thread runs a whole pass on its piece, instead of all
+    /// threads meeting in every matrix product. Each sample's outputs are the same however the batch
+    /// is cut: the matrix products compute every row alone. Convolutional networks run whole: their
+    /// convolutions share work across the batch.
     pub fn predict(&self, x: &ArrayD<T>) -> Result<ArrayD<T>> {
+        let n = x.shape().first().copied().unwrap_or(0);
+        let pieces = match self.body {
+            Body::Res { .. } | Body::Ann { .. } => (n / PREDICT_PIECE_ROWS).clamp(1, rayon::current_num_threads()),
+            Body::Cnn { .. } | Body::StarNet { .. } => 1,
+        };
+        if pieces == 1 {
+            return self.predict_whole(x.view());
+        }
+        crate::cpu::on_pool(|| {
+            let outs = (0..pieces)
+                .into_par_iter()
+                .map(|i| self.predict_whole(x.slice_axis(Axis(0), Slice::from(i * n / pieces..(i + 1) * n / pieces))))
+                .collect::<Result<Vec<_>>>()?;
+            let views: Vec<_> = outs.iter().map(|o| o.view()).collect();
+            Ok(ndarray::concatenate(Axis(0), &views).expect("pieces of one output shape"))
+        })
+    }
+
+    fn predict_whole<'a>(&'a self, x: ArrayViewD<'a, T>) -> Result<ArrayD<T>> {
         let mut tape = Tape::inference();
-        let xv = tape.input_view(x.view(), false);
+        let xv = tape.input_view(x, false);
         let y = self.forward(&mut tape, xv)?;
         Ok(tape.value(y).to_owned())
     }
