@@ -48,6 +48,14 @@ pub trait Float:
     fn gemm_on_thread(alpha: Self, a: ArrayView2<Self>, b: ArrayView2<Self>, beta: Self, mut c: ArrayViewMut2<Self>) {
         general_mat_mul(alpha, &a, &b, beta, &mut c);
     }
+    /// `c = alpha * a . b` on the calling thread into raw output rows (element (i, j) at
+    /// `c + i * ldc + j`) that are written, never read, so they may be uninitialised memory:
+    /// matrixmultiply's rule for `beta = 0`, and `cpu::sgemm`'s.
+    ///
+    /// # Safety
+    /// `c` must be valid for writes of an `a.nrows() x b.ncols()` matrix with rows `ldc` apart that
+    /// no one else accesses during the call.
+    unsafe fn gemm_fresh_on_thread(alpha: Self, a: ArrayView2<Self>, b: ArrayView2<Self>, c: *mut Self, ldc: usize);
     /// `y = selu(x)` over contiguous slices (f32: vectorised, `cpu::simd`).
     fn selu_slice(x: &[Self], y: &mut [Self]) {
         let (alpha, scale) = (Self::of(SELU_ALPHA), Self::of(SELU_SCALE));
@@ -95,6 +103,16 @@ impl Float for f32 {
             None => general_mat_mul(alpha, &a, &b, beta, &mut c),
         }
     }
+    unsafe fn gemm_fresh_on_thread(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, c: *mut f32, ldc: usize) {
+        let ((m, k), n) = (a.dim(), b.ncols());
+        match crate::cpu::sgemm::layout_rows(&a, &b) {
+            Some(layout) if m > 0 && n > 0 => crate::cpu::sgemm::gemm_raw(alpha, a, b, 0.0, c, ldc as isize, layout),
+            _ => {
+                let (sa, sb) = (a.strides(), b.strides());
+                matrixmultiply::sgemm(m, k, n, alpha, a.as_ptr(), sa[0], sa[1], b.as_ptr(), sb[0], sb[1], 0.0, c, ldc as isize, 1)
+            }
+        }
+    }
     fn selu_slice(x: &[f32], y: &mut [f32]) {
         crate::cpu::simd::selu(x, y)
     }
@@ -122,6 +140,11 @@ impl Float for f64 {
     }
     fn push_le(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes())
+    }
+    unsafe fn gemm_fresh_on_thread(alpha: f64, a: ArrayView2<f64>, b: ArrayView2<f64>, c: *mut f64, ldc: usize) {
+        let ((m, k), n) = (a.dim(), b.ncols());
+        let (sa, sb) = (a.strides(), b.strides());
+        matrixmultiply::dgemm(m, k, n, alpha, a.as_ptr(), sa[0], sa[1], b.as_ptr(), sb[0], sb[1], 0.0, c, ldc as isize, 1)
     }
 }
 

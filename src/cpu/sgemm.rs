@@ -44,7 +44,15 @@ const DOT_MIN_K: usize = 256;
 
 /// The kernel for these operands, if any: `c` must have contiguous rows.
 pub fn layout(a: &ArrayView2<f32>, b: &ArrayView2<f32>, c: &ArrayViewMut2<f32>) -> Option<Layout> {
-    if !available() || (c.ncols() > 1 && c.strides()[1] != 1) || c.is_empty() {
+    if (c.ncols() > 1 && c.strides()[1] != 1) || c.is_empty() {
+        return None;
+    }
+    layout_rows(a, b)
+}
+
+/// The kernel for these operands and a non-empty output with contiguous rows, if any.
+pub fn layout_rows(a: &ArrayView2<f32>, b: &ArrayView2<f32>) -> Option<Layout> {
+    if !available() {
         return None;
     }
     let (sa, sb) = (a.strides(), b.strides());
@@ -77,12 +85,24 @@ pub fn has_avx2_fma() -> bool {
 /// `c = alpha * a . b + beta * c` on the calling thread, with the kernel `layout` returned for these
 /// operands (callers check it first).
 pub fn gemm(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, mut c: ArrayViewMut2<f32>, layout: Layout) {
+    assert_eq!(c.dim(), (a.nrows(), b.ncols()), "sgemm: output shape");
+    assert!(c.ncols() <= 1 || c.strides()[1] == 1, "sgemm: output rows must be contiguous");
+    let ldc = if c.nrows() > 1 { c.strides()[0] } else { c.ncols() as isize };
+    // SAFETY: `c` is a live view of the output's shape with contiguous rows `ldc` apart.
+    unsafe { gemm_raw(alpha, a, b, beta, c.as_mut_ptr(), ldc, layout) }
+}
+
+/// `gemm` into raw output rows: element (i, j) of `c` is at `c + i * ldc + j`. With `beta == 0`,
+/// `c` is only written, so it may be uninitialised memory.
+///
+/// # Safety
+/// `c` must be valid for writes (and, if `beta != 0`, reads) of an `a.nrows() x b.ncols()` matrix
+/// with rows `ldc` apart that no one else accesses during the call.
+pub unsafe fn gemm_raw(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, c: *mut f32, ldc: isize, layout: Layout) {
     let (m, k) = a.dim();
     let n = b.ncols();
     assert_eq!(b.nrows(), k, "sgemm: inner dimensions differ");
-    assert_eq!(c.dim(), (m, n), "sgemm: output shape");
     assert!(available(), "sgemm: AVX2/FMA kernels called on a CPU without them");
-    let ldc = if m > 1 { c.strides()[0] } else { n as isize };
     let op = Operands {
         a: a.as_ptr(),
         rsa: a.strides()[0],
@@ -90,7 +110,7 @@ pub fn gemm(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, mut c
         b: b.as_ptr(),
         rsb: b.strides()[0],
         csb: b.strides()[1],
-        c: c.as_mut_ptr(),
+        c,
         ldc,
         m,
         n,
@@ -102,7 +122,8 @@ pub fn gemm(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, mut c
     }
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has AVX2 and FMA (asserted above); the pointers and strides come from live
-    // ndarray views of the shapes checked above, and every access stays inside them.
+    // ndarray views of the shapes checked above and the caller's output, and every access stays
+    // inside them.
     unsafe {
         match layout {
             Layout::Packed => x86::packed(&op, alpha, beta),
@@ -137,7 +158,7 @@ fn scale_c(op: &Operands, beta: f32) {
             // SAFETY: (i, j) is inside the m x n output.
             unsafe {
                 let p = op.c.offset(i as isize * op.ldc + j as isize);
-                *p = if beta == 0.0 { 0.0 } else { beta * *p };
+                p.write(if beta == 0.0 { 0.0 } else { beta * p.read() });
             }
         }
     }
@@ -145,15 +166,19 @@ fn scale_c(op: &Operands, beta: f32) {
 
 /// Writes a finished tile value: `c = alpha * acc + beta * c` on the first `k` block (`first`), `c +=
 /// alpha * acc` on later ones.
+///
+/// # Safety
+/// `p` must be valid for writes, and for reads unless this is the first block with `beta == 0`
+/// (then `p` may be uninitialised).
 #[inline(always)]
-fn store(p: &mut f32, acc: f32, alpha: f32, beta: f32, first: bool) {
-    *p = if !first {
-        *p + alpha * acc
+unsafe fn store(p: *mut f32, acc: f32, alpha: f32, beta: f32, first: bool) {
+    p.write(if !first {
+        p.read() + alpha * acc
     } else if beta == 0.0 {
         alpha * acc
     } else {
-        alpha * acc + beta * *p
-    };
+        alpha * acc + beta * p.read()
+    });
 }
 
 /// Writes the first `mr x nr` values of a tile into `c` at `(i0, j0)` with `store` (edge tiles, and
@@ -166,7 +191,7 @@ unsafe fn store_tile<const M: usize, const N: usize>(op: &Operands, (i0, j0): (u
     for (r, row) in acc.iter().enumerate().take(mr) {
         let crow = op.c.offset((i0 + r) as isize * op.ldc + j0 as isize);
         for (j, &v) in row.iter().enumerate().take(nr) {
-            store(&mut *crow.add(j), v, alpha, beta, first);
+            store(crow.add(j), v, alpha, beta, first);
         }
     }
 }

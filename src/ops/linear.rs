@@ -1,10 +1,10 @@
 //! `linear`: `y = x W^T + b` with `x [N, I]`, `weight [O, I]`, `bias [O]` (PyTorch's `nn.Linear`).
 
-use crate::cpu::gemm::gemm;
+use crate::cpu::gemm::matmul;
 use crate::error::{Error, Result};
 use crate::tensor::{Arr, Float};
 use ndarray::Data;
-use ndarray::{Array2, ArrayD, Axis, Ix2};
+use ndarray::{ArrayD, Axis, Ix2};
 
 fn check(x: &[usize], w: &[usize], b: Option<&[usize]>) -> Result<()> {
     let shapes: Vec<&[usize]> = [Some(x), Some(w), b].into_iter().flatten().collect();
@@ -29,13 +29,11 @@ fn as2<T: Float>(a: &Arr<impl Data<Elem = T>>) -> ndarray::ArrayView2<'_, T> {
 /// Forward pass.
 pub fn forward<T: Float>(x: &Arr<impl Data<Elem = T>>, w: &Arr<impl Data<Elem = T>>, b: Option<&Arr<impl Data<Elem = T>>>) -> Result<ArrayD<T>> {
     check(x.shape(), w.shape(), b.map(|b| b.shape()))?;
-    let (n, o) = (x.shape()[0], w.shape()[0]);
-    let mut y = Array2::<T>::zeros((n, o));
+    let mut y = matmul(T::one(), as2(x), as2(w).t());
     if let Some(b) = b {
-        let b = b.view().into_shape_with_order(o).expect("bias 1-D");
-        y.rows_mut().into_iter().for_each(|mut r| r.assign(&b));
+        let b = b.view().into_shape_with_order(w.shape()[0]).expect("bias 1-D");
+        y.rows_mut().into_iter().for_each(|mut r| r += &b);
     }
-    gemm(T::one(), as2(x), as2(w).t(), T::one(), y.view_mut());
     Ok(y.into_dyn())
 }
 
@@ -53,14 +51,10 @@ pub fn backward<T: Float>(
     }
     let (x2, w2, dy2) = (as2(x), as2(w), as2(dy));
     let dx = need[0].then(|| {
-        let mut dx = Array2::<T>::zeros(x2.dim());
-        gemm(T::one(), dy2, w2, T::zero(), dx.view_mut());
-        dx.into_dyn()
+        matmul(T::one(), dy2, w2).into_dyn()
     });
     let dw = need[1].then(|| {
-        let mut dw = Array2::<T>::zeros(w2.dim());
-        gemm(T::one(), dy2.t(), x2, T::zero(), dw.view_mut());
-        dw.into_dyn()
+        matmul(T::one(), dy2.t(), x2).into_dyn()
     });
     let db = need[2].then(|| dy2.sum_axis(Axis(0)).into_dyn());
     Ok((dx, dw, db))
