@@ -227,6 +227,15 @@ mod x86 {
             let first = k0 == 0;
             for t in 0..panels {
                 let panel = &mut apack[t * MR * kc..(t + 1) * MR * kc];
+                if op.rsa == 1 && t * MR + MR <= op.m {
+                    // Columns of `a` contiguous (`a = dy^T`): the panel's six rows at one `p` are
+                    // adjacent, one short copy per `p` instead of six reads a column apart.
+                    let src = op.a.offset((t * MR) as isize + k0 as isize * op.csa);
+                    for p in 0..kc {
+                        std::ptr::copy_nonoverlapping(src.offset(p as isize * op.csa), panel.as_mut_ptr().add(p * MR), MR);
+                    }
+                    continue;
+                }
                 for r in 0..MR {
                     // Rows past the edge repeat the panel's first row; their results are dropped.
                     let i = if t * MR + r < op.m { t * MR + r } else { t * MR };
@@ -242,8 +251,14 @@ mod x86 {
                 let strip = op.b.offset(k0 as isize * op.rsb + j0 as isize * op.csb);
                 if op.csb == 1 || nr == 1 {
                     // Rows of the strip are contiguous: one short copy per row.
+                    let next = j0 + NR < op.n;
                     for p in 0..kc {
                         let src = strip.offset(p as isize * op.rsb);
+                        if next {
+                            // The next strip's row: rows lie a row of `b` apart, too many streams
+                            // for the hardware prefetcher to follow.
+                            _mm_prefetch::<_MM_HINT_T0>(src.add(NR) as *const i8);
+                        }
                         let dst = &mut bpack[p * NR..(p + 1) * NR];
                         if nr == NR {
                             std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), NR);
