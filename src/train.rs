@@ -170,10 +170,12 @@ pub fn cpu_step<T: Float>(model: &mut Model<T>, adam: &mut Adam<T>, x: ArrayView
 /// A batch of more than `STEP_PIECE_ROWS` rows is cut into pieces of at most that many rows, run
 /// forward and backward side by side on rayon's threads, each with its own tape. No sample depends on
 /// another (none of the models has a batch-level layer) and each piece's loss gradient is scaled by
-/// the whole batch's count of labels, so the pieces' gradients add up to the batch's. Two threads
-/// then each run a whole pass, instead of meeting twice in every layer (once per matrix product)
-/// with the elementwise work between run by one of them. The cut depends only on the batch size,
-/// never on the number of threads, so a run gives the same weights on any number of cores.
+/// the whole batch's count of labels, so the pieces' gradients add up to the batch's. Each thread
+/// then runs a pass of its own, elementwise work included, instead of all threads waking for every
+/// matrix product and one of them running the work in between (products still offer half their work
+/// to an idle thread, which keeps both busy when one piece finishes first). The cut depends only on
+/// the batch size, never on the number of threads, so a run gives the same weights on any number of
+/// cores.
 #[allow(clippy::type_complexity)]
 pub fn piece_gradients<T: Float>(model: &Model<T>, x: ArrayViewD<'_, T>, y: ArrayViewD<'_, T>, mask: ArrayViewD<'_, T>) -> Result<(f64, Vec<Vec<(String, Option<ArrayD<T>>)>>)> {
     let n = x.shape().first().copied().unwrap_or(0);

@@ -351,9 +351,9 @@ impl<T: Float> Model<T> {
     ///
     /// A dense network's batch is cut into one piece per rayon thread (at least
     /// `PREDICT_PIECE_ROWS` rows each), and each thread runs a whole pass on its piece, instead of all
-    /// threads meeting in every matrix product. Each sample's outputs are the same however the batch
-    /// is cut: the matrix products compute every row alone. Convolutional networks run whole: their
-    /// convolutions share work across the batch.
+    /// threads waking for every matrix product. A sample's outputs do not depend on the cut: the
+    /// matrix products compute every row alone, with the same kernels for any piece of five rows or
+    /// more. Convolutional networks run whole: their convolutions share work across the batch.
     pub fn predict(&self, x: &ArrayD<T>) -> Result<ArrayD<T>> {
         let n = x.shape().first().copied().unwrap_or(0);
         let pieces = match self.body {
