@@ -236,11 +236,14 @@ pub fn forward_with<T: Float>(x: &[T], ws: &WeightSpectra<T>, bias: Option<&[T]>
     let (yr, yi) = per_bin(g.n, p.bins(), g.o, |f, mut r, mut i| {
         let (ar, ai, br, bi) = (at(&xr, f), at(&xi, f), at(wr, f), at(wi, f));
         if g.n <= SMALL_BATCH {
-            // One pass over the weight spectra for both parts; a GEMM would pack them per call.
-            let (mut tr, mut ti) = (vec![T::zero(); g.n * g.o], vec![T::zero(); g.n * g.o]);
-            T::xconj_w(g.c, rows2(&ar, &ai), rows2(&br, &bi), &mut tr, &mut ti);
-            r.iter_mut().zip(&tr).for_each(|(d, v)| *d = *v);
-            i.iter_mut().zip(&ti).for_each(|(d, v)| *d = *v);
+            // One pass over the weight spectra for both parts; a GEMM would pack them per call. A
+            // sample at a time, straight into its output row (contiguous; the bin's rows are not).
+            for n in 0..g.n {
+                let (xr, xi) = (ar.row(n), ai.row(n));
+                let x = Rows2 { re: xr.as_slice().expect("contiguous row"), im: xi.as_slice().expect("contiguous row"), m: 1, ld: g.c };
+                let (mut yr, mut yi) = (r.row_mut(n), i.row_mut(n));
+                T::xconj_w(g.c, x, rows2(&br, &bi), yr.as_slice_mut().expect("contiguous row"), yi.as_slice_mut().expect("contiguous row"));
+            }
             return;
         }
         // X conj(W): re = Xr Wr^T + Xi Wi^T, im = Xi Wr^T - Xr Wi^T
