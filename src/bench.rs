@@ -19,6 +19,10 @@ pub struct BenchResult {
     pub seconds: f64,
     pub samples_per_s: f64,
     pub gflops: f64,
+    /// `gflops` over the machine's peak (`specnn bench` fills it in: measured on the CPU by
+    /// `cpu::peak`, or given with `--peak-gflops`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub of_peak: Option<f64>,
 }
 
 /// Multiply-adds of one forward pass of one sample, per layer: (macs, is_first_layer_with_input).
@@ -187,6 +191,7 @@ fn result(name: &str, arch: &Arch, batch: usize, seconds: f64, training: bool) -
         seconds,
         samples_per_s: batch as f64 / seconds,
         gflops: step_flops(arch, batch, training) / seconds / 1e9,
+        of_peak: None,
     }
 }
 

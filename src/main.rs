@@ -386,7 +386,8 @@ enum Command {
         /// Run only benchmarks whose name contains this text.
         #[arg(long)]
         only: Option<String>,
-        /// The machine's peak GFLOP/s, to print the fraction reached.
+        /// The machine's peak GFLOP/s, to print the fraction reached (on the CPU it is measured when
+        /// not given: `examples/fma_peak`).
         #[arg(long)]
         peak_gflops: Option<f64>,
         /// Print one JSON object per line instead of a table.
@@ -556,8 +557,18 @@ fn audit(path: &std::path::Path, device: &str, quiet: bool) -> ExitCode {
 }
 
 fn bench(reps: specnn::bench::Reps, only: Option<&str>, peak: Option<f64>, json: bool, device: &specnn::gpu::Device) -> ExitCode {
+    // The CPU's peak is measured (a fraction of a second) unless given; a GPU's is not known.
+    let (peak, source) = match (peak, device) {
+        (Some(p), _) => (Some(p), "given with --peak-gflops"),
+        (None, specnn::gpu::Device::Cpu) => (specnn::cpu::peak::avx2_all_threads(), "measured: AVX2 FMA chains on every thread"),
+        (None, _) => (None, ""),
+    };
     if !json {
         println!("specnn bench: f32 on {}", device.describe());
+        match peak {
+            Some(p) => println!("peak: {p:.1} GFLOP/s ({source}); GFLOP/s count a direct convolution's operations, so the FFT-convolved CNN can pass 100%"),
+            None => println!("peak: unknown (give --peak-gflops for the 'of peak' column)"),
+        }
         println!("{:<22} {:>6} {:>11} {:>12} {:>9} {:>8}", "step", "batch", "ms/step", "samples/s", "GFLOP/s", "of peak");
     }
     for (name, arch, batch, training) in specnn::bench::seed_steps() {
@@ -570,10 +581,14 @@ fn bench(reps: specnn::bench::Reps, only: Option<&str>, peak: Option<f64>, json:
             specnn::bench::inference_on(device, name, &arch, batch, reps)
         };
         match r {
-            Ok(r) if json => println!("{}", serde_json::to_string(&r).expect("serialisable")),
-            Ok(r) => {
-                let frac = peak.map(|p| format!("{:.0}%", 100.0 * r.gflops / p)).unwrap_or_else(|| "-".into());
-                println!("{:<22} {:>6} {:>11.2} {:>12.1} {:>9.1} {:>8}", r.name, r.batch, r.seconds * 1e3, r.samples_per_s, r.gflops, frac);
+            Ok(mut r) => {
+                r.of_peak = peak.map(|p| r.gflops / p);
+                if json {
+                    println!("{}", serde_json::to_string(&r).expect("serialisable"));
+                } else {
+                    let frac = r.of_peak.map(|f| format!("{:.0}%", 100.0 * f)).unwrap_or_else(|| "-".into());
+                    println!("{:<22} {:>6} {:>11.2} {:>12.1} {:>9.1} {:>8}", r.name, r.batch, r.seconds * 1e3, r.samples_per_s, r.gflops, frac);
+                }
             }
             Err(e) => {
                 eprintln!("error: {name}: {e}");

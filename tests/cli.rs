@@ -81,7 +81,8 @@ fn simulate_then_inspect() {
 }
 
 /// `specnn bench --json` prints one record per step it was asked for, with the fields the PyTorch
-/// comparison reads (what it measures is for benchmarks, not tests).
+/// comparison reads, and the fraction of the CPU's measured peak where the CPU has AVX2 and FMA
+/// (what it measures is for benchmarks, not tests).
 #[test]
 fn bench_prints_one_json_record_per_step() {
     let (code, out, err) = specnn(&["bench", "--json", "--only", "infer_res_ann", "--iters", "1", "--warmup", "0", "--min-time", "0", "--device", "cpu"]);
@@ -92,5 +93,13 @@ fn bench_prints_one_json_record_per_step() {
     for r in &recs {
         assert_eq!(r["name"], "infer_res_ann");
         assert!(r["seconds"].as_f64().unwrap() > 0.0 && r["samples_per_s"].as_f64().unwrap() > 0.0 && r["gflops"].as_f64().unwrap() > 0.0, "{r}");
+        if specnn::cpu::sgemm::has_avx2_fma() {
+            let f = r["of_peak"].as_f64().expect("a measured peak on an AVX2 CPU");
+            assert!(f > 0.0 && f.is_finite(), "{r}");
+        }
     }
+    // A given peak is used as given.
+    let (code, out, err) = specnn(&["bench", "--only", "infer_res_ann", "--iters", "1", "--warmup", "0", "--min-time", "0", "--device", "cpu", "--peak-gflops", "1e9"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("peak: 1000000000.0 GFLOP/s (given with --peak-gflops)") && out.matches(" 0%").count() == 3, "{out}");
 }

@@ -4,6 +4,7 @@
 pub mod conv;
 pub mod fftconv;
 pub mod gemm;
+pub mod peak;
 pub mod pool;
 pub mod sgemm;
 pub mod simd;
