@@ -63,41 +63,43 @@ impl<T: Float> AdamStep<T> {
 /// `p -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps)`.
 /// Contiguous tensors go through the element type's slice kernel (f32: vectorised) in parallel chunks.
 pub fn adam_update<T: Float>(param: &mut ArrayD<T>, grad: &ArrayD<T>, m: &mut ArrayD<T>, v: &mut ArrayD<T>, step: u64, c: &AdamConfig) {
-    let mut g = grad.clone();
-    adam_update_sum(param, &mut g, &[], m, v, step, c);
+    adam_update_sum(param, &[grad], m, v, step, c);
 }
 
-/// `adam_update` with the gradient `grad + more[0] + more[1] + ...` (summed in that order, into
-/// `grad`): the pieces of a batch each give a gradient, and the sum is made chunk by chunk just before
-/// the chunk's update, while it is in cache, instead of in a pass of its own.
-pub fn adam_update_sum<T: Float>(param: &mut ArrayD<T>, grad: &mut ArrayD<T>, more: &[ArrayD<T>], m: &mut ArrayD<T>, v: &mut ArrayD<T>, step: u64, c: &AdamConfig) {
+/// `adam_update` with the gradient `grads[0] + grads[1] + ...` (summed in that order; `grads` must
+/// not be empty): the pieces of a batch each give a gradient, and the sum is made chunk by chunk,
+/// into a chunk-sized buffer that stays in cache for the chunk's update, instead of in a pass of its
+/// own. The gradients are only read.
+pub fn adam_update_sum<T: Float>(param: &mut ArrayD<T>, grads: &[&ArrayD<T>], m: &mut ArrayD<T>, v: &mut ArrayD<T>, step: u64, c: &AdamConfig) {
     const CHUNK: usize = 1 << 15;
+    assert!(!grads.is_empty(), "adam_update_sum: no gradient");
     let k = AdamStep::<T>::new(step, c);
-    let more_slices: Option<Vec<&[T]>> = more.iter().map(|g| g.as_slice()).collect();
-    if let (Some(p), Some(g), Some(m), Some(v), Some(more)) = (param.as_slice_mut(), grad.as_slice_mut(), m.as_slice_mut(), v.as_slice_mut(), more_slices) {
-        let update = |i: usize, p: &mut [T], g: &mut [T], m: &mut [T], v: &mut [T]| {
-            let span = i * CHUNK..i * CHUNK + g.len();
-            for other in &more {
-                g.iter_mut().zip(&other[span.clone()]).for_each(|(g, &o)| *g += o);
+    let slices: Option<Vec<&[T]>> = grads.iter().map(|g| g.as_slice()).collect();
+    if let (Some(p), Some(m), Some(v), Some(gs)) = (param.as_slice_mut(), m.as_slice_mut(), v.as_slice_mut(), slices) {
+        let update = |i: usize, p: &mut [T], m: &mut [T], v: &mut [T]| {
+            let span = i * CHUNK..i * CHUNK + p.len();
+            if let [g] = gs[..] {
+                return T::adam_slice(k, p, &g[span], m, v);
             }
-            T::adam_slice(k, p, g, m, v);
+            let mut sum = gs[0][span.clone()].to_vec();
+            for other in &gs[1..] {
+                sum.iter_mut().zip(&other[span.clone()]).for_each(|(s, &o)| *s += o);
+            }
+            T::adam_slice(k, p, &sum, m, v);
         };
-        if g.len() < CHUNK {
-            update(0, p, g, m, v);
+        if p.len() < CHUNK {
+            update(0, p, m, v);
         } else {
             use rayon::prelude::*;
-            p.par_chunks_mut(CHUNK)
-                .zip(g.par_chunks_mut(CHUNK))
-                .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
-                .enumerate()
-                .for_each(|(i, ((p, g), (m, v)))| update(i, p, g, m, v));
+            p.par_chunks_mut(CHUNK).zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK))).enumerate().for_each(|(i, (p, (m, v)))| update(i, p, m, v));
         }
         return;
     }
-    for other in more {
-        *grad += other;
+    let mut sum = grads[0].clone();
+    for other in &grads[1..] {
+        sum += *other;
     }
-    Zip::from(param).and(&*grad).and(m).and(v).for_each(|p, &g, m, v| k.apply(p, g, m, v));
+    Zip::from(param).and(&sum).and(m).and(v).for_each(|p, &g, m, v| k.apply(p, g, m, v));
 }
 
 /// The Adam optimizer and its moment estimates.
@@ -130,13 +132,13 @@ impl<T: Float> Adam<T> {
         }
         self.step += 1;
         for (name, p) in params {
-            let Some(mut gs) = grads.remove(&name) else { continue };
+            let Some(gs) = grads.remove(&name) else { continue };
             for g in &gs {
                 check_same(&name, p, g)?;
             }
-            let mut g = gs.remove(0);
+            let gs: Vec<&ArrayD<T>> = gs.iter().collect();
             let (m, v) = self.moments.entry(name).or_insert_with(|| (ArrayD::zeros(p.raw_dim()), ArrayD::zeros(p.raw_dim())));
-            adam_update_sum(p, &mut g, &gs, m, v, self.step, &self.config);
+            adam_update_sum(p, &gs, m, v, self.step, &self.config);
         }
         Ok(())
     }
