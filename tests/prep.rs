@@ -3,7 +3,7 @@
 mod common;
 
 use ndarray::Array2;
-use specnn::data::prep::{air_to_vacuum, degrade_resolution, fill_bad, resample, sigma_ln, vacuum_to_air, window_mask};
+use specnn::data::prep::{air_to_vacuum, degrade_resolution, degrade_resolution_at, exp_steps, fill_bad, pixels_read, resample, sigma_ln, vacuum_to_air, window_mask};
 use specnn::data::{prepare, read_spectrum, Grid, Pca, PrepConfig, ReadOptions};
 
 #[test]
@@ -74,6 +74,37 @@ fn degradation_reaches_the_requested_resolution() {
     let got = measured_r(&out, dln);
     assert!((got / 200.0 - 1.0).abs() < 0.02, "Gaussian line: measured R={got}");
     assert!(degrade_resolution(&line, dln, 200.0, 2000.0).is_err(), "cannot sharpen");
+}
+
+/// The pipeline smooths only the pixels its final resampling reads: `pixels_read` must name every
+/// pixel `resample` draws on (changing any other leaves the result unchanged, bit for bit), and
+/// `degrade_resolution_at` must give `degrade_resolution`'s values there, ends included.
+#[test]
+fn degradation_at_the_pixels_read_matches_the_full_one() {
+    let dln = 2.3e-4;
+    let m = 3900;
+    let uniform: Vec<f64> = exp_steps(dln, m).iter().map(|e| 3700.0 * e).collect();
+    assert!(uniform.iter().enumerate().all(|(i, &l)| l == 3700.0 * (i as f64 * dln).exp()), "cached table differs from exp");
+    let flux: Vec<f64> = (0..m).map(|i| 1.0 + 0.3 * (i as f64 * 0.05).sin() + 0.01 * ((i * 7919) % 13) as f64).collect();
+    let (ivar, bad) = (vec![4.0; m], vec![false; m]);
+    // A coarse grid that starts before and ends past the spectrum, and one pixel exactly on a sample.
+    let mut grid = Grid::csst(200.0, 143).wavelengths();
+    grid[3] = uniform[500];
+    grid.insert(0, 3600.0);
+    let read = pixels_read(&uniform, &grid);
+    assert!(read.iter().filter(|r| **r).count() < m / 5, "a coarse grid reads few pixels");
+    let full = degrade_resolution(&flux, dln, 1800.0, 200.0).unwrap();
+    let part = degrade_resolution_at(&flux, dln, 1800.0, 200.0, Some(&read)).unwrap();
+    for i in 0..m {
+        assert!(if read[i] { part[i] == full[i] } else { part[i] == 0.0 }, "pixel {i}: {} vs {}", part[i], full[i]);
+    }
+    let (a, b) = (resample(&uniform, &full, &ivar, &bad, &grid), resample(&uniform, &part, &ivar, &bad, &grid));
+    assert_eq!((a.flux, a.ivar, a.good), (b.flux, b.ivar, b.good));
+    // And a pixel it says is read does change the result.
+    let k = read.iter().position(|r| *r).unwrap();
+    let mut changed = full.clone();
+    changed[k] += 1.0;
+    assert_ne!(resample(&uniform, &changed, &ivar, &bad, &grid).flux, resample(&uniform, &full, &ivar, &bad, &grid).flux);
 }
 
 #[test]

@@ -13,7 +13,7 @@
 //! 7. min-max normalisation (a flat spectrum is an error);
 //! 8. optionally a wavelength window: pixels outside are set to 0.
 
-use super::prep::{air_to_vacuum, continuum, degrade_resolution, fill_bad, minmax, resample, window_mask, Grid};
+use super::prep::{air_to_vacuum, continuum, degrade_resolution_at, exp_steps, fill_bad, minmax, pixels_read, resample, window_mask, Grid};
 use super::spectrum::{Medium, Spectrum};
 use crate::error::{Error, Result};
 use ndarray::Array2;
@@ -70,22 +70,23 @@ pub fn prepare(spec: &Spectrum, cfg: &PrepConfig, rv_kms: Option<f64>) -> Result
     let mut ivar = spec.ivar.clone();
     let mut bad = spec.bad.clone();
 
+    let grid = cfg.grid.wavelengths();
     if let Some(r) = cfg.degrade_to {
-        // Onto a uniform ln-lambda grid at the native sampling, fill bad pixels, smooth.
+        // Onto a uniform ln-lambda grid at the native sampling, fill bad pixels, smooth (only where
+        // the resampling onto the grid below reads the result).
         let n = wave.len();
         let dln = ((wave[n - 1] / wave[0]).ln() / (n - 1) as f64).max(1e-6);
         let m = ((wave[n - 1] / wave[0]).ln() / dln).floor() as usize + 1;
-        let uniform: Vec<f64> = (0..m).map(|i| wave[0] * (i as f64 * dln).exp()).collect();
+        let uniform: Vec<f64> = exp_steps(dln, m).iter().map(|e| wave[0] * e).collect();
         let mut r0 = resample(&wave, &flux, &ivar, &bad, &uniform);
         fill_bad(&mut r0.flux, &r0.good).map_err(ctx)?;
-        flux = degrade_resolution(&r0.flux, dln, cfg.native_resolution, r).map_err(ctx)?;
+        flux = degrade_resolution_at(&r0.flux, dln, cfg.native_resolution, r, Some(&pixels_read(&uniform, &grid))).map_err(ctx)?;
         // Smoothing spreads information: a pixel is trusted when most of its neighbourhood was good.
         bad = r0.good.iter().map(|g| !g).collect();
         ivar = r0.ivar.iter().map(|v| if v.is_finite() { *v } else { 1.0 }).collect();
         wave = uniform;
     }
 
-    let grid = cfg.grid.wavelengths();
     let r = resample(&wave, &flux, &ivar, &bad, &grid);
     if r.coverage < cfg.min_coverage {
         return Err(Error::file(

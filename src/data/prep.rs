@@ -103,23 +103,40 @@ pub struct Resampled {
     pub coverage: f64,
 }
 
+/// For each pixel `k` of `grid` inside `wave`'s range (ascending), `(k, j, t)`: it lies at
+/// `(1 - t) * wave[j] + t * wave[j + 1]`, `0 <= t <= 1`. What `resample` interpolates from.
+fn brackets<'a>(wave: &'a [f64], grid: &'a [f64]) -> impl Iterator<Item = (usize, usize, f64)> + 'a {
+    let n = wave.len();
+    let mut j = 0usize;
+    grid.iter().enumerate().filter_map(move |(k, &l)| {
+        if n < 2 || l < wave[0] || l > wave[n - 1] {
+            return None;
+        }
+        while j + 2 < n && wave[j + 1] < l {
+            j += 1;
+        }
+        Some((k, j, ((l - wave[j]) / (wave[j + 1] - wave[j])).clamp(0.0, 1.0)))
+    })
+}
+
+/// The pixels of `wave` that `resample(wave, .., grid)` reads (those with a weight above 0).
+pub fn pixels_read(wave: &[f64], grid: &[f64]) -> Vec<bool> {
+    let mut read = vec![false; wave.len()];
+    for (_, j, t) in brackets(wave, grid) {
+        read[j] |= t < 1.0;
+        read[j + 1] |= t > 0.0;
+    }
+    read
+}
+
 /// Linear interpolation onto `grid` (both in the same wavelength frame). The inverse variance is
 /// carried along: with weights `(1-t, t)`, `var = (1-t)^2 var_j + t^2 var_{j+1}`. A grid pixel is bad
 /// when it lies outside the spectrum or when a neighbour it draws on (weight > 0) is bad.
 pub fn resample(wave: &[f64], flux: &[f64], ivar: &[f64], bad: &[bool], grid: &[f64]) -> Resampled {
-    let n = wave.len();
     let mut out = Resampled { flux: vec![0.0; grid.len()], ivar: vec![0.0; grid.len()], good: vec![false; grid.len()], coverage: 0.0 };
     let mut covered = 0usize;
-    let mut j = 0usize;
-    for (k, &l) in grid.iter().enumerate() {
-        if n < 2 || l < wave[0] || l > wave[n - 1] {
-            continue;
-        }
+    for (k, j, t) in brackets(wave, grid) {
         covered += 1;
-        while j + 2 < n && wave[j + 1] < l {
-            j += 1;
-        }
-        let t = ((l - wave[j]) / (wave[j + 1] - wave[j])).clamp(0.0, 1.0);
         let (wa, wb) = (1.0 - t, t);
         let bad_a = wa > 0.0 && bad[j];
         let bad_b = wb > 0.0 && bad[j + 1];
@@ -168,6 +185,13 @@ pub fn sigma_ln(r: f64) -> f64 {
 /// to `r_target` with a Gaussian of `sigma = sqrt(sigma_target^2 - sigma_native^2)` (in ln lambda).
 /// The ends are padded with the end values. `r_target` must be below `r_native`.
 pub fn degrade_resolution(flux: &[f64], dln: f64, r_native: f64, r_target: f64) -> Result<Vec<f64>> {
+    degrade_resolution_at(flux, dln, r_native, r_target, None)
+}
+
+/// `degrade_resolution` computed only at the pixels where `want` is true (the others are 0), with
+/// the same value at each of those: the pipeline needs the smoothed spectrum only where the final
+/// resampling onto a coarse grid reads it (2 pixels of ~22 at R=200 from LAMOST's sampling).
+pub fn degrade_resolution_at(flux: &[f64], dln: f64, r_native: f64, r_target: f64, want: Option<&[bool]>) -> Result<Vec<f64>> {
     if !(r_target > 0.0 && r_native > r_target && dln > 0.0) {
         return Err(Error::Data(format!("cannot degrade from R={r_native} to R={r_target}: the target must be positive and lower")));
     }
@@ -179,7 +203,9 @@ pub fn degrade_resolution(flux: &[f64], dln: f64, r_native: f64, r_target: f64) 
     let edge = |i: isize| kernel.iter().enumerate().map(|(k, w)| w * flux[(i + k as isize - half).clamp(0, n - 1) as usize]).sum::<f64>() / norm;
     Ok((0..n)
         .map(|i| {
-            if i >= half && i + half < n {
+            if want.is_some_and(|w| !w[i as usize]) {
+                0.0
+            } else if i >= half && i + half < n {
                 // Inside, the window is a plain slice: a dot product with four partial sums, which the
                 // compiler vectorises (the clamped indexing of the ends does not).
                 dot4(&kernel, &flux[(i - half) as usize..=(i + half) as usize]) / norm
@@ -188,6 +214,25 @@ pub fn degrade_resolution(flux: &[f64], dln: f64, r_native: f64, r_target: f64) 
             }
         })
         .collect())
+}
+
+/// `exp(i * step)` for `i < n`, from a per-thread cache of the last table asked for: spectra of one
+/// survey share their ln-lambda sampling, so the table of the uniform grid under each is made once
+/// per thread instead of once per spectrum (thousands of `exp` calls each). The same values as
+/// computing them afresh.
+pub fn exp_steps(step: f64, n: usize) -> std::rc::Rc<Vec<f64>> {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    thread_local! {
+        static LAST: RefCell<(u64, Rc<Vec<f64>>)> = RefCell::new((0, Rc::new(Vec::new())));
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != step.to_bits() || last.1.len() != n {
+            *last = (step.to_bits(), Rc::new((0..n).map(|i| (i as f64 * step).exp()).collect()));
+        }
+        last.1.clone()
+    })
 }
 
 /// `sum a[k] b[k]` over equal-length slices, in four partial sums (a fixed order).
