@@ -126,6 +126,9 @@ fn csv_spectra_and_bad_values() {
         ("nan.csv", "wavelength,flux\n4000,1\n4001,NaN\n4002,1\n", "flux is NaN at pixel 1"),
         ("inf.csv", "wavelength,flux\n4000,1\n4001,inf\n4002,1\n", "flux is inf at pixel 1"),
         ("negivar.csv", "wavelength,flux,ivar\n4000,1,1\n4001,2,-3\n", "inverse variance at pixel 1 is -3"),
+        ("nanivar.csv", "wavelength,flux,ivar\n4000,1,1\n4001,2,1\n4002,2,NaN\n", "inverse variance at pixel 2 is NaN"),
+        ("negwave.csv", "wavelength,flux\n-1,1\n4001,2\n", "wavelength at pixel 0 is -1 (not a positive number)"),
+        ("nanwave.csv", "wavelength,flux\n4000,1\n4001,2\nNaN,3\n", "wavelength at pixel 2 is NaN"),
         ("order.csv", "wavelength,flux\n4000,1\n4002,2\n4001,3\n", "wavelengths do not increase"),
         ("text.csv", "wavelength,flux\n4000,abc\n", "`abc` is not a number"),
         ("nowave.csv", "lam_bda,flux\n1,2\n", "no wavelength column"),
@@ -138,6 +141,9 @@ fn csv_spectra_and_bad_values() {
     // NaN flux where the pixel is already masked is just a bad pixel.
     let masked = csv(dir.path(), "masked.csv", "wavelength,flux,ivar\n4000,1,1\n4001,NaN,0\n4002,1,1\n");
     assert_eq!(read(&masked).unwrap().bad, vec![false, true, false]);
+    // Infinite ivar is accepted and marks the pixel bad, as zero does.
+    let inf = csv(dir.path(), "infivar.csv", "wavelength,flux,ivar\n4000,1,1\n4001,2,inf\n4002,1,1\n");
+    assert_eq!(read(&inf).unwrap().bad, vec![false, true, false]);
 }
 
 #[test]

@@ -5,15 +5,15 @@
 //! 2. shift to the rest frame with the header's Z, or a given radial velocity;
 //! 3. optionally degrade the resolution (Gaussian line-spread function in ln lambda, on a uniform
 //!    ln-lambda grid at the native sampling), e.g. LAMOST R~1800 to CSST R=200;
-//! 4. linear interpolation onto the grid with the inverse variance carried along; pixels that are bad
-//!    or outside the spectrum are masked, and a spectrum covering less than `min_coverage` of the grid
-//!    is refused;
+//! 4. linear interpolation onto the grid (`prep::resample` can carry the inverse variance along; the
+//!    pipeline does not need it); pixels that are bad or outside the spectrum are masked, and a
+//!    spectrum covering less than `min_coverage` of the grid is refused;
 //! 5. masked pixels filled by interpolation between good neighbours;
 //! 6. optionally divided by a pseudo-continuum;
 //! 7. min-max normalisation (a flat spectrum is an error);
 //! 8. optionally a wavelength window: pixels outside are set to 0.
 
-use super::prep::{air_to_vacuum, continuum, degrade_resolution_at, exp_steps, fill_bad, minmax, pixels_read, resample, window_mask, Grid};
+use super::prep::{air_to_vacuum, continuum, degrade_resolution_at, exp_steps, fill_bad, minmax, pixels_read, resample_flux, window_mask, Grid};
 use super::spectrum::{Medium, Spectrum};
 use crate::error::{Error, Result};
 use ndarray::Array2;
@@ -66,8 +66,8 @@ pub fn prepare(spec: &Spectrum, cfg: &PrepConfig, rv_kms: Option<f64>) -> Result
         return Err(ctx(Error::Data(format!("redshift {z} is not physical"))));
     }
     let mut wave: Vec<f64> = spec.wavelength.iter().map(|&l| if spec.medium == Medium::Air { air_to_vacuum(l) } else { l } / (1.0 + z)).collect();
+    // The inverse variance is not carried: nothing downstream of `prepare` uses it.
     let mut flux = spec.flux.clone();
-    let mut ivar = spec.ivar.clone();
     let mut bad = spec.bad.clone();
 
     let grid = cfg.grid.wavelengths();
@@ -78,16 +78,15 @@ pub fn prepare(spec: &Spectrum, cfg: &PrepConfig, rv_kms: Option<f64>) -> Result
         let dln = ((wave[n - 1] / wave[0]).ln() / (n - 1) as f64).max(1e-6);
         let m = ((wave[n - 1] / wave[0]).ln() / dln).floor() as usize + 1;
         let uniform: Vec<f64> = exp_steps(dln, m).iter().map(|e| wave[0] * e).collect();
-        let mut r0 = resample(&wave, &flux, &ivar, &bad, &uniform);
+        let mut r0 = resample_flux(&wave, &flux, &bad, &uniform);
         fill_bad(&mut r0.flux, &r0.good).map_err(ctx)?;
         flux = degrade_resolution_at(&r0.flux, dln, cfg.native_resolution, r, Some(&pixels_read(&uniform, &grid))).map_err(ctx)?;
         // Smoothing spreads information: a pixel is trusted when most of its neighbourhood was good.
         bad = r0.good.iter().map(|g| !g).collect();
-        ivar = r0.ivar.iter().map(|v| if v.is_finite() { *v } else { 1.0 }).collect();
         wave = uniform;
     }
 
-    let r = resample(&wave, &flux, &ivar, &bad, &grid);
+    let r = resample_flux(&wave, &flux, &bad, &grid);
     if r.coverage < cfg.min_coverage {
         return Err(Error::file(
             &spec.path,

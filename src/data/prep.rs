@@ -96,6 +96,7 @@ impl Grid {
 #[derive(Clone, Debug)]
 pub struct Resampled {
     pub flux: Vec<f64>,
+    /// Empty from `resample_flux`.
     pub ivar: Vec<f64>,
     /// False where the grid pixel is outside the spectrum or touches a bad pixel.
     pub good: Vec<bool>,
@@ -133,7 +134,17 @@ pub fn pixels_read(wave: &[f64], grid: &[f64]) -> Vec<bool> {
 /// carried along: with weights `(1-t, t)`, `var = (1-t)^2 var_j + t^2 var_{j+1}`. A grid pixel is bad
 /// when it lies outside the spectrum or when a neighbour it draws on (weight > 0) is bad.
 pub fn resample(wave: &[f64], flux: &[f64], ivar: &[f64], bad: &[bool], grid: &[f64]) -> Resampled {
-    let mut out = Resampled { flux: vec![0.0; grid.len()], ivar: vec![0.0; grid.len()], good: vec![false; grid.len()], coverage: 0.0 };
+    resample_with(wave, flux, Some(ivar), bad, grid)
+}
+
+/// `resample` without the inverse variance (`ivar` of the result is empty): what the pipeline needs,
+/// at a fraction of the cost (three divisions a pixel fewer).
+pub fn resample_flux(wave: &[f64], flux: &[f64], bad: &[bool], grid: &[f64]) -> Resampled {
+    resample_with(wave, flux, None, bad, grid)
+}
+
+fn resample_with(wave: &[f64], flux: &[f64], ivar: Option<&[f64]>, bad: &[bool], grid: &[f64]) -> Resampled {
+    let mut out = Resampled { flux: vec![0.0; grid.len()], ivar: vec![0.0; if ivar.is_some() { grid.len() } else { 0 }], good: vec![false; grid.len()], coverage: 0.0 };
     let mut covered = 0usize;
     for (k, j, t) in brackets(wave, grid) {
         covered += 1;
@@ -145,8 +156,10 @@ pub fn resample(wave: &[f64], flux: &[f64], ivar: &[f64], bad: &[bool], grid: &[
             out.flux[k] = 0.0;
             continue;
         }
-        let var = (if wa > 0.0 { wa * wa / ivar[j] } else { 0.0 }) + (if wb > 0.0 { wb * wb / ivar[j + 1] } else { 0.0 });
-        out.ivar[k] = if var > 0.0 { 1.0 / var } else { f64::INFINITY };
+        if let Some(ivar) = ivar {
+            let var = (if wa > 0.0 { wa * wa / ivar[j] } else { 0.0 }) + (if wb > 0.0 { wb * wb / ivar[j + 1] } else { 0.0 });
+            out.ivar[k] = if var > 0.0 { 1.0 / var } else { f64::INFINITY };
+        }
         out.good[k] = true;
     }
     out.coverage = covered as f64 / grid.len().max(1) as f64;
