@@ -112,6 +112,21 @@ pub struct Tape<'a, T: Float> {
     grads: Vec<Option<ArrayD<T>>>,
     params: Vec<(String, Var)>,
     grad_enabled: bool,
+    /// Whether `backward` leaves dense weight gradients to the caller (`defer_dense_weight_grads`).
+    defer_dense: bool,
+    /// What was left: (weight, the layer's input, its output gradient).
+    deferred: Vec<(Var, Var, ArrayD<T>)>,
+}
+
+/// A dense layer's weight gradient left to the caller: `dW = dy^T . x`.
+#[derive(Debug)]
+pub struct DeferredDense<T> {
+    /// The weight's parameter name.
+    pub name: String,
+    /// The layer's input, `[N, in]`.
+    pub x: ArrayD<T>,
+    /// The gradient of the layer's output, `[N, out]`.
+    pub dy: ArrayD<T>,
 }
 
 impl<'a, T: Float> Default for Tape<'a, T> {
@@ -123,7 +138,16 @@ impl<'a, T: Float> Default for Tape<'a, T> {
 impl<'a, T: Float> Tape<'a, T> {
     /// A tape for training: parameters need gradients.
     pub fn new() -> Self {
-        Self { nodes: Vec::new(), grads: Vec::new(), params: Vec::new(), grad_enabled: true }
+        Self { nodes: Vec::new(), grads: Vec::new(), params: Vec::new(), grad_enabled: true, defer_dense: false, deferred: Vec::new() }
+    }
+
+    /// A training tape whose `backward` does not form the weight gradients of dense layers (a
+    /// parameter weight of `linear`): it keeps each layer's input and output gradient for
+    /// `into_param_grads_deferred`, so that a caller with several pieces of a batch can form
+    /// `sum_p dy_p^T . x_p` block by block and update the weight while the block is in cache
+    /// (`optim::Adam::step_deferred`) instead of writing, summing and reading whole gradients.
+    pub fn defer_dense_weight_grads() -> Self {
+        Self { defer_dense: true, ..Self::new() }
     }
 
     /// A tape for inference: nothing is recorded and nothing needs a gradient.
@@ -305,12 +329,17 @@ impl<'a, T: Float> Tape<'a, T> {
                 out.push((*x, maxpool2d::backward(self.val(*x).shape(), &g, argmax, *spec)?));
             }
             Op::Linear { x, w, b } => {
-                let need = [self.needs(*x), self.needs(*w), b.is_some_and(|b| self.needs(b))];
+                let defer = self.defer_dense && self.needs(*w) && self.params.iter().any(|(_, p)| p == w);
+                let need = [self.needs(*x), self.needs(*w) && !defer, b.is_some_and(|b| self.needs(b))];
                 let (dx, dw, db) = linear::backward(self.val(*x), self.val(*w), &g, need)?;
                 out.extend(dx.map(|d| (*x, d)));
                 out.extend(dw.map(|d| (*w, d)));
                 if let (Some(b), Some(db)) = (b, db) {
                     out.push((*b, db));
+                }
+                if defer {
+                    let (x, w) = (*x, *w);
+                    self.deferred.push((w, x, g));
                 }
             }
             Op::Relu { x } => out.push((*x, activation::relu_backward(self.val(*x), &g))),
@@ -346,8 +375,30 @@ impl<'a, T: Float> Tape<'a, T> {
     }
 
     /// The gradients of every parameter, by name, in the order they were registered.
-    pub fn into_param_grads(mut self) -> Vec<(String, Option<ArrayD<T>>)> {
+    pub fn into_param_grads(self) -> Vec<(String, Option<ArrayD<T>>)> {
+        self.into_param_grads_deferred().0
+    }
+
+    /// `into_param_grads`, and the dense weight gradients a `defer_dense_weight_grads` tape left to
+    /// the caller (their parameters have no gradient in the first list).
+    pub fn into_param_grads_deferred(mut self) -> (Vec<(String, Option<ArrayD<T>>)>, Vec<DeferredDense<T>>) {
         let params = std::mem::take(&mut self.params);
-        params.into_iter().map(|(name, v)| (name, self.grads[v.0].take())).collect()
+        let deferred = std::mem::take(&mut self.deferred);
+        let name_of = |w: Var| params.iter().find(|(_, p)| *p == w).map(|(n, _)| n.clone()).expect("a deferred weight is a parameter");
+        let dense: Vec<DeferredDense<T>> = deferred
+            .into_iter()
+            .map(|(w, x, dy)| {
+                // A layer input used by one dense layer is moved out of the tape, not copied.
+                let uses = self.nodes.iter().filter(|n| matches!(n.op, Op::Linear { x: u, .. } if u == x)).count();
+                let x = if uses == 1 {
+                    std::mem::replace(&mut self.nodes[x.0].value, CowArray::from(ArrayD::zeros(IxDyn(&[0])))).into_owned()
+                } else {
+                    self.nodes[x.0].value.to_owned()
+                };
+                DeferredDense { name: name_of(w), x, dy }
+            })
+            .collect();
+        let grads = params.iter().map(|(name, v)| (name.clone(), self.grads[v.0].take())).collect();
+        (grads, dense)
     }
 }

@@ -1,9 +1,10 @@
 //! Optimizers: Adam (PyTorch's update rule, bias correction included, no weight decay) and plain SGD.
 //! Parameters and gradients are matched by their state-dict names.
 
+use crate::autograd::DeferredDense;
 use crate::error::{Error, Result};
 use crate::tensor::Float;
-use ndarray::{ArrayD, Zip};
+use ndarray::{s, ArrayD, ArrayView2, Ix2, Zip};
 use std::collections::HashMap;
 
 /// Adam's hyper-parameters.
@@ -139,6 +140,79 @@ impl<T: Float> Adam<T> {
             let gs: Vec<&ArrayD<T>> = gs.iter().collect();
             let (m, v) = self.moments.entry(name).or_insert_with(|| (ArrayD::zeros(p.raw_dim()), ArrayD::zeros(p.raw_dim())));
             adam_update_sum(p, &gs, m, v, self.step, &self.config);
+        }
+        Ok(())
+    }
+
+    /// `step_summed`, where the weight gradients of dense layers come as the pieces' layer inputs and
+    /// output gradients (`autograd::Tape::defer_dense_weight_grads`): each block of a weight's rows
+    /// gets its gradient `sum_p dy_p^T . x_p` formed into a cache-sized buffer and is updated at
+    /// once, the blocks in parallel. The same products and sums as forming each piece's gradient and
+    /// summing them in list order (`tests/batch_pieces.rs`), without writing, summing and reading
+    /// back whole gradients.
+    pub fn step_deferred(&mut self, params: Vec<(String, &mut ArrayD<T>)>, pieces: Vec<Vec<(String, Option<ArrayD<T>>)>>, dense: Vec<Vec<DeferredDense<T>>>) -> Result<()> {
+        let mut by_name: HashMap<String, Vec<(ArrayView2<'_, T>, ArrayView2<'_, T>)>> = HashMap::new();
+        for d in dense.iter().flatten() {
+            let (x, dy) = (d.x.view().into_dimensionality::<Ix2>(), d.dy.view().into_dimensionality::<Ix2>());
+            let (Ok(x), Ok(dy)) = (x, dy) else {
+                return Err(Error::ModelTensor { name: d.name.clone(), msg: "a deferred dense gradient needs 2-D input and output gradient".into() });
+            };
+            by_name.entry(d.name.clone()).or_default().push((x, dy));
+        }
+        let (mut plain, mut fused) = (Vec::new(), Vec::new());
+        for (name, p) in params {
+            match by_name.remove(&name) {
+                Some(parts) => fused.push((name, p, parts)),
+                None => plain.push((name, p)),
+            }
+        }
+        self.step_summed(plain, pieces)?;
+        let k = AdamStep::<T>::new(self.step, &self.config);
+        // Every block of every fused weight, with its slices of the weight and the moments.
+        let mut moments: Vec<(String, ArrayD<T>, ArrayD<T>)> = Vec::new();
+        for (name, p, parts) in &fused {
+            let (out, inp) = (p.shape()[0], p.shape().get(1).copied().unwrap_or(0));
+            if p.ndim() != 2 || parts.iter().any(|(x, dy)| x.ncols() != inp || dy.ncols() != out || x.nrows() != dy.nrows()) {
+                return Err(Error::ModelTensor { name: name.clone(), msg: format!("deferred gradient shapes do not match the weight {:?}", p.shape()) });
+            }
+            let (m, v) = self.moments.remove(name).unwrap_or_else(|| (ArrayD::zeros(p.raw_dim()), ArrayD::zeros(p.raw_dim())));
+            moments.push((name.clone(), m, v));
+        }
+        {
+            let mut blocks = Vec::new();
+            for ((_, p, parts), (_, m, v)) in fused.iter_mut().zip(moments.iter_mut()) {
+                let inp = p.shape()[1];
+                // About 128 KiB of f32 gradient a block (in L2 while it is updated), in whole 6-row
+                // tiles, and at least 48 rows: each block copies all of the pieces' `x` into the
+                // product's packed strips, which a very wide layer (the CNN's first dense layer,
+                // 16,384 inputs) must share among enough rows.
+                let rows = ((1usize << 15) / inp.max(1)).max(48).div_ceil(6) * 6;
+                let (Some(p), Some(m), Some(v)) = (p.as_slice_mut(), m.as_slice_mut(), v.as_slice_mut()) else {
+                    return Err(Error::invalid("adam", "a dense weight is not contiguous"));
+                };
+                for (i, ((p, m), v)) in p.chunks_mut(rows * inp).zip(m.chunks_mut(rows * inp)).zip(v.chunks_mut(rows * inp)).enumerate() {
+                    blocks.push((i * rows, p, m, v, inp, &*parts));
+                }
+            }
+            use rayon::prelude::*;
+            blocks.into_par_iter().for_each(|(r0, p, m, v, inp, parts)| {
+                let r1 = r0 + p.len() / inp;
+                let ((x0, dy0), rest) = parts.split_first().expect("a deferred weight has at least one piece");
+                let mut g = ndarray::Array2::<T>::uninit((r1 - r0, inp));
+                // SAFETY: the product writes every element of the (r1 - r0) x inp block, rows inp apart,
+                // which only this task holds.
+                let mut g = unsafe {
+                    T::gemm_fresh_on_thread(T::one(), dy0.slice(s![.., r0..r1]).reversed_axes(), x0.view(), g.as_mut_ptr() as *mut T, inp);
+                    g.assume_init()
+                };
+                for (x, dy) in rest {
+                    crate::cpu::gemm::gemm_serial(T::one(), dy.slice(s![.., r0..r1]).reversed_axes(), x.view(), T::one(), g.view_mut());
+                }
+                T::adam_slice(k, p, g.as_slice().expect("a fresh array is contiguous"), m, v);
+            });
+        }
+        for (name, m, v) in moments {
+            self.moments.insert(name, (m, v));
         }
         Ok(())
     }

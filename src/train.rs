@@ -5,7 +5,7 @@
 //! Everything random is seeded (`seed`, and the epoch number for each epoch's shuffle), and the CPU
 //! path is deterministic, so a resumed run reaches the same weights as an uninterrupted one.
 
-use crate::autograd::Tape;
+use crate::autograd::{DeferredDense, Tape};
 use crate::data::dataset::to_input;
 use crate::data::store::RowSource;
 use crate::data::PrepConfig;
@@ -156,11 +156,12 @@ fn batch<X: RowSource + ?Sized>(x: &X, y: &Array2<f64>, rows: &[usize], arch: &A
 /// Rows per piece of a training batch on the CPU (see `cpu_step`).
 pub const STEP_PIECE_ROWS: usize = 64;
 
-/// One training step on the CPU: forward, masked MAE loss, backward and Adam (`piece_gradients`,
-/// then `Adam::step_summed`). Returns the batch's loss.
+/// One training step on the CPU: forward, masked MAE loss, backward and Adam (`piece_gradients_with`
+/// leaving dense weight gradients to `Adam::step_deferred`, which forms them block by block and
+/// updates each block while it is in cache). Returns the batch's loss.
 pub fn cpu_step<T: Float>(model: &mut Model<T>, adam: &mut Adam<T>, x: ArrayViewD<'_, T>, y: ArrayViewD<'_, T>, mask: ArrayViewD<'_, T>) -> Result<f64> {
-    let (loss, grads) = piece_gradients(model, x, y, mask)?;
-    adam.step_summed(model.params_mut(), grads)?;
+    let (loss, grads, dense) = piece_gradients_with(model, x, y, mask, true)?;
+    adam.step_deferred(model.params_mut(), grads, dense)?;
     Ok(loss)
 }
 
@@ -178,6 +179,20 @@ pub fn cpu_step<T: Float>(model: &mut Model<T>, adam: &mut Adam<T>, x: ArrayView
 /// cores.
 #[allow(clippy::type_complexity)]
 pub fn piece_gradients<T: Float>(model: &Model<T>, x: ArrayViewD<'_, T>, y: ArrayViewD<'_, T>, mask: ArrayViewD<'_, T>) -> Result<(f64, Vec<Vec<(String, Option<ArrayD<T>>)>>)> {
+    piece_gradients_with(model, x, y, mask, false).map(|(loss, grads, _)| (loss, grads))
+}
+
+/// `piece_gradients`; with `defer`, each piece's dense weight gradients are left as the layers'
+/// inputs and output gradients (`autograd::Tape::defer_dense_weight_grads`, for
+/// `optim::Adam::step_deferred`), one list per piece.
+#[allow(clippy::type_complexity)]
+pub fn piece_gradients_with<T: Float>(
+    model: &Model<T>,
+    x: ArrayViewD<'_, T>,
+    y: ArrayViewD<'_, T>,
+    mask: ArrayViewD<'_, T>,
+    defer: bool,
+) -> Result<(f64, Vec<Vec<(String, Option<ArrayD<T>>)>>, Vec<Vec<DeferredDense<T>>>)> {
     let n = x.shape().first().copied().unwrap_or(0);
     if y.shape().first() != Some(&n) || mask.shape() != y.shape() {
         return Err(Error::shape("training step", "inputs, targets and mask must have one row per sample", &[x.shape(), y.shape(), mask.shape()]));
@@ -188,25 +203,27 @@ pub fn piece_gradients<T: Float>(model: &Model<T>, x: ArrayViewD<'_, T>, y: Arra
     }
     let k = T::one() / count;
     let pieces = n.div_ceil(STEP_PIECE_ROWS).max(1);
-    let piece = |i: usize| -> Result<(T, Vec<(String, Option<ArrayD<T>>)>)> {
+    let piece = |i: usize| -> Result<(T, Vec<(String, Option<ArrayD<T>>)>, Vec<DeferredDense<T>>)> {
         let rows = Slice::from(i * n / pieces..(i + 1) * n / pieces);
         let (xs, ys, ms) = (x.slice_axis(Axis(0), rows), y.slice_axis(Axis(0), rows), mask.slice_axis(Axis(0), rows));
-        let mut tape = Tape::new();
+        let mut tape = if defer { Tape::defer_dense_weight_grads() } else { Tape::new() };
         let xv = tape.input_view(xs, false);
         let pred = model.forward(&mut tape, xv)?;
         let sum = loss::masked_abs_sum(&tape.value(pred), &ys, &ms)?;
         let grad = loss::masked_mae_grad(&tape.value(pred), &ys, &ms, k);
         tape.backward_with(pred, grad)?;
-        Ok((sum, tape.into_param_grads()))
+        let (grads, dense) = tape.into_param_grads_deferred();
+        Ok((sum, grads, dense))
     };
     let results: Vec<Result<_>> = if pieces == 1 { vec![piece(0)] } else { (0..pieces).into_par_iter().map(piece).collect() };
-    let (mut sum, mut grads) = (T::zero(), Vec::with_capacity(pieces));
+    let (mut sum, mut grads, mut dense) = (T::zero(), Vec::with_capacity(pieces), Vec::with_capacity(pieces));
     for r in results {
-        let (s, g) = r?;
+        let (s, g, d) = r?;
         sum += s;
         grads.push(g);
+        dense.push(d);
     }
-    Ok(((sum * k).f64(), grads))
+    Ok(((sum * k).f64(), grads, dense))
 }
 
 /// Predictions in label units for `rows`, in batches of `batch`, on the CPU (on any device:
