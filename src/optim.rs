@@ -166,18 +166,27 @@ impl<T: Float> Adam<T> {
                 None => plain.push((name, p)),
             }
         }
-        self.step_summed(plain, pieces)?;
-        let k = AdamStep::<T>::new(self.step, &self.config);
-        // Every block of every fused weight, with its slices of the weight and the moments.
-        let mut moments: Vec<(String, ArrayD<T>, ArrayD<T>)> = Vec::new();
+        // Checked before anything is updated, so that an error leaves the weights and moments as
+        // they were.
         for (name, p, parts) in &fused {
             let (out, inp) = (p.shape()[0], p.shape().get(1).copied().unwrap_or(0));
-            if p.ndim() != 2 || parts.iter().any(|(x, dy)| x.ncols() != inp || dy.ncols() != out || x.nrows() != dy.nrows()) {
+            if p.ndim() != 2 || inp == 0 || !p.is_standard_layout() || parts.iter().any(|(x, dy)| x.ncols() != inp || dy.ncols() != out || x.nrows() != dy.nrows()) {
                 return Err(Error::ModelTensor { name: name.clone(), msg: format!("deferred gradient shapes do not match the weight {:?}", p.shape()) });
             }
-            let (m, v) = self.moments.remove(name).unwrap_or_else(|| (ArrayD::zeros(p.raw_dim()), ArrayD::zeros(p.raw_dim())));
-            moments.push((name.clone(), m, v));
+            if self.moments.get(name).is_some_and(|(m, v)| m.shape() != p.shape() || v.shape() != p.shape() || !m.is_standard_layout() || !v.is_standard_layout()) {
+                return Err(Error::ModelTensor { name: name.clone(), msg: format!("Adam's moments do not have the weight's shape {:?}", p.shape()) });
+            }
         }
+        self.step_summed(plain, pieces)?;
+        let k = AdamStep::<T>::new(self.step, &self.config);
+        // The moments of the fused weights, out of the map while their blocks are updated.
+        let mut moments: Vec<(String, ArrayD<T>, ArrayD<T>)> = fused
+            .iter()
+            .map(|(name, p, _)| {
+                let (m, v) = self.moments.remove(name).unwrap_or_else(|| (ArrayD::zeros(p.raw_dim()), ArrayD::zeros(p.raw_dim())));
+                (name.clone(), m, v)
+            })
+            .collect();
         {
             let mut blocks = Vec::new();
             for ((_, p, parts), (_, m, v)) in fused.iter_mut().zip(moments.iter_mut()) {
@@ -187,9 +196,8 @@ impl<T: Float> Adam<T> {
                 // product's packed strips, which a very wide layer (the CNN's first dense layer,
                 // 16,384 inputs) must share among enough rows.
                 let rows = ((1usize << 15) / inp.max(1)).max(48).div_ceil(6) * 6;
-                let (Some(p), Some(m), Some(v)) = (p.as_slice_mut(), m.as_slice_mut(), v.as_slice_mut()) else {
-                    return Err(Error::invalid("adam", "a dense weight is not contiguous"));
-                };
+                let (p, m, v) = (p.as_slice_mut(), m.as_slice_mut(), v.as_slice_mut());
+                let (p, m, v) = (p.expect("checked above"), m.expect("checked above"), v.expect("checked above"));
                 for (i, ((p, m), v)) in p.chunks_mut(rows * inp).zip(m.chunks_mut(rows * inp)).zip(v.chunks_mut(rows * inp)).enumerate() {
                     blocks.push((i * rows, p, m, v, inp, &*parts));
                 }

@@ -144,3 +144,29 @@ fn dense_predictions_do_not_depend_on_how_the_batch_is_cut() {
         assert_eq!(part, one.slice_axis(ndarray::Axis(0), (start..start + 20).into()), "rows {start}..{}", start + 20);
     }
 }
+
+/// A deferred dense gradient whose shapes do not fit its weight is refused with the weight's name,
+/// before anything moves: every parameter and Adam's state stay as they were.
+#[test]
+fn a_mismatched_deferred_gradient_changes_nothing() {
+    use specnn::autograd::DeferredDense;
+    use specnn::train::piece_gradients_with;
+    let arch = small_res_ann();
+    let (x, y, mask) = batch(&arch, 2 * STEP_PIECE_ROWS, 11);
+    let mut model = Model::<f64>::new(&arch, 3).unwrap();
+    let mut adam = Adam::new(AdamConfig::default());
+    cpu_step(&mut model, &mut adam, x.view(), y.view(), mask.view()).unwrap();
+    let (before, state, step) = (model.clone(), adam.state().into_iter().map(|(n, a)| (n, a.clone())).collect::<Vec<_>>(), adam.step);
+    let (_, grads, mut dense) = piece_gradients_with(&model, x.view(), y.view(), mask.view(), true).unwrap();
+    let name = dense[0][0].name.clone();
+    dense[1].push(DeferredDense { name: name.clone(), x: ArrayD::zeros(IxDyn(&[4, 7])), dy: ArrayD::zeros(IxDyn(&[4, 16])) });
+    let e = adam.step_deferred(model.params_mut(), grads, dense).unwrap_err().to_string();
+    assert!(e.contains(&name) && e.contains("do not match"), "{e}");
+    assert_eq!(adam.step, step);
+    for ((n, a), (_, b)) in model.params().iter().zip(before.params()) {
+        assert_eq!(*a, b, "{n} changed");
+    }
+    for ((n, a), (_, b)) in adam.state().iter().zip(&state) {
+        assert_eq!(*a, b, "{n} changed");
+    }
+}
