@@ -118,6 +118,9 @@ pub struct Tape<'a, T: Float> {
     deferred: Vec<(Var, Var, ArrayD<T>)>,
 }
 
+/// Parameter gradients by name, in registration order (`None`: the parameter got none).
+pub type ParamGrads<T> = Vec<(String, Option<ArrayD<T>>)>;
+
 /// A dense layer's weight gradient left to the caller: `dW = dy^T . x`.
 #[derive(Debug)]
 pub struct DeferredDense<T> {
@@ -375,13 +378,13 @@ impl<'a, T: Float> Tape<'a, T> {
     }
 
     /// The gradients of every parameter, by name, in the order they were registered.
-    pub fn into_param_grads(self) -> Vec<(String, Option<ArrayD<T>>)> {
+    pub fn into_param_grads(self) -> ParamGrads<T> {
         self.into_param_grads_deferred().0
     }
 
     /// `into_param_grads`, and the dense weight gradients a `defer_dense_weight_grads` tape left to
     /// the caller (their parameters have no gradient in the first list).
-    pub fn into_param_grads_deferred(mut self) -> (Vec<(String, Option<ArrayD<T>>)>, Vec<DeferredDense<T>>) {
+    pub fn into_param_grads_deferred(mut self) -> (ParamGrads<T>, Vec<DeferredDense<T>>) {
         let params = std::mem::take(&mut self.params);
         let deferred = std::mem::take(&mut self.deferred);
         let name_of = |w: Var| params.iter().find(|(_, p)| *p == w).map(|(n, _)| n.clone()).expect("a deferred weight is a parameter");

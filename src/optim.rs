@@ -1,7 +1,7 @@
 //! Optimizers: Adam (PyTorch's update rule, bias correction included, no weight decay) and plain SGD.
 //! Parameters and gradients are matched by their state-dict names.
 
-use crate::autograd::DeferredDense;
+use crate::autograd::{DeferredDense, ParamGrads};
 use crate::error::{Error, Result};
 use crate::tensor::Float;
 use ndarray::{s, ArrayD, ArrayView2, Ix2, Zip};
@@ -150,7 +150,7 @@ impl<T: Float> Adam<T> {
     /// once, the blocks in parallel. The same products and sums as forming each piece's gradient and
     /// summing them in list order (`tests/batch_pieces.rs`), without writing, summing and reading
     /// back whole gradients.
-    pub fn step_deferred(&mut self, params: Vec<(String, &mut ArrayD<T>)>, pieces: Vec<Vec<(String, Option<ArrayD<T>>)>>, dense: Vec<Vec<DeferredDense<T>>>) -> Result<()> {
+    pub fn step_deferred(&mut self, params: Vec<(String, &mut ArrayD<T>)>, pieces: Vec<ParamGrads<T>>, dense: Vec<Vec<DeferredDense<T>>>) -> Result<()> {
         let mut by_name: HashMap<String, Vec<(ArrayView2<'_, T>, ArrayView2<'_, T>)>> = HashMap::new();
         for d in dense.iter().flatten() {
             let (x, dy) = (d.x.view().into_dimensionality::<Ix2>(), d.dy.view().into_dimensionality::<Ix2>());
