@@ -48,19 +48,13 @@ pub fn validate(s: &mut Spectrum) -> Result<()> {
     if s.flux.len() != n || s.ivar.len() != n || s.bad.len() != n {
         return Err(Error::file(&p, format!("wavelength, flux, ivar and mask lengths differ ({n}, {}, {}, {})", s.flux.len(), s.ivar.len(), s.bad.len())));
     }
-    // Each check is a pass without early exit, which the compiler vectorises (every file read goes
-    // through here); the offending pixel is looked for only when a check fails.
-    let all = |xs: &[f64], ok: fn(f64) -> bool| xs.iter().fold(true, |acc, &x| acc & ok(x));
-    if !all(&s.wavelength, |w| w.is_finite() & (w > 0.0)) {
-        let i = s.wavelength.iter().position(|w| !w.is_finite() || *w <= 0.0).expect("a failed check has a pixel");
+    if let Some(i) = first_failure(s.wavelength.iter().copied(), |w| w.is_finite() & (*w > 0.0)) {
         return Err(Error::file(&p, format!("wavelength at pixel {i} is {} (not a positive number)", s.wavelength[i])));
     }
-    if !s.wavelength.windows(2).fold(true, |acc, w| acc & (w[1] > w[0])) {
-        let i = s.wavelength.windows(2).position(|w| w[1] <= w[0]).expect("a failed check has a pixel");
+    if let Some(i) = first_failure(s.wavelength.windows(2), |w| w[1] > w[0]) {
         return Err(Error::file(&p, format!("wavelengths do not increase: pixel {} is {} and pixel {} is {}", i, s.wavelength[i], i + 1, s.wavelength[i + 1])));
     }
-    if !all(&s.ivar, |v| v >= 0.0) {
-        let i = s.ivar.iter().position(|v| v.is_nan() || *v < 0.0).expect("a failed check has a pixel");
+    if let Some(i) = first_failure(s.ivar.iter().copied(), |v| *v >= 0.0) {
         return Err(Error::file(&p, format!("inverse variance at pixel {i} is {} (must be >= 0)", s.ivar[i])));
     }
     // LAMOST pads the ends with exactly zero flux (with non-zero ivar at the red end).
@@ -68,18 +62,28 @@ pub fn validate(s: &mut Spectrum) -> Result<()> {
     for ((b, &v), &f) in s.bad.iter_mut().zip(&s.ivar).zip(&s.flux) {
         *b |= (v == 0.0) | !v.is_finite() | (lamost & (f == 0.0));
     }
-    if !s.flux.iter().zip(&s.bad).fold(true, |acc, (f, &b)| acc & (f.is_finite() | b)) {
-        let unmasked_bad_flux: Vec<usize> = (0..n).filter(|&i| !s.flux[i].is_finite() && !s.bad[i]).collect();
-        let i = unmasked_bad_flux[0];
+    if let Some(i) = first_failure(s.flux.iter().zip(&s.bad), |(f, b)| f.is_finite() | *b) {
+        let unmasked_bad_flux = (i..n).filter(|&i| !s.flux[i].is_finite() && !s.bad[i]).count();
         return Err(Error::file(
             &p,
-            format!("flux is {} at pixel {i} ({:.1} A), and at {} pixels in all, where the pixel is not masked", s.flux[i], s.wavelength[i], unmasked_bad_flux.len()),
+            format!("flux is {} at pixel {i} ({:.1} A), and at {unmasked_bad_flux} pixels in all, where the pixel is not masked", s.flux[i], s.wavelength[i]),
         ));
     }
     if s.bad.iter().all(|&b| b) {
         return Err(Error::file(&p, "every pixel is masked (ivar = 0 or flagged): the spectrum holds no information"));
     }
     Ok(())
+}
+
+/// The index of the first item that fails `ok`, or None. Every spectrum read goes through these
+/// checks, so the common case is a pass without early exit, which the compiler vectorises; the
+/// failing item is searched for only when there is one.
+fn first_failure<I: Iterator + Clone>(mut items: I, ok: impl Fn(&I::Item) -> bool) -> Option<usize> {
+    if items.clone().fold(true, |acc, x| acc & ok(&x)) {
+        None
+    } else {
+        items.position(|x| !ok(&x))
+    }
 }
 
 fn fits_err(path: &Path, what: &str, e: fitsio::errors::Error) -> Error {
