@@ -118,13 +118,13 @@ impl<T: Float> Adam<T> {
     }
 
     /// One update of every parameter that has a gradient.
-    pub fn step(&mut self, params: Vec<(String, &mut ArrayD<T>)>, grads: Vec<(String, Option<ArrayD<T>>)>) -> Result<()> {
+    pub fn step(&mut self, params: Vec<(String, &mut ArrayD<T>)>, grads: ParamGrads<T>) -> Result<()> {
         self.step_summed(params, vec![grads])
     }
 
     /// One update with the sum of several gradients of each parameter (one list per piece of a
     /// batch, summed in list order).
-    pub fn step_summed(&mut self, params: Vec<(String, &mut ArrayD<T>)>, pieces: Vec<Vec<(String, Option<ArrayD<T>>)>>) -> Result<()> {
+    pub fn step_summed(&mut self, params: Vec<(String, &mut ArrayD<T>)>, pieces: Vec<ParamGrads<T>>) -> Result<()> {
         let mut grads: HashMap<String, Vec<ArrayD<T>>> = HashMap::new();
         for piece in pieces {
             for (name, g) in piece.into_iter().filter_map(|(n, g)| g.map(|g| (n, g))) {
@@ -262,7 +262,7 @@ pub struct Sgd {
 }
 
 impl Sgd {
-    pub fn step<T: Float>(&self, params: Vec<(String, &mut ArrayD<T>)>, grads: Vec<(String, Option<ArrayD<T>>)>) -> Result<()> {
+    pub fn step<T: Float>(&self, params: Vec<(String, &mut ArrayD<T>)>, grads: ParamGrads<T>) -> Result<()> {
         let grads = by_name(grads);
         let lr = T::of(self.lr);
         for (name, p) in params {
@@ -274,7 +274,7 @@ impl Sgd {
     }
 }
 
-fn by_name<T: Float>(grads: Vec<(String, Option<ArrayD<T>>)>) -> HashMap<String, ArrayD<T>> {
+fn by_name<T: Float>(grads: ParamGrads<T>) -> HashMap<String, ArrayD<T>> {
     grads.into_iter().filter_map(|(n, g)| g.map(|g| (n, g))).collect()
 }
 

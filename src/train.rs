@@ -5,7 +5,7 @@
 //! Everything random is seeded (`seed`, and the epoch number for each epoch's shuffle), and the CPU
 //! path is deterministic, so a resumed run reaches the same weights as an uninterrupted one.
 
-use crate::autograd::{DeferredDense, Tape};
+use crate::autograd::{DeferredDense, ParamGrads, Tape};
 use crate::data::dataset::to_input;
 use crate::data::store::RowSource;
 use crate::data::PrepConfig;
@@ -177,8 +177,7 @@ pub fn cpu_step<T: Float>(model: &mut Model<T>, adam: &mut Adam<T>, x: ArrayView
 /// to an idle thread, which keeps both busy when one piece finishes first). The cut depends only on
 /// the batch size, never on the number of threads, so a run gives the same weights on any number of
 /// cores.
-#[allow(clippy::type_complexity)]
-pub fn piece_gradients<T: Float>(model: &Model<T>, x: ArrayViewD<'_, T>, y: ArrayViewD<'_, T>, mask: ArrayViewD<'_, T>) -> Result<(f64, Vec<Vec<(String, Option<ArrayD<T>>)>>)> {
+pub fn piece_gradients<T: Float>(model: &Model<T>, x: ArrayViewD<'_, T>, y: ArrayViewD<'_, T>, mask: ArrayViewD<'_, T>) -> Result<(f64, Vec<ParamGrads<T>>)> {
     piece_gradients_with(model, x, y, mask, false).map(|(loss, grads, _)| (loss, grads))
 }
 
@@ -192,7 +191,7 @@ pub fn piece_gradients_with<T: Float>(
     y: ArrayViewD<'_, T>,
     mask: ArrayViewD<'_, T>,
     defer: bool,
-) -> Result<(f64, Vec<Vec<(String, Option<ArrayD<T>>)>>, Vec<Vec<DeferredDense<T>>>)> {
+) -> Result<(f64, Vec<ParamGrads<T>>, Vec<Vec<DeferredDense<T>>>)> {
     let n = x.shape().first().copied().unwrap_or(0);
     if y.shape().first() != Some(&n) || mask.shape() != y.shape() {
         return Err(Error::shape("training step", "inputs, targets and mask must have one row per sample", &[x.shape(), y.shape(), mask.shape()]));
@@ -203,7 +202,7 @@ pub fn piece_gradients_with<T: Float>(
     }
     let k = T::one() / count;
     let pieces = n.div_ceil(STEP_PIECE_ROWS).max(1);
-    let piece = |i: usize| -> Result<(T, Vec<(String, Option<ArrayD<T>>)>, Vec<DeferredDense<T>>)> {
+    let piece = |i: usize| -> Result<(T, ParamGrads<T>, Vec<DeferredDense<T>>)> {
         let rows = Slice::from(i * n / pieces..(i + 1) * n / pieces);
         let (xs, ys, ms) = (x.slice_axis(Axis(0), rows), y.slice_axis(Axis(0), rows), mask.slice_axis(Axis(0), rows));
         let mut tape = if defer { Tape::defer_dense_weight_grads() } else { Tape::new() };
