@@ -126,7 +126,7 @@ pub unsafe fn gemm_raw(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta:
     // inside them.
     unsafe {
         match layout {
-            Layout::Packed => x86::packed(&op, alpha, beta),
+            Layout::Packed => x86::packed(&op, alpha, beta, None),
             Layout::Dot => x86::dot(&op, alpha, beta),
         }
     }
@@ -135,6 +135,147 @@ pub unsafe fn gemm_raw(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta:
         let _ = (alpha, layout);
         unreachable!("sgemm is only called where `available()`");
     }
+}
+
+/// A right-hand operand copied once into the strips the broadcast kernel reads ([`Layout::Packed`]),
+/// for products that reuse it: `b`'s rows in blocks of `KC`, each block cut into 16-column strips
+/// of `kc x 16` values (columns past `n` are zeros). A product with a `PackedB` skips the copy it
+/// would otherwise make of every strip, and gives the same bits as one with `b` itself.
+#[derive(Clone, Debug)]
+pub struct PackedB {
+    data: Vec<f32>,
+    k: usize,
+    n: usize,
+}
+
+impl PackedB {
+    /// Rows (the products' depth).
+    pub fn nrows(&self) -> usize {
+        self.k
+    }
+    /// Columns.
+    pub fn ncols(&self) -> usize {
+        self.n
+    }
+    /// The strip of columns `j0..j0 + 16` in the `k` block starting at row `k0` (of depth `kc`).
+    fn strip(&self, k0: usize, kc: usize, j0: usize) -> *const f32 {
+        debug_assert!(k0 % x86_consts::KC == 0 && j0 % x86_consts::NR == 0 && j0 < self.n);
+        let npad = self.n.div_ceil(x86_consts::NR) * x86_consts::NR;
+        self.data[k0 * npad + j0 * kc..].as_ptr()
+    }
+}
+
+/// `b` as a [`PackedB`] (callers check [`available`] first, as for `gemm`).
+pub fn pack_b(b: ArrayView2<f32>) -> PackedB {
+    use x86_consts::{KC, NR};
+    let (k, n) = b.dim();
+    let npad = n.div_ceil(NR) * NR;
+    let mut data = Vec::<f32>::with_capacity(k * npad);
+    let (rsb, csb) = (b.strides()[0], b.strides()[1]);
+    let mut k0 = 0;
+    while k0 < k {
+        let kc = KC.min(k - k0);
+        for j0 in (0..n).step_by(NR) {
+            // SAFETY: the strip's rows `k0..k0 + kc` and columns `j0..min(j0 + NR, n)` lie inside `b`;
+            // `dst` is the strip's place in `data`'s allocation, which `copy_strip` writes in full
+            // (zeros past `n`), so that the strips cover all `k * npad` values once the loops end.
+            unsafe {
+                let dst = std::slice::from_raw_parts_mut(data.as_mut_ptr().add(k0 * npad + j0 * kc), kc * NR);
+                copy_strip(b.as_ptr().offset(k0 as isize * rsb + j0 as isize * csb), rsb, csb, kc, NR.min(n - j0), dst, false);
+            }
+        }
+        k0 += kc;
+    }
+    // SAFETY: every value was written above (blocks of `kc * npad` values tile `k * npad`).
+    unsafe { data.set_len(k * npad) };
+    PackedB { data, k, n }
+}
+
+/// `gemm_raw` with a packed right-hand operand (the broadcast kernel).
+///
+/// # Safety
+/// As for `gemm_raw`.
+pub unsafe fn gemm_packed_raw(alpha: f32, a: ArrayView2<f32>, b: &PackedB, beta: f32, c: *mut f32, ldc: isize) {
+    let (m, k) = a.dim();
+    assert_eq!(b.k, k, "sgemm: inner dimensions differ");
+    assert!(available(), "sgemm: AVX2/FMA kernels called on a CPU without them");
+    let op = Operands { a: a.as_ptr(), rsa: a.strides()[0], csa: a.strides()[1], b: std::ptr::null(), rsb: 0, csb: 0, c, ldc, m, n: b.n, k };
+    if k == 0 {
+        scale_c(&op, beta);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as in `gemm_raw`; the strips come from `b`, which holds every block and strip.
+    unsafe {
+        x86::packed(&op, alpha, beta, Some(b))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = alpha;
+        unreachable!("sgemm is only called where `available()`");
+    }
+}
+
+/// `c = alpha * a . b + beta * c` with a packed `b`, on the calling thread.
+pub fn gemm_packed(alpha: f32, a: ArrayView2<f32>, b: &PackedB, beta: f32, mut c: ArrayViewMut2<f32>) {
+    assert_eq!(c.dim(), (a.nrows(), b.n), "sgemm: output shape");
+    assert!(c.ncols() <= 1 || c.strides()[1] == 1, "sgemm: output rows must be contiguous");
+    let ldc = if c.nrows() > 1 { c.strides()[0] } else { c.ncols() as isize };
+    // SAFETY: `c` is a live view of the output's shape with contiguous rows `ldc` apart.
+    unsafe { gemm_packed_raw(alpha, a, b, beta, c.as_mut_ptr(), ldc) }
+}
+
+/// Copies the `kc x nr` block of `b` at `src` (strides `rsb`, `csb`) into a `kc x 16` strip `dst`,
+/// zeros past `nr`; `prefetch_next` fetches the next strip's rows meanwhile (rows a row of `b`
+/// apart are too many streams for the hardware prefetcher to follow).
+///
+/// # Safety
+/// The block must lie inside `b`, and with `prefetch_next`, so must the 16 columns after it.
+#[inline(always)]
+unsafe fn copy_strip(src: *const f32, rsb: isize, csb: isize, kc: usize, nr: usize, dst: &mut [f32], prefetch_next: bool) {
+    const NR: usize = x86_consts::NR;
+    if csb == 1 || nr == 1 {
+        // Rows of the strip are contiguous: one short copy per row.
+        for p in 0..kc {
+            let s = src.offset(p as isize * rsb);
+            #[cfg(target_arch = "x86_64")]
+            if prefetch_next {
+                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                _mm_prefetch::<_MM_HINT_T0>(s.add(NR) as *const i8);
+            }
+            let d = &mut dst[p * NR..(p + 1) * NR];
+            if nr == NR {
+                std::ptr::copy_nonoverlapping(s, d.as_mut_ptr(), NR);
+            } else {
+                for (j, d) in d.iter_mut().enumerate() {
+                    *d = if j < nr { *s.add(j) } else { 0.0 };
+                }
+            }
+        }
+    } else {
+        // Columns are (`b = w^T` of a row-major `w`): read each along `k`, write across.
+        for j in 0..NR {
+            if j < nr {
+                let s = src.offset(j as isize * csb);
+                for p in 0..kc {
+                    dst[p * NR + j] = *s.offset(p as isize * rsb);
+                }
+            } else {
+                for p in 0..kc {
+                    dst[p * NR + j] = 0.0;
+                }
+            }
+        }
+    }
+}
+
+/// The broadcast kernel's sizes, shared with `PackedB`.
+mod x86_consts {
+    /// Rows of the broadcast kernel's tile, and its columns (two 8-lane vectors).
+    pub const MR: usize = 6;
+    pub const NR: usize = 16;
+    /// Depth of one `k` block: a packed 256 x 16 strip of `b` is 16 KiB, half of L1.
+    pub const KC: usize = 256;
 }
 
 /// Raw operands: element (i, j) of `a` is at `a + i*rsa + j*csa`, and so on.
@@ -202,11 +343,15 @@ mod x86 {
     use crate::cpu::simd::hsum;
     use std::arch::x86_64::*;
 
-    /// Rows of the broadcast kernel's tile, and its columns (two 8-lane vectors).
-    const MR: usize = 6;
-    const NR: usize = 16;
-    /// Depth of one `k` block: a packed 256 x 16 strip of `b` is 16 KiB, half of L1.
-    const KC: usize = 256;
+    use super::x86_consts::{KC, MR, NR};
+    use super::{copy_strip, PackedB};
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// This thread's copies of `a`'s panels and of one strip of `b`, kept between products: a
+        /// fresh zeroed buffer each time was a memset and often a page fault per product.
+        static BUFFERS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    }
 
     /// `c (+)= a . b` for any strides.
     ///
@@ -216,11 +361,34 @@ mod x86 {
     /// (2 KiB for 512 columns), which maps them onto two of L1's 64 sets and evicts them constantly.
     /// The copies are small against the products: `a`'s is reused by every strip, a strip by every
     /// panel.
+    ///
+    /// With `pre`, the strips come from that packed copy of `b` instead (`op.b` is not read).
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn packed(op: &Operands, alpha: f32, beta: f32) {
+    pub(super) unsafe fn packed(op: &Operands, alpha: f32, beta: f32, pre: Option<&PackedB>) {
+        BUFFERS.with(|bufs| {
+            // A product never runs inside another on one thread; if it ever did, it gets its own.
+            match bufs.try_borrow_mut() {
+                Ok(mut bufs) => {
+                    let (apack, bpack) = &mut *bufs;
+                    packed_with(op, alpha, beta, pre, apack, bpack)
+                }
+                Err(_) => packed_with(op, alpha, beta, pre, &mut Vec::new(), &mut Vec::new()),
+            }
+        })
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn packed_with(op: &Operands, alpha: f32, beta: f32, pre: Option<&PackedB>, apack: &mut Vec<f32>, bpack: &mut Vec<f32>) {
         let panels = op.m.div_ceil(MR);
-        let mut apack = vec![0f32; panels * MR * KC.min(op.k)];
-        let mut bpack = vec![0f32; KC * NR];
+        // Every element of a panel and of a strip is written before it is read, so reused
+        // buffers need no clearing.
+        let need_a = panels * MR * KC.min(op.k);
+        if apack.len() < need_a {
+            apack.resize(need_a, 0.0);
+        }
+        if bpack.len() < KC * NR {
+            bpack.resize(KC * NR, 0.0);
+        }
         let mut k0 = 0;
         while k0 < op.k {
             let kc = KC.min(op.k - k0);
@@ -248,45 +416,18 @@ mod x86 {
             let mut j0 = 0;
             while j0 < op.n {
                 let nr = NR.min(op.n - j0);
-                let strip = op.b.offset(k0 as isize * op.rsb + j0 as isize * op.csb);
-                if op.csb == 1 || nr == 1 {
-                    // Rows of the strip are contiguous: one short copy per row.
-                    let next = j0 + NR < op.n;
-                    for p in 0..kc {
-                        let src = strip.offset(p as isize * op.rsb);
-                        if next {
-                            // The next strip's row: rows lie a row of `b` apart, too many streams
-                            // for the hardware prefetcher to follow.
-                            _mm_prefetch::<_MM_HINT_T0>(src.add(NR) as *const i8);
-                        }
-                        let dst = &mut bpack[p * NR..(p + 1) * NR];
-                        if nr == NR {
-                            std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), NR);
-                        } else {
-                            for (j, d) in dst.iter_mut().enumerate() {
-                                *d = if j < nr { *src.add(j) } else { 0.0 };
-                            }
-                        }
+                let strip = match pre {
+                    Some(pb) => pb.strip(k0, kc, j0),
+                    None => {
+                        let src = op.b.offset(k0 as isize * op.rsb + j0 as isize * op.csb);
+                        copy_strip(src, op.rsb, op.csb, kc, nr, &mut bpack[..kc * NR], j0 + NR < op.n);
+                        bpack.as_ptr()
                     }
-                } else {
-                    // Columns are (`b = w^T` of a row-major `w`): read each along `k`, write across.
-                    for j in 0..NR {
-                        if j < nr {
-                            let src = strip.offset(j as isize * op.csb);
-                            for p in 0..kc {
-                                bpack[p * NR + j] = *src.offset(p as isize * op.rsb);
-                            }
-                        } else {
-                            for p in 0..kc {
-                                bpack[p * NR + j] = 0.0;
-                            }
-                        }
-                    }
-                }
+                };
                 for t in 0..panels {
                     let i0 = t * MR;
                     let mr = MR.min(op.m - i0);
-                    let acc = tile_6x16(kc, apack.as_ptr().add(t * MR * kc), bpack.as_ptr());
+                    let acc = tile_6x16(kc, apack.as_ptr().add(t * MR * kc), strip);
                     if mr == MR && nr == NR {
                         for (r, acc) in acc.iter().enumerate() {
                             store_16(op.c.offset((i0 + r) as isize * op.ldc + j0 as isize), acc, alpha, beta, first);
@@ -479,6 +620,26 @@ mod tests {
             assert!((*x as f64 - y).abs() <= 1e-4, "{x} vs {y}");
         }
         assert!(big.slice(s![.., ..5]).iter().all(|&v| v == 0.0) && big.slice(s![.., 35..]).iter().all(|&v| v == 0.0), "wrote outside the view");
+        // Products with a packed `b` give the bits of products with `b` itself (the broadcast
+        // kernel), for depths past one block, widths that are not whole strips, `beta` 0 (NaN in
+        // `c`) and 1, and a transposed `a`; and the thread's reused buffers hold nothing over from
+        // the larger products before.
+        for (m, k, n) in [(66, 64, 512), (7, 300, 37), (1, 1, 1), (64, 512, 20), (13, 257, 16)] {
+            let (a, b) = (rand(m, k, &mut seed), rand(k, n, &mut seed));
+            let at = a.t().to_owned();
+            let pb = pack_b(b.view());
+            assert_eq!((pb.nrows(), pb.ncols()), (k, n));
+            for beta in [0.0f32, 1.0] {
+                let c0 = rand(m, n, &mut seed);
+                for av in [a.view(), at.t()] {
+                    let start = if beta == 0.0 { Array2::from_elem((m, n), f32::NAN) } else { c0.clone() };
+                    let (mut want, mut got) = (start.clone(), start);
+                    gemm(0.5, av, b.view(), beta, want.view_mut(), Layout::Packed);
+                    gemm_packed(0.5, av, &pb, beta, got.view_mut());
+                    assert!(got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()), "packed b, m {m} k {k} n {n} beta {beta}");
+                }
+            }
+        }
         // A column-major output is not for these kernels.
         let mut cm = Array2::<f32>::zeros((4, 4).f());
         assert_eq!(layout(&a.slice(s![..4, ..4]), &b.slice(s![..4, ..4]), &cm.view_mut()), None);
