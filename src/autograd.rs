@@ -130,6 +130,19 @@ pub struct DeferredDense<T> {
     pub x: ArrayD<T>,
     /// The gradient of the layer's output, `[N, out]`.
     pub dy: ArrayD<T>,
+    /// `x` in the form the weight-gradient products read (`Float::pack_reused`; f32 with AVX2:
+    /// `cpu::sgemm`'s strips), made with `x` so that the two cannot differ; `None` where the
+    /// products read `x` itself.
+    pub(crate) x_packed: Option<crate::cpu::sgemm::PackedB>,
+}
+
+impl<T: Float> DeferredDense<T> {
+    /// The deferred gradient of weight `name` for layer input `x` and output gradient `dy`; a 2-D
+    /// `x` is packed here, on the calling thread (each piece's own, in `train::piece_gradients`).
+    pub fn new(name: String, x: ArrayD<T>, dy: ArrayD<T>) -> Self {
+        let x_packed = x.view().into_dimensionality::<ndarray::Ix2>().ok().and_then(|x2| T::pack_reused(x2));
+        Self { name, x, dy, x_packed }
+    }
 }
 
 impl<'a, T: Float> Default for Tape<'a, T> {
@@ -398,7 +411,7 @@ impl<'a, T: Float> Tape<'a, T> {
                 } else {
                     self.nodes[x.0].value.to_owned()
                 };
-                DeferredDense { name: name_of(w), x, dy }
+                DeferredDense::new(name_of(w), x, dy)
             })
             .collect();
         let grads = params.iter().map(|(name, v)| (name.clone(), self.grads[v.0].take())).collect();

@@ -2,6 +2,7 @@
 //! Parameters and gradients are matched by their state-dict names.
 
 use crate::autograd::{DeferredDense, ParamGrads};
+use crate::cpu::gemm::Reused;
 use crate::error::{Error, Result};
 use crate::tensor::Float;
 use ndarray::{s, ArrayD, ArrayView2, Ix2, Zip};
@@ -151,13 +152,15 @@ impl<T: Float> Adam<T> {
     /// summing them in list order (`tests/batch_pieces.rs`), without writing, summing and reading
     /// back whole gradients.
     pub fn step_deferred(&mut self, params: Vec<(String, &mut ArrayD<T>)>, pieces: Vec<ParamGrads<T>>, dense: Vec<Vec<DeferredDense<T>>>) -> Result<()> {
-        let mut by_name: HashMap<String, Vec<(ArrayView2<'_, T>, ArrayView2<'_, T>)>> = HashMap::new();
+        // Each piece's `x` is read by every block of the weight's rows: in the form the products read
+        // (`Reused`: packed once, on the piece's thread, by the tape), not copied once per block.
+        let mut by_name: HashMap<String, Vec<(Reused<'_, T>, ArrayView2<'_, T>)>> = HashMap::new();
         for d in dense.iter().flatten() {
             let (x, dy) = (d.x.view().into_dimensionality::<Ix2>(), d.dy.view().into_dimensionality::<Ix2>());
             let (Ok(x), Ok(dy)) = (x, dy) else {
                 return Err(Error::ModelTensor { name: d.name.clone(), msg: "a deferred dense gradient needs 2-D input and output gradient".into() });
             };
-            by_name.entry(d.name.clone()).or_default().push((x, dy));
+            by_name.entry(d.name.clone()).or_default().push((Reused { view: x, packed: d.x_packed.as_ref() }, dy));
         }
         let (mut plain, mut fused) = (Vec::new(), Vec::new());
         for (name, p) in params {
@@ -170,7 +173,7 @@ impl<T: Float> Adam<T> {
         // they were.
         for (name, p, parts) in &fused {
             let (out, inp) = (p.shape()[0], p.shape().get(1).copied().unwrap_or(0));
-            if p.ndim() != 2 || inp == 0 || !p.is_standard_layout() || parts.iter().any(|(x, dy)| x.ncols() != inp || dy.ncols() != out || x.nrows() != dy.nrows()) {
+            if p.ndim() != 2 || inp == 0 || !p.is_standard_layout() || parts.iter().any(|(x, dy)| x.view.ncols() != inp || dy.ncols() != out || x.view.nrows() != dy.nrows()) {
                 return Err(Error::ModelTensor { name: name.clone(), msg: format!("deferred gradient shapes do not match the weight {:?}", p.shape()) });
             }
             if self.moments.get(name).is_some_and(|(m, v)| m.shape() != p.shape() || v.shape() != p.shape() || !m.is_standard_layout() || !v.is_standard_layout()) {
@@ -192,9 +195,10 @@ impl<T: Float> Adam<T> {
             for ((_, p, parts), (_, m, v)) in fused.iter_mut().zip(moments.iter_mut()) {
                 let inp = p.shape()[1];
                 // About 128 KiB of f32 gradient a block (in L2 while it is updated), in whole 6-row
-                // tiles, and at least 48 rows: each block copies all of the pieces' `x` into the
-                // product's packed strips, which a very wide layer (the CNN's first dense layer,
-                // 16,384 inputs) must share among enough rows.
+                // tiles, and at least 48 rows: each block's product has a fixed cost per strip of
+                // `x`, which a very wide layer (the CNN's first dense layer, 16,384 inputs) must
+                // share among enough rows (6-row blocks made the CNN step 0.93x, when each block
+                // also copied `x`; BENCHMARKS.md).
                 let rows = ((1usize << 15) / inp.max(1)).max(48).div_ceil(6) * 6;
                 let (p, m, v) = (p.as_slice_mut(), m.as_slice_mut(), v.as_slice_mut());
                 let (p, m, v) = (p.expect("checked above"), m.expect("checked above"), v.expect("checked above"));
@@ -210,11 +214,11 @@ impl<T: Float> Adam<T> {
                 // SAFETY: the product writes every element of the (r1 - r0) x inp block, rows inp apart,
                 // which only this task holds.
                 let mut g = unsafe {
-                    T::gemm_fresh_on_thread(T::one(), dy0.slice(s![.., r0..r1]).reversed_axes(), x0.view(), g.as_mut_ptr() as *mut T, inp);
+                    T::gemm_reused_fresh_on_thread(T::one(), dy0.slice(s![.., r0..r1]).reversed_axes(), x0, g.as_mut_ptr() as *mut T, inp);
                     g.assume_init()
                 };
                 for (x, dy) in rest {
-                    crate::cpu::gemm::gemm_serial(T::one(), dy.slice(s![.., r0..r1]).reversed_axes(), x.view(), T::one(), g.view_mut());
+                    crate::cpu::gemm::gemm_reused_serial(T::one(), dy.slice(s![.., r0..r1]).reversed_axes(), x, T::one(), g.view_mut());
                 }
                 T::adam_slice(k, p, g.as_slice().expect("a fresh array is contiguous"), m, v);
             });

@@ -8,6 +8,7 @@
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, LinalgScalar, ScalarOperand};
 use crate::ops::activation::{SELU_ALPHA, SELU_SCALE};
+use crate::cpu::gemm::Reused;
 use crate::cpu::simd::Rows2;
 use crate::optim::AdamStep;
 use std::fmt::{Debug, Display};
@@ -56,6 +57,22 @@ pub trait Float:
     /// `c` must be valid for writes of an `a.nrows() x b.ncols()` matrix with rows `ldc` apart that
     /// no one else accesses during the call.
     unsafe fn gemm_fresh_on_thread(alpha: Self, a: ArrayView2<Self>, b: ArrayView2<Self>, c: *mut Self, ldc: usize);
+    /// `b` in the form that this type's products reuse (`cpu::gemm::Reused`): f32 packs it for
+    /// `cpu::sgemm`'s broadcast kernel where that runs; other types read `b` itself.
+    fn pack_reused(_b: ArrayView2<Self>) -> Option<crate::cpu::sgemm::PackedB> {
+        None
+    }
+    /// `gemm_on_thread` with a reused right-hand operand.
+    fn gemm_reused_on_thread(alpha: Self, a: ArrayView2<Self>, b: &Reused<Self>, beta: Self, c: ArrayViewMut2<Self>) {
+        Self::gemm_on_thread(alpha, a, b.view, beta, c)
+    }
+    /// `gemm_fresh_on_thread` with a reused right-hand operand.
+    ///
+    /// # Safety
+    /// As for `gemm_fresh_on_thread`.
+    unsafe fn gemm_reused_fresh_on_thread(alpha: Self, a: ArrayView2<Self>, b: &Reused<Self>, c: *mut Self, ldc: usize) {
+        Self::gemm_fresh_on_thread(alpha, a, b.view, c, ldc)
+    }
     /// `y = selu(x)` over contiguous slices (f32: vectorised, `cpu::simd`).
     fn selu_slice(x: &[Self], y: &mut [Self]) {
         let (alpha, scale) = (Self::of(SELU_ALPHA), Self::of(SELU_SCALE));
@@ -111,6 +128,21 @@ impl Float for f32 {
                 let (sa, sb) = (a.strides(), b.strides());
                 matrixmultiply::sgemm(m, k, n, alpha, a.as_ptr(), sa[0], sa[1], b.as_ptr(), sb[0], sb[1], 0.0, c, ldc as isize, 1)
             }
+        }
+    }
+    fn pack_reused(b: ArrayView2<f32>) -> Option<crate::cpu::sgemm::PackedB> {
+        crate::cpu::sgemm::available().then(|| crate::cpu::sgemm::pack_b(b))
+    }
+    fn gemm_reused_on_thread(alpha: f32, a: ArrayView2<f32>, b: &Reused<f32>, beta: f32, c: ArrayViewMut2<f32>) {
+        match b.packed {
+            Some(p) if p.nrows() == b.view.nrows() && p.ncols() == b.view.ncols() && (c.ncols() <= 1 || c.strides()[1] == 1) => crate::cpu::sgemm::gemm_packed(alpha, a, p, beta, c),
+            _ => Self::gemm_on_thread(alpha, a, b.view, beta, c),
+        }
+    }
+    unsafe fn gemm_reused_fresh_on_thread(alpha: f32, a: ArrayView2<f32>, b: &Reused<f32>, c: *mut f32, ldc: usize) {
+        match b.packed {
+            Some(p) if p.nrows() == b.view.nrows() && p.ncols() == b.view.ncols() && a.nrows() > 0 && p.ncols() > 0 => crate::cpu::sgemm::gemm_packed_raw(alpha, a, p, 0.0, c, ldc as isize),
+            _ => Self::gemm_fresh_on_thread(alpha, a, b.view, c, ldc),
         }
     }
     fn selu_slice(x: &[f32], y: &mut [f32]) {

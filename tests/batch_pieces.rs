@@ -159,7 +159,7 @@ fn a_mismatched_deferred_gradient_changes_nothing() {
     let (before, state, step) = (model.clone(), adam.state().into_iter().map(|(n, a)| (n, a.clone())).collect::<Vec<_>>(), adam.step);
     let (_, grads, mut dense) = piece_gradients_with(&model, x.view(), y.view(), mask.view(), true).unwrap();
     let name = dense[0][0].name.clone();
-    dense[1].push(DeferredDense { name: name.clone(), x: ArrayD::zeros(IxDyn(&[4, 7])), dy: ArrayD::zeros(IxDyn(&[4, 16])) });
+    dense[1].push(DeferredDense::new(name.clone(), ArrayD::zeros(IxDyn(&[4, 7])), ArrayD::zeros(IxDyn(&[4, 16]))));
     let e = adam.step_deferred(model.params_mut(), grads, dense).unwrap_err().to_string();
     assert!(e.contains(&name) && e.contains("do not match"), "{e}");
     assert_eq!(adam.step, step);

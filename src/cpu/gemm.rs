@@ -23,6 +23,22 @@ pub fn gemm_serial<T: Float>(alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, beta:
     T::gemm_on_thread(alpha, a, b, beta, c);
 }
 
+/// A right-hand operand that several products read (a piece's layer input in
+/// `Adam::step_deferred`, read by every block of the weight's rows): the array, and where
+/// `cpu::sgemm`'s broadcast kernel runs (f32 with AVX2 and FMA), its copy in that kernel's strips
+/// ([`sgemm::PackedB`](super::sgemm::PackedB), made once by `Float::pack_reused`), which the products
+/// read instead of copying each strip themselves. Same bits either way.
+#[derive(Clone, Copy)]
+pub struct Reused<'a, T> {
+    pub view: ArrayView2<'a, T>,
+    pub packed: Option<&'a super::sgemm::PackedB>,
+}
+
+/// `c = alpha * a . b + beta * c` on the calling thread, with a reused `b`.
+pub fn gemm_reused_serial<T: Float>(alpha: T, a: ArrayView2<T>, b: &Reused<T>, beta: T, c: ArrayViewMut2<T>) {
+    T::gemm_reused_on_thread(alpha, a, b, beta, c);
+}
+
 /// `alpha * a . b` as a new array, using every rayon thread. The array is not filled with zeros
 /// first: the product writes every element once (the fill was 5-10% of a residual-ANN training step,
 /// with the page faults of fresh memory).
