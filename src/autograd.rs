@@ -359,7 +359,7 @@ impl<'a, T: Float> Tape<'a, T> {
                 }
             }
             Op::Relu { x } => out.push((*x, activation::relu_backward(self.val(*x), &g))),
-            Op::Selu { x } => out.push((*x, activation::selu_backward(self.val(*x), &g))),
+            Op::Selu { x } => out.push((*x, activation::selu_backward_into(self.val(*x), g))),
             Op::Add { a, b } => {
                 out.push((*a, g.clone()));
                 out.push((*b, g));

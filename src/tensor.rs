@@ -12,6 +12,7 @@ use crate::cpu::gemm::Reused;
 use crate::cpu::simd::Rows2;
 use crate::optim::AdamStep;
 use std::fmt::{Debug, Display};
+use std::mem::MaybeUninit;
 use std::ops::{AddAssign, MulAssign, SubAssign};
 
 /// A CPU tensor: an n-dimensional row-major array.
@@ -73,18 +74,20 @@ pub trait Float:
     unsafe fn gemm_reused_fresh_on_thread(alpha: Self, a: ArrayView2<Self>, b: &Reused<Self>, c: *mut Self, ldc: usize) {
         Self::gemm_fresh_on_thread(alpha, a, b.view, c, ldc)
     }
-    /// `y = selu(x)` over contiguous slices (f32: vectorised, `cpu::simd`).
-    fn selu_slice(x: &[Self], y: &mut [Self]) {
+    /// `y = selu(x)` over contiguous slices (f32: vectorised, `cpu::simd`); `y` is only written, so
+    /// it may be uninitialised memory.
+    fn selu_slice(x: &[Self], y: &mut [MaybeUninit<Self>]) {
         let (alpha, scale) = (Self::of(SELU_ALPHA), Self::of(SELU_SCALE));
         for (y, &v) in y.iter_mut().zip(x) {
-            *y = if v > Self::zero() { scale * v } else { scale * alpha * v.exp_m1() };
+            y.write(if v > Self::zero() { scale * v } else { scale * alpha * v.exp_m1() });
         }
     }
-    /// `dx = dy * selu'(x)` over contiguous slices.
-    fn selu_backward_slice(x: &[Self], dy: &[Self], dx: &mut [Self]) {
+    /// `d = d * selu'(x)` over contiguous slices, in place (the output gradient in, the input
+    /// gradient out).
+    fn selu_backward_slice(x: &[Self], d: &mut [Self]) {
         let (alpha, scale) = (Self::of(SELU_ALPHA), Self::of(SELU_SCALE));
-        for ((dx, &v), &d) in dx.iter_mut().zip(x).zip(dy) {
-            *dx = if v > Self::zero() { d * scale } else { d * scale * alpha * v.exp() };
+        for (d, &v) in d.iter_mut().zip(x) {
+            *d = if v > Self::zero() { *d * scale } else { *d * scale * alpha * v.exp() };
         }
     }
     /// One frequency bin of an FFT convolution's forward pass at a small batch (`cpu::simd::xconj_w_body`;
@@ -145,11 +148,11 @@ impl Float for f32 {
             _ => Self::gemm_fresh_on_thread(alpha, a, b.view, c, ldc),
         }
     }
-    fn selu_slice(x: &[f32], y: &mut [f32]) {
+    fn selu_slice(x: &[f32], y: &mut [MaybeUninit<f32>]) {
         crate::cpu::simd::selu(x, y)
     }
-    fn selu_backward_slice(x: &[f32], dy: &[f32], dx: &mut [f32]) {
-        crate::cpu::simd::selu_backward(x, dy, dx)
+    fn selu_backward_slice(x: &[f32], d: &mut [f32]) {
+        crate::cpu::simd::selu_backward(x, d)
     }
     fn adam_slice(k: AdamStep<f32>, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
         crate::cpu::simd::adam(k, p, g, m, v)

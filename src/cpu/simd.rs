@@ -10,6 +10,7 @@
 //! tested range (`tests`), well inside the tolerance table's 1e-5.
 
 use super::sgemm::has_avx2_fma;
+use std::mem::MaybeUninit;
 use crate::optim::AdamStep;
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -47,21 +48,23 @@ const SCALE: f32 = crate::ops::activation::SELU_SCALE as f32;
 /// SELU's scale times alpha, rounded once.
 const SCALE_ALPHA: f32 = (crate::ops::activation::SELU_SCALE * crate::ops::activation::SELU_ALPHA) as f32;
 
+/// `y = selu(x)`; `y` may be uninitialised memory (it is only written).
 #[inline(always)]
-fn selu_body(x: &[f32], y: &mut [f32]) {
+fn selu_body(x: &[f32], y: &mut [MaybeUninit<f32>]) {
     for (y, &v) in y.iter_mut().zip(x) {
         let (s, p) = exp_parts(clamp_neg(v));
         let em1 = s * p + (s - 1.0);
-        *y = if v > 0.0 { SCALE * v } else { SCALE_ALPHA * em1 };
+        y.write(if v > 0.0 { SCALE * v } else { SCALE_ALPHA * em1 });
     }
 }
 
+/// `d *= selu'(x)`, in place: `d` holds the output gradient and becomes the input gradient.
 #[inline(always)]
-fn selu_backward_body(x: &[f32], dy: &[f32], dx: &mut [f32]) {
-    for ((dx, &v), &d) in dx.iter_mut().zip(x).zip(dy) {
+fn selu_backward_body(x: &[f32], d: &mut [f32]) {
+    for (d, &v) in d.iter_mut().zip(x) {
         let (s, p) = exp_parts(clamp_neg(v));
         let e = s + s * p;
-        *dx = if v > 0.0 { d * SCALE } else { d * SCALE_ALPHA * e };
+        *d = if v > 0.0 { *d * SCALE } else { *d * SCALE_ALPHA * e };
     }
 }
 
@@ -197,12 +200,12 @@ macro_rules! dispatch {
 }
 
 dispatch!(
-    /// `y = selu(x)` (lengths must match).
-    selu, selu_avx2, selu_body, (x: &[f32], y: &mut [f32])
+    /// `y = selu(x)` (lengths must match); `y` is only written, so it may be uninitialised.
+    selu, selu_avx2, selu_body, (x: &[f32], y: &mut [MaybeUninit<f32>])
 );
 dispatch!(
-    /// `dx = dy * selu'(x)` (lengths must match).
-    selu_backward, selu_backward_avx2, selu_backward_body, (x: &[f32], dy: &[f32], dx: &mut [f32])
+    /// `d = d * selu'(x)` in place: the output gradient in, the input gradient out (lengths must match).
+    selu_backward, selu_backward_avx2, selu_backward_body, (x: &[f32], d: &mut [f32])
 );
 dispatch!(
     /// One Adam update of parameters `p` with gradients `g` and moments `m`, `v` (lengths must match).
@@ -212,6 +215,11 @@ dispatch!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn as_uninit(y: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+        // SAFETY: MaybeUninit<f32> has f32's layout, and the kernels only write initialised values.
+        unsafe { &mut *(y as *mut [f32] as *mut [MaybeUninit<f32>]) }
+    }
 
     fn ulps(a: f32, b: f32) -> u32 {
         if a == b {
@@ -251,10 +259,10 @@ mod tests {
     fn selu_matches_libm() {
         let xs: Vec<f32> = (0..200_000).map(|i| -90.0 + 95.0 * i as f32 / 200_000.0).chain([0.0, -0.0, 1e-30, -1e-30, -1e-7, f32::MIN_POSITIVE, -88.5, -200.0, 30.0]).collect();
         let mut y = vec![0.0; xs.len()];
-        selu(&xs, &mut y);
+        selu(&xs, as_uninit(&mut y));
         let dy: Vec<f32> = xs.iter().map(|&v| 0.5 + v.abs().sin()).collect();
-        let mut dx = vec![0.0; xs.len()];
-        selu_backward(&xs, &dy, &mut dx);
+        let mut dx = dy.clone();
+        selu_backward(&xs, &mut dx);
         let (a, s) = (crate::ops::activation::SELU_ALPHA, crate::ops::activation::SELU_SCALE);
         for ((&v, &got), (&d, &gd)) in xs.iter().zip(&y).zip(dy.iter().zip(&dx)) {
             let v64 = v as f64;
@@ -264,9 +272,10 @@ mod tests {
             assert!(ulps(gd, wd) <= 3 || (gd - wd).abs() <= 1e-7, "selu'({v}) = {gd}, libm {wd}");
         }
         let mut y = [0.0];
-        selu(&[f32::NAN], &mut y);
+        selu(&[f32::NAN], as_uninit(&mut y));
         assert!(y[0].is_nan(), "NaN must propagate through selu");
-        selu_backward(&[f32::NAN], &[1.0], &mut y);
-        assert!(y[0].is_nan(), "NaN must propagate through selu's gradient");
+        let mut d = [1.0];
+        selu_backward(&[f32::NAN], &mut d);
+        assert!(d[0].is_nan(), "NaN must propagate through selu's gradient");
     }
 }

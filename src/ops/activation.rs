@@ -46,34 +46,30 @@ const CHUNK: usize = 1 << 14;
 /// `scale * x` for `x > 0`, `scale * alpha * (exp(x) - 1)` otherwise (the slice kernel of `T`, in
 /// parallel chunks).
 pub fn selu<T: Float>(x: &Arr<impl Data<Elem = T>>) -> ArrayD<T> {
-    let Some(xs) = x.as_slice() else {
-        let mut y = ArrayD::zeros(x.raw_dim());
-        Zip::from(&mut y).and(x).for_each(|y, &v| T::selu_slice(&[v], std::slice::from_mut(y)));
-        return y;
-    };
-    let mut y = vec![T::zero(); xs.len()];
-    if xs.len() < PAR_MIN {
-        T::selu_slice(xs, &mut y);
-    } else {
-        y.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK)).for_each(|(y, x)| T::selu_slice(x, y));
+    // Written, never read, so not cleared first (the clearing was a memset of every activation).
+    let mut y = ArrayD::<T>::uninit(x.raw_dim());
+    match (x.as_slice(), y.as_slice_mut()) {
+        (Some(xs), Some(ys)) if xs.len() < PAR_MIN => T::selu_slice(xs, ys),
+        (Some(xs), Some(ys)) => ys.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK)).for_each(|(y, x)| T::selu_slice(x, y)),
+        _ => Zip::from(&mut y).and(x).for_each(|y, &v| T::selu_slice(&[v], std::slice::from_mut(y))),
     }
-    ArrayD::from_shape_vec(x.raw_dim(), y).expect("same length")
+    // SAFETY: every element was written above (the slices cover the array; the Zip visits each).
+    unsafe { y.assume_init() }
 }
 
 /// `dy * scale` for `x > 0`, `dy * scale * alpha * exp(x)` otherwise.
 pub fn selu_backward<T: Float>(x: &Arr<impl Data<Elem = T>>, dy: &Arr<impl Data<Elem = T>>) -> ArrayD<T> {
-    let (Some(xs), Some(ds)) = (x.as_slice(), dy.as_slice()) else {
-        return map2(x, dy, |v, d| {
-            let mut out = T::zero();
-            T::selu_backward_slice(&[v], &[d], std::slice::from_mut(&mut out));
-            out
-        });
-    };
-    let mut dx = vec![T::zero(); xs.len()];
-    if xs.len() < PAR_MIN {
-        T::selu_backward_slice(xs, ds, &mut dx);
-    } else {
-        dx.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK).zip(ds.par_chunks(CHUNK))).for_each(|(dx, (x, d))| T::selu_backward_slice(x, d, dx));
+    selu_backward_into(x, dy.to_owned())
+}
+
+/// `selu_backward` written over `dy`, which it consumes (the tape's gradients, used once): no new
+/// array to allocate and clear.
+pub fn selu_backward_into<T: Float>(x: &Arr<impl Data<Elem = T>>, mut dy: ArrayD<T>) -> ArrayD<T> {
+    assert_eq!(x.shape(), dy.shape(), "selu_backward: x and dy differ in shape");
+    match (x.as_slice(), dy.as_slice_mut()) {
+        (Some(xs), Some(ds)) if xs.len() < PAR_MIN => T::selu_backward_slice(xs, ds),
+        (Some(xs), Some(ds)) => ds.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK)).for_each(|(d, x)| T::selu_backward_slice(x, d)),
+        _ => Zip::from(&mut dy).and(x).for_each(|d, &v| T::selu_backward_slice(&[v], std::slice::from_mut(d))),
     }
-    ArrayD::from_shape_vec(x.raw_dim(), dx).expect("same length")
+    dy
 }
