@@ -32,6 +32,8 @@ pub struct AdamStep<T> {
     pub one_b2: T,
     pub step_size: T,
     pub bc2_sqrt: T,
+    /// `1 / bc2_sqrt`, correctly rounded: see [`AdamStep::over_bc2_sqrt`].
+    pub inv_bc2_sqrt: T,
     pub eps: T,
 }
 
@@ -46,8 +48,24 @@ impl<T: Float> AdamStep<T> {
             one_b2: T::of(1.0 - c.beta2),
             step_size: T::of(c.lr / bc1),
             bc2_sqrt: T::of(bc2_sqrt),
+            inv_bc2_sqrt: T::one() / T::of(bc2_sqrt),
             eps: T::of(c.eps),
         }
+    }
+
+    /// `s / bc2_sqrt`, correctly rounded, without a division: the quotient through the rounded
+    /// reciprocal, then one correction with the exact remainder (Markstein's theorem: with `r` the
+    /// correctly rounded `1/c` and `q` within an ulp of `s/c`, `q + r (s - q c)` rounded once is the
+    /// correctly rounded `s/c`; the remainder is exact in a fused multiply-add unless it underflows,
+    /// which needs `s` below about 2^-100, and a square root of a moment is at least 2^-75). The same
+    /// bits as the division PyTorch does (`tests/adam_division.rs` checks every significand against
+    /// it), without one of the loop's three divider operations (two divisions and a square root),
+    /// which bound it when its data are in cache.
+    #[inline(always)]
+    pub fn over_bc2_sqrt(&self, s: T) -> T {
+        let q = s * self.inv_bc2_sqrt;
+        let rem = (-q).mul_add(self.bc2_sqrt, s);
+        rem.mul_add(self.inv_bc2_sqrt, q)
     }
 
     /// The rule for one element.
@@ -55,7 +73,7 @@ impl<T: Float> AdamStep<T> {
     pub fn apply(&self, p: &mut T, g: T, m: &mut T, v: &mut T) {
         *m += (g - *m) * self.one_b1; // torch: exp_avg.lerp_(grad, 1 - beta1)
         *v = *v * self.b2 + g * g * self.one_b2;
-        let denom = v.sqrt() / self.bc2_sqrt + self.eps;
+        let denom = self.over_bc2_sqrt(v.sqrt()) + self.eps;
         *p -= self.step_size * (*m / denom);
     }
 }
