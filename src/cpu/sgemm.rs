@@ -177,10 +177,11 @@ pub fn pack_b(b: ArrayView2<f32>) -> PackedB {
         let kc = KC.min(k - k0);
         for j0 in (0..n).step_by(NR) {
             // SAFETY: the strip's rows `k0..k0 + kc` and columns `j0..min(j0 + NR, n)` lie inside `b`;
-            // `dst` is the strip's place in `data`'s allocation, which `copy_strip` writes in full
-            // (zeros past `n`), so that the strips cover all `k * npad` values once the loops end.
+            // its place in `data`'s allocation, `kc * NR` values from `k0 * npad + j0 * kc`, lies
+            // inside the capacity, and `copy_strip` writes all of it (zeros past `n`), so that the
+            // strips cover all `k * npad` values once the loops end.
             unsafe {
-                let dst = std::slice::from_raw_parts_mut(data.as_mut_ptr().add(k0 * npad + j0 * kc), kc * NR);
+                let dst = data.as_mut_ptr().add(k0 * npad + j0 * kc);
                 copy_strip(b.as_ptr().offset(k0 as isize * rsb + j0 as isize * csb), rsb, csb, kc, NR.min(n - j0), dst, false);
             }
         }
@@ -225,14 +226,16 @@ pub fn gemm_packed(alpha: f32, a: ArrayView2<f32>, b: &PackedB, beta: f32, mut c
     unsafe { gemm_packed_raw(alpha, a, b, beta, c.as_mut_ptr(), ldc) }
 }
 
-/// Copies the `kc x nr` block of `b` at `src` (strides `rsb`, `csb`) into a `kc x 16` strip `dst`,
-/// zeros past `nr`; `prefetch_next` fetches the next strip's rows meanwhile (rows a row of `b`
-/// apart are too many streams for the hardware prefetcher to follow).
+/// Writes the `kc x nr` block of `b` at `src` (strides `rsb`, `csb`) as a `kc x 16` strip at `dst`
+/// (row `p` at `dst + 16 p`), zeros past `nr`; `prefetch_next` fetches the next strip's rows
+/// meanwhile (rows a row of `b` apart are too many streams for the hardware prefetcher to follow; a
+/// prefetch never faults).
 ///
 /// # Safety
-/// The block must lie inside `b`, and with `prefetch_next`, so must the 16 columns after it.
+/// The block must lie inside `b`, and `dst` must be valid for `kc * 16` writes (it may be
+/// uninitialised: it is only written).
 #[inline(always)]
-unsafe fn copy_strip(src: *const f32, rsb: isize, csb: isize, kc: usize, nr: usize, dst: &mut [f32], prefetch_next: bool) {
+unsafe fn copy_strip(src: *const f32, rsb: isize, csb: isize, kc: usize, nr: usize, dst: *mut f32, prefetch_next: bool) {
     const NR: usize = x86_consts::NR;
     if csb == 1 || nr == 1 {
         // Rows of the strip are contiguous: one short copy per row.
@@ -243,12 +246,12 @@ unsafe fn copy_strip(src: *const f32, rsb: isize, csb: isize, kc: usize, nr: usi
                 use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
                 _mm_prefetch::<_MM_HINT_T0>(s.add(NR) as *const i8);
             }
-            let d = &mut dst[p * NR..(p + 1) * NR];
+            let d = dst.add(p * NR);
             if nr == NR {
-                std::ptr::copy_nonoverlapping(s, d.as_mut_ptr(), NR);
+                std::ptr::copy_nonoverlapping(s, d, NR);
             } else {
-                for (j, d) in d.iter_mut().enumerate() {
-                    *d = if j < nr { *s.add(j) } else { 0.0 };
+                for j in 0..NR {
+                    d.add(j).write(if j < nr { *s.add(j) } else { 0.0 });
                 }
             }
         }
@@ -258,11 +261,11 @@ unsafe fn copy_strip(src: *const f32, rsb: isize, csb: isize, kc: usize, nr: usi
             if j < nr {
                 let s = src.offset(j as isize * csb);
                 for p in 0..kc {
-                    dst[p * NR + j] = *s.offset(p as isize * rsb);
+                    dst.add(p * NR + j).write(*s.offset(p as isize * rsb));
                 }
             } else {
                 for p in 0..kc {
-                    dst[p * NR + j] = 0.0;
+                    dst.add(p * NR + j).write(0.0);
                 }
             }
         }
@@ -420,7 +423,7 @@ mod x86 {
                     Some(pb) => pb.strip(k0, kc, j0),
                     None => {
                         let src = op.b.offset(k0 as isize * op.rsb + j0 as isize * op.csb);
-                        copy_strip(src, op.rsb, op.csb, kc, nr, &mut bpack[..kc * NR], j0 + NR < op.n);
+                        copy_strip(src, op.rsb, op.csb, kc, nr, bpack[..kc * NR].as_mut_ptr(), j0 + NR < op.n);
                         bpack.as_ptr()
                     }
                 };
