@@ -27,11 +27,13 @@ pub fn gemm_serial<T: Float>(alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, beta:
 /// `Adam::step_deferred`, read by every block of the weight's rows): the array, and where
 /// `cpu::sgemm`'s broadcast kernel runs (f32 with AVX2 and FMA), its copy in that kernel's strips
 /// ([`sgemm::PackedB`](super::sgemm::PackedB), made once by `Float::pack_reused`), which the products
-/// read instead of copying each strip themselves. Same bits either way.
+/// read instead of copying each strip themselves. Same bits either way. Built only inside the crate,
+/// from an array and the copy made from it (`autograd::DeferredDense` keeps the two together), so
+/// that they cannot differ.
 #[derive(Clone, Copy)]
 pub struct Reused<'a, T> {
-    pub view: ArrayView2<'a, T>,
-    pub packed: Option<&'a super::sgemm::PackedB>,
+    pub(crate) view: ArrayView2<'a, T>,
+    pub(crate) packed: Option<&'a super::sgemm::PackedB>,
 }
 
 /// `c = alpha * a . b + beta * c` on the calling thread, with a reused `b`.
