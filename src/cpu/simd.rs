@@ -5,7 +5,7 @@
 //! code. Each loop here is written once as scalar Rust that the compiler can vectorise, and compiled
 //! twice: inside a `#[target_feature(enable = "avx2,fma")]` function picked at run time when the CPU
 //! has them, and as is otherwise. SELU needs `exp`, which libm only offers one element at a time, so
-//! [`exp_parts`] is a polynomial that vectorises (Cody-Waite range reduction to |r| <= ln2/2, a degree-8
+//! `exp_parts` is a polynomial that vectorises (Cody-Waite range reduction to |r| <= ln2/2, a degree-8
 //! Taylor polynomial for expm1(r), and 2^n built from its bits): within 2 ulp of libm's `expm1f` on the
 //! tested range (`tests`), well inside the tolerance table's 1e-5.
 
