@@ -85,11 +85,9 @@ pub fn has_avx2_fma() -> bool {
 /// `c = alpha * a . b + beta * c` on the calling thread, with the kernel `layout` returned for these
 /// operands (callers check it first).
 pub fn gemm(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, mut c: ArrayViewMut2<f32>, layout: Layout) {
-    assert_eq!(c.dim(), (a.nrows(), b.ncols()), "sgemm: output shape");
-    assert!(c.ncols() <= 1 || c.strides()[1] == 1, "sgemm: output rows must be contiguous");
-    let ldc = if c.nrows() > 1 { c.strides()[0] } else { c.ncols() as isize };
+    let ldc = out_rows(&c, a.nrows(), b.ncols());
     // SAFETY: `c` is a live view of the output's shape with contiguous rows `ldc` apart.
-    unsafe { gemm_raw(alpha, a, b, beta, c.as_mut_ptr(), ldc, layout) }
+    unsafe { run(alpha, a, Right::View(b, layout), beta, c.as_mut_ptr(), ldc) }
 }
 
 /// `gemm` into raw output rows: element (i, j) of `c` is at `c + i * ldc + j`. With `beta == 0`,
@@ -99,40 +97,65 @@ pub fn gemm(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, mut c
 /// `c` must be valid for writes (and, if `beta != 0`, reads) of an `a.nrows() x b.ncols()` matrix
 /// with rows `ldc` apart that no one else accesses during the call.
 pub unsafe fn gemm_raw(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, c: *mut f32, ldc: isize, layout: Layout) {
+    run(alpha, a, Right::View(b, layout), beta, c, ldc)
+}
+
+/// The right-hand operand of a product, and so the kernel that reads it.
+enum Right<'a> {
+    /// An array, read by the kernel `Layout` names.
+    View(ArrayView2<'a, f32>, Layout),
+    /// A packed copy, read by the broadcast kernel.
+    Packed(&'a PackedB),
+}
+
+/// The row stride of output `c` for an `m x n` product, checking its shape and that its rows are
+/// contiguous.
+fn out_rows(c: &ArrayViewMut2<f32>, m: usize, n: usize) -> isize {
+    assert_eq!(c.dim(), (m, n), "sgemm: output shape");
+    assert!(c.ncols() <= 1 || c.strides()[1] == 1, "sgemm: output rows must be contiguous");
+    if c.nrows() > 1 {
+        c.strides()[0]
+    } else {
+        c.ncols() as isize
+    }
+}
+
+/// The product behind `gemm_raw` and `gemm_packed_raw`.
+///
+/// # Safety
+/// As for `gemm_raw`.
+unsafe fn run(alpha: f32, a: ArrayView2<f32>, b: Right, beta: f32, c: *mut f32, ldc: isize) {
     let (m, k) = a.dim();
-    let n = b.ncols();
-    assert_eq!(b.nrows(), k, "sgemm: inner dimensions differ");
-    assert!(available(), "sgemm: AVX2/FMA kernels called on a CPU without them");
-    let op = Operands {
-        a: a.as_ptr(),
-        rsa: a.strides()[0],
-        csa: a.strides()[1],
-        b: b.as_ptr(),
-        rsb: b.strides()[0],
-        csb: b.strides()[1],
-        c,
-        ldc,
-        m,
-        n,
-        k,
+    let (bk, n) = match &b {
+        Right::View(b, _) => b.dim(),
+        Right::Packed(p) => (p.k, p.n),
     };
+    assert_eq!(bk, k, "sgemm: inner dimensions differ");
+    assert!(available(), "sgemm: AVX2/FMA kernels called on a CPU without them");
+    let (bp, rsb, csb) = match &b {
+        Right::View(b, _) => (b.as_ptr(), b.strides()[0], b.strides()[1]),
+        // The broadcast kernel reads the packed strips, never `op.b`.
+        Right::Packed(_) => (std::ptr::null(), 0, 0),
+    };
+    let op = Operands { a: a.as_ptr(), rsa: a.strides()[0], csa: a.strides()[1], b: bp, rsb, csb, c, ldc, m, n, k };
     if k == 0 {
         scale_c(&op, beta);
         return;
     }
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has AVX2 and FMA (asserted above); the pointers and strides come from live
-    // ndarray views of the shapes checked above and the caller's output, and every access stays
-    // inside them.
+    // ndarray views of the shapes checked above, a packed copy holding every block and strip, and
+    // the caller's output, and every access stays inside them.
     unsafe {
-        match layout {
-            Layout::Packed => x86::packed(&op, alpha, beta, None),
-            Layout::Dot => x86::dot(&op, alpha, beta),
+        match b {
+            Right::View(_, Layout::Packed) => x86::packed(&op, alpha, beta, None),
+            Right::View(_, Layout::Dot) => x86::dot(&op, alpha, beta),
+            Right::Packed(p) => x86::packed(&op, alpha, beta, Some(p)),
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (alpha, layout);
+        let _ = (alpha, b);
         unreachable!("sgemm is only called where `available()`");
     }
 }
@@ -197,33 +220,14 @@ pub fn pack_b(b: ArrayView2<f32>) -> PackedB {
 /// # Safety
 /// As for `gemm_raw`.
 pub unsafe fn gemm_packed_raw(alpha: f32, a: ArrayView2<f32>, b: &PackedB, beta: f32, c: *mut f32, ldc: isize) {
-    let (m, k) = a.dim();
-    assert_eq!(b.k, k, "sgemm: inner dimensions differ");
-    assert!(available(), "sgemm: AVX2/FMA kernels called on a CPU without them");
-    let op = Operands { a: a.as_ptr(), rsa: a.strides()[0], csa: a.strides()[1], b: std::ptr::null(), rsb: 0, csb: 0, c, ldc, m, n: b.n, k };
-    if k == 0 {
-        scale_c(&op, beta);
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: as in `gemm_raw`; the strips come from `b`, which holds every block and strip.
-    unsafe {
-        x86::packed(&op, alpha, beta, Some(b))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = alpha;
-        unreachable!("sgemm is only called where `available()`");
-    }
+    run(alpha, a, Right::Packed(b), beta, c, ldc)
 }
 
 /// `c = alpha * a . b + beta * c` with a packed `b`, on the calling thread.
 pub fn gemm_packed(alpha: f32, a: ArrayView2<f32>, b: &PackedB, beta: f32, mut c: ArrayViewMut2<f32>) {
-    assert_eq!(c.dim(), (a.nrows(), b.n), "sgemm: output shape");
-    assert!(c.ncols() <= 1 || c.strides()[1] == 1, "sgemm: output rows must be contiguous");
-    let ldc = if c.nrows() > 1 { c.strides()[0] } else { c.ncols() as isize };
+    let ldc = out_rows(&c, a.nrows(), b.n);
     // SAFETY: `c` is a live view of the output's shape with contiguous rows `ldc` apart.
-    unsafe { gemm_packed_raw(alpha, a, b, beta, c.as_mut_ptr(), ldc) }
+    unsafe { run(alpha, a, Right::Packed(b), beta, c.as_mut_ptr(), ldc) }
 }
 
 /// Writes the `kc x nr` block of `b` at `src` (strides `rsb`, `csb`) as a `kc x 16` strip at `dst`
