@@ -137,14 +137,14 @@ impl Float for f32 {
         crate::cpu::sgemm::available().then(|| crate::cpu::sgemm::pack_b(b))
     }
     fn gemm_reused_on_thread(alpha: f32, a: ArrayView2<f32>, b: &Reused<f32>, beta: f32, c: ArrayViewMut2<f32>) {
-        match b.packed {
-            Some(p) if p.nrows() == b.view.nrows() && p.ncols() == b.view.ncols() && (c.ncols() <= 1 || c.strides()[1] == 1) => crate::cpu::sgemm::gemm_packed(alpha, a, p, beta, c),
+        match b.packed() {
+            Some(p) if c.ncols() <= 1 || c.strides()[1] == 1 => crate::cpu::sgemm::gemm_packed(alpha, a, p, beta, c),
             _ => Self::gemm_on_thread(alpha, a, b.view, beta, c),
         }
     }
     unsafe fn gemm_reused_fresh_on_thread(alpha: f32, a: ArrayView2<f32>, b: &Reused<f32>, c: *mut f32, ldc: usize) {
-        match b.packed {
-            Some(p) if p.nrows() == b.view.nrows() && p.ncols() == b.view.ncols() && a.nrows() > 0 && p.ncols() > 0 => crate::cpu::sgemm::gemm_packed_raw(alpha, a, p, 0.0, c, ldc as isize),
+        match b.packed() {
+            Some(p) if a.nrows() > 0 && p.ncols() > 0 => crate::cpu::sgemm::gemm_packed_raw(alpha, a, p, 0.0, c, ldc as isize),
             _ => Self::gemm_fresh_on_thread(alpha, a, b.view, c, ldc),
         }
     }

@@ -36,6 +36,13 @@ pub struct Reused<'a, T> {
     pub(crate) packed: Option<&'a super::sgemm::PackedB>,
 }
 
+impl<'a, T> Reused<'a, T> {
+    /// The packed copy, if there is one of the array's shape.
+    pub(crate) fn packed(&self) -> Option<&'a super::sgemm::PackedB> {
+        self.packed.filter(|p| (p.nrows(), p.ncols()) == self.view.dim())
+    }
+}
+
 /// `c = alpha * a . b + beta * c` on the calling thread, with a reused `b`.
 pub fn gemm_reused_serial<T: Float>(alpha: T, a: ArrayView2<T>, b: &Reused<T>, beta: T, c: ArrayViewMut2<T>) {
     T::gemm_reused_on_thread(alpha, a, b, beta, c);
