@@ -13,7 +13,7 @@
 //! 7. min-max normalisation (a flat spectrum is an error);
 //! 8. optionally a wavelength window: pixels outside are set to 0.
 
-use super::prep::{air_to_vacuum, continuum, degrade_resolution_at, exp_steps, fill_bad, minmax, pixels_read, resample_flux, window_mask, Grid};
+use super::prep::{air_to_vacuum, continuum, degrade_resolution_at, exp_steps, fill_bad, minmax, resample_flux, window_mask, Brackets, Grid};
 use super::spectrum::{Medium, Spectrum};
 use crate::error::{Error, Result};
 use ndarray::Array2;
@@ -71,6 +71,9 @@ pub fn prepare(spec: &Spectrum, cfg: &PrepConfig, rv_kms: Option<f64>) -> Result
     let mut bad = spec.bad.clone();
 
     let grid = cfg.grid.wavelengths();
+    // Where the grid's pixels fall among the wavelengths of the final resampling, when they were
+    // already found (below, to smooth only the pixels that resampling reads).
+    let mut onto_grid = None;
     if let Some(r) = cfg.degrade_to {
         // Onto a uniform ln-lambda grid at the native sampling, fill bad pixels, smooth (only where
         // the resampling onto the grid below reads the result).
@@ -80,13 +83,15 @@ pub fn prepare(spec: &Spectrum, cfg: &PrepConfig, rv_kms: Option<f64>) -> Result
         let uniform: Vec<f64> = exp_steps(dln, m).iter().map(|e| wave[0] * e).collect();
         let mut r0 = resample_flux(&wave, &flux, &bad, &uniform);
         fill_bad(&mut r0.flux, &r0.good).map_err(ctx)?;
-        flux = degrade_resolution_at(&r0.flux, dln, cfg.native_resolution, r, Some(&pixels_read(&uniform, &grid))).map_err(ctx)?;
+        let brackets = Brackets::new(&uniform, &grid);
+        flux = degrade_resolution_at(&r0.flux, dln, cfg.native_resolution, r, Some(&brackets.pixels_read())).map_err(ctx)?;
+        onto_grid = Some(brackets);
         // Smoothing spreads information: a pixel is trusted when most of its neighbourhood was good.
         bad = r0.good.iter().map(|g| !g).collect();
         wave = uniform;
     }
 
-    let r = resample_flux(&wave, &flux, &bad, &grid);
+    let r = onto_grid.unwrap_or_else(|| Brackets::new(&wave, &grid)).resample_flux(&flux, &bad);
     if r.coverage < cfg.min_coverage {
         return Err(Error::file(
             &spec.path,
