@@ -6,7 +6,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use ndarray::{ArrayD, IxDyn};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use specnn::ops::{self, conv2d::Conv2dSpec, maxpool2d::Pool2dSpec};
@@ -19,7 +19,8 @@ fn random(shape: &[usize], seed: u64) -> ArrayD<f32> {
 }
 
 fn conv(c: &mut Criterion) {
-    let mut g = c.benchmark_group("cpu_conv2d");
+    let group = "cpu_conv2d";
+    let mut g = c.benchmark_group(group);
     g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
     // The seed's three 9x9 'same' layers, batch 32.
     for (cin, cout, side) in [(1usize, 64usize, 64usize), (64, 128, 32), (128, 256, 16)] {
@@ -30,46 +31,36 @@ fn conv(c: &mut Criterion) {
         let spec = Conv2dSpec { stride: (1, 1), padding: (4, 4) };
         let shape = format!("{side}x{side}x{cin}-{cout}_b32");
         let flops = 2 * 32 * cout * cin * side * side * 81;
-        let f = flops as f64;
         g.throughput(Throughput::Elements(flops as u64));
-        g.bench_function(BenchmarkId::new("fwd", &shape), |bch| {
-            bch.iter_custom(|n| common::timed(&format!("cpu_conv2d/fwd/{shape}"), f, n, || ops::conv2d::forward(&x, &w, Some(&b), spec).unwrap()))
-        });
-        g.bench_function(BenchmarkId::new("bwd_input", &shape), |bch| {
-            bch.iter_custom(|n| common::timed(&format!("cpu_conv2d/bwd_input/{shape}"), f, n, || ops::conv2d::backward(&x, &w, &dy, spec, [true, false, false]).unwrap()))
-        });
-        g.bench_function(BenchmarkId::new("bwd_weight", &shape), |bch| {
-            bch.iter_custom(|n| common::timed(&format!("cpu_conv2d/bwd_weight/{shape}"), f, n, || ops::conv2d::backward(&x, &w, &dy, spec, [false, true, true]).unwrap()))
-        });
+        let f = flops as f64;
+        common::bench(&mut g, group, &format!("fwd/{shape}"), f, || ops::conv2d::forward(&x, &w, Some(&b), spec).unwrap());
+        common::bench(&mut g, group, &format!("bwd_input/{shape}"), f, || ops::conv2d::backward(&x, &w, &dy, spec, [true, false, false]).unwrap());
+        common::bench(&mut g, group, &format!("bwd_weight/{shape}"), f, || ops::conv2d::backward(&x, &w, &dy, spec, [false, true, true]).unwrap());
     }
     g.finish();
 }
 
 fn dense_and_elementwise(c: &mut Criterion) {
-    let mut g = c.benchmark_group("cpu_linear");
+    let group = "cpu_linear";
+    let mut g = c.benchmark_group(group);
     g.sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
     let (x, w, b, dy) = (random(&[128, 512], 1), random(&[512, 512], 2), random(&[512], 3), random(&[128, 512], 4));
     let (fwd, bwd) = (2 * 128 * 512 * 512, 4 * 128 * 512 * 512);
     g.throughput(Throughput::Elements(fwd));
-    g.bench_function("fwd/512x512_b128", |bch| {
-        bch.iter_custom(|n| common::timed("cpu_linear/fwd/512x512_b128", fwd as f64, n, || ops::linear::forward(&x, &w, Some(&b)).unwrap()))
-    });
+    common::bench(&mut g, group, "fwd/512x512_b128", fwd as f64, || ops::linear::forward(&x, &w, Some(&b)).unwrap());
     g.throughput(Throughput::Elements(bwd));
-    g.bench_function("bwd/512x512_b128", |bch| {
-        bch.iter_custom(|n| common::timed("cpu_linear/bwd/512x512_b128", bwd as f64, n, || ops::linear::backward(&x, &w, &dy, [true, true, true]).unwrap()))
-    });
+    common::bench(&mut g, group, "bwd/512x512_b128", bwd as f64, || ops::linear::backward(&x, &w, &dy, [true, true, true]).unwrap());
     g.finish();
 
-    let mut g = c.benchmark_group("cpu_elementwise");
+    let group = "cpu_elementwise";
+    let mut g = c.benchmark_group(group);
     g.sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(2));
     let a = random(&[32, 64, 64, 64], 5);
     g.throughput(Throughput::Elements(a.len() as u64));
     // Memory-bound: no FLOP count, so no GFLOP/s or fraction of peak in the closing table.
-    g.bench_function("maxpool2d_fwd/64x64x64_b32", |bch| {
-        bch.iter_custom(|n| common::timed("cpu_elementwise/maxpool2d_fwd/64x64x64_b32", 0.0, n, || ops::maxpool2d::forward(&a, Pool2dSpec::square(2)).unwrap()))
-    });
-    g.bench_function("relu_fwd/64x64x64_b32", |bch| bch.iter_custom(|n| common::timed("cpu_elementwise/relu_fwd/64x64x64_b32", 0.0, n, || ops::activation::relu(&a))));
-    g.bench_function("selu_fwd/64x64x64_b32", |bch| bch.iter_custom(|n| common::timed("cpu_elementwise/selu_fwd/64x64x64_b32", 0.0, n, || ops::activation::selu(&a))));
+    common::bench(&mut g, group, "maxpool2d_fwd/64x64x64_b32", 0.0, || ops::maxpool2d::forward(&a, Pool2dSpec::square(2)).unwrap());
+    common::bench(&mut g, group, "relu_fwd/64x64x64_b32", 0.0, || ops::activation::relu(&a));
+    common::bench(&mut g, group, "selu_fwd/64x64x64_b32", 0.0, || ops::activation::selu(&a));
     g.finish();
 }
 

@@ -33,6 +33,14 @@ pub fn timed<R>(name: &str, flops: f64, iters: u64, mut f: impl FnMut() -> R) ->
     d
 }
 
+/// `g.bench_function(id, ..)` with `f` timed by `timed`, recorded as `group/id` (criterion's name
+/// for it) with `flops` per iteration.
+#[allow(dead_code)] // `benches/train_step.rs` times its steps itself and calls `record`
+pub fn bench<R>(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, group: &str, id: &str, flops: f64, mut f: impl FnMut() -> R) {
+    let name = format!("{group}/{id}");
+    g.bench_function(id, |b| b.iter_custom(|n| timed(&name, flops, n, &mut f)));
+}
+
 /// Records one sample's seconds per iteration of `name`.
 pub fn record(name: &str, flops: f64, seconds: f64) {
     let mut recs = RECORDS.lock().unwrap_or_else(|e| e.into_inner());
