@@ -10,11 +10,13 @@ For people who have PyTorch; never needed by the product or CI. Usage:
 Both sides run the same steps on random data of the seed's shapes: forward, MAE loss, backward and an
 Adam update for training; a forward pass without gradients for inference. fp32, `threads` CPU threads.
 
-A shared machine's speed drifts by 10-30% over minutes, so with `--rounds R` the two engines take turns
-R times (specnn's whole bench, then PyTorch's steps, and again); each side's figure is its median over
-the rounds, the ratio is the median of the per-round ratios, and the range of those ratios is printed,
-with the ratio of each engine's fastest round beside it (load only slows a round down, so the fastest
-rounds are the nearest to an idle machine).
+A shared machine's speed drifts by 10-30% over minutes, and sometimes by 40% within seconds, so with
+`--rounds R` the two engines take turns R times, step by step: specnn times one step (all its batch
+sizes), PyTorch times the same step at once, then the next step; odd rounds put PyTorch first, so
+that a drift in one direction favours neither. Each side's figure is its median over the rounds, the
+ratio is the median of the per-round ratios, and the range of those ratios is printed, with the ratio
+of each engine's fastest round beside it (load only slows a round down, so the fastest rounds are the
+nearest to an idle machine).
 """
 import argparse, json, os, platform, statistics, subprocess, sys, time
 
@@ -135,21 +137,32 @@ def main():
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
-    cmd = [a.specnn, "bench", "--json", "--iters", str(a.iters), "--warmup", str(a.warmup), "--min-time", str(a.min_time), "--device", "gpu" if a.device == "cuda" else "cpu"] + (["--only", a.only] if a.only else [])
+    cmd = [a.specnn, "bench", "--json", "--iters", str(a.iters), "--warmup", str(a.warmup), "--min-time", str(a.min_time), "--device", "gpu" if a.device == "cuda" else "cpu"]
     wanted = [st for st in steps() if not a.only or a.only in st[0]]
     ours = {(st[0], st[4]): [] for st in wanted}
     theirs = {(st[0], st[4]): [] for st in wanted}
-    for _ in range(a.rounds):
-        for line in subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout.splitlines():
+
+    def run_ours(name):
+        # `--only` matches by substring; no step's name is part of another's.
+        for line in subprocess.run(cmd + ["--only", name], env=env, check=True, capture_output=True, text=True).stdout.splitlines():
             r = json.loads(line)
             ours[(r["name"], r["batch"])].append(r)
-        for name, make, shape, outputs, batch, training in wanted:
-            theirs[(name, batch)].append(time_torch(make, shape, outputs, batch, training, a.warmup, a.iters, a.device, a.min_time))
+
+    def run_theirs(name):
+        for n, make, shape, outputs, batch, training in wanted:
+            if n == name:
+                theirs[(n, batch)].append(time_torch(make, shape, outputs, batch, training, a.warmup, a.iters, a.device, a.min_time))
+
+    names = list(dict.fromkeys(st[0] for st in wanted))
+    for rnd in range(a.rounds):
+        for name in names:
+            for run in ((run_ours, run_theirs) if rnd % 2 == 0 else (run_theirs, run_ours)):
+                run(name)
     if a.device == "cuda":
         print(f"# GPU: {torch.cuda.get_device_name(0)}; PyTorch CUDA fp32, TF32 off; specnn WGSL on wgpu (gpu adapter 0)")
     print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "
           f"{a.threads} threads; specnn {a.threads} rayon threads; median of >= {a.iters} steps and >= {a.min_time} s after {a.warmup} warm-up; "
-          f"{a.rounds} alternating round(s)")
+          f"{a.rounds} round(s), the engines alternating step by step")
     hdr = ["step", "batch", "specnn samples/s", "specnn GFLOP/s", "PyTorch samples/s", "PyTorch GFLOP/s", "ratio"]
     if a.rounds > 1:
         hdr += ["ratio range over rounds", "ratio of fastest rounds"]
