@@ -230,6 +230,33 @@ pub fn gemm_packed(alpha: f32, a: ArrayView2<f32>, b: &PackedB, beta: f32, mut c
     unsafe { run(alpha, a, Right::Packed(b), beta, c.as_mut_ptr(), ldc) }
 }
 
+/// Seconds for `reps` passes of the broadcast kernel's 6x16 tile alone over `panels` packed panels
+/// of `a` and `strips` packed strips of `b`, each `KC` deep: no copying, no storing to `c`, the
+/// operands in cache (the panels in L1 for one or two, in L2 for more). A profiling aid
+/// (`examples/gemm_shapes` prints the rate as the kernel's ceiling), not part of the API; `None`
+/// where the kernels do not run.
+#[doc(hidden)]
+pub fn time_tiles(panels: usize, strips: usize, reps: usize) -> Option<f64> {
+    use x86_consts::{KC, MR, NR};
+    if !available() {
+        return None;
+    }
+    let a = vec![1e-3f32; panels * MR * KC];
+    let b = vec![2e-3f32; strips * KC * NR];
+    let start = std::time::Instant::now();
+    for _ in 0..reps {
+        for s in 0..strips {
+            for t in 0..panels {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the CPU has AVX2 and FMA (`available`); each panel holds `MR * KC` values
+                // and each strip `KC * NR`, as the tile reads.
+                std::hint::black_box(unsafe { x86::tile_6x16(KC, a[t * MR * KC..].as_ptr(), b[s * KC * NR..].as_ptr()) });
+            }
+        }
+    }
+    Some(start.elapsed().as_secs_f64())
+}
+
 /// Writes the `kc x nr` block of `b` at `src` (strides `rsb`, `csb`) as a `kc x 16` strip at `dst`
 /// (row `p` at `dst + 16 p`), zeros past `nr`; `prefetch_next` fetches the next strip's rows
 /// meanwhile (rows a row of `b` apart are too many streams for the hardware prefetcher to follow; a
@@ -473,7 +500,7 @@ mod x86 {
     /// packed strip of `b`, in twelve 8-lane accumulators.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn tile_6x16(kc: usize, a: *const f32, b: *const f32) -> [[f32; NR]; MR] {
+    pub(super) unsafe fn tile_6x16(kc: usize, a: *const f32, b: *const f32) -> [[f32; NR]; MR] {
         let mut acc = [[_mm256_setzero_ps(); 2]; MR];
         for p in 0..kc {
             let (ap, bp) = (a.add(p * MR), b.add(p * NR));
