@@ -7,9 +7,10 @@
 //! ```
 //! A profiling aid: the numbers are this machine's, on operands that stay in cache between
 //! repetitions (a training step's do not), median and best of 200 products. First it prints the
-//! ceiling: the broadcast kernel's 6x16 tile alone on packed operands (`sgemm::time_tiles`), with
-//! one panel of `a` in L1 and with the eleven panels of a 64-row product streaming from L2; what a
-//! product loses below it goes to copying operands and storing results.
+//! ceiling: the broadcast kernel's tile alone on packed operands (`sgemm::time_tiles`; the 6x16 AVX2
+//! tile, and the 6x32 AVX-512 one where the CPU has it), with one panel of `a` in L1 and with the
+//! eleven panels of a 64-row product streaming from L2; what a product loses below it goes to
+//! copying operands and storing results.
 
 use ndarray::{Array2, ArrayView2};
 use specnn::cpu::sgemm;
@@ -20,12 +21,18 @@ fn main() {
         eprintln!("no AVX2/FMA on this CPU: sgemm's kernels do not run here");
         return;
     }
-    for (panels, strips, what) in [(1, 1, "one panel, one strip (L1)"), (11, 32, "11 panels x 32 strips (panels in L2)")] {
-        let reps = 400_000 / (panels * strips);
-        let best = (0..5).filter_map(|_| sgemm::time_tiles(panels, strips, reps)).fold(f64::INFINITY, f64::min);
-        let flops = 2.0 * (6 * 16 * 256 * panels * strips * reps) as f64;
-        println!("tile alone  {what}: {:.1} GFLOP/s", flops / best / 1e9);
+    for (wide, tile) in [(false, "6x16 AVX2"), (true, "6x32 AVX-512")] {
+        for (panels, strips, what) in [(1, 2, "one panel, two strips (L1)"), (11, 32, "11 panels x 32 strips (panels in L2)")] {
+            let reps = 400_000 / (panels * strips);
+            let Some(best) = (0..5).filter_map(|_| sgemm::time_tiles(panels, strips, reps, wide)).reduce(f64::min) else {
+                println!("tile alone  {tile}: not on this CPU");
+                break;
+            };
+            let flops = 2.0 * (6 * 16 * 256 * panels * strips * reps) as f64;
+            println!("tile alone  {tile}, {what}: {:.1} GFLOP/s", flops / best / 1e9);
+        }
     }
+    println!("products on the {} kernels (SPECNN_GEMM=avx2 for the AVX2 ones):", if sgemm::wide() { "AVX-512" } else { "AVX2" });
     let r = |m: usize, n: usize| Array2::<f32>::from_shape_fn((m, n), |(i, j)| ((i * 7 + j * 13) % 17) as f32 * 0.01);
     for rows in [64usize, 128] {
         let (x, w, dy, x1, w1) = (r(rows, 512), r(512, 512), r(rows, 512), r(rows, 143), r(512, 143));

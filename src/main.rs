@@ -559,9 +559,12 @@ fn audit(path: &std::path::Path, device: &str, quiet: bool) -> ExitCode {
 fn bench(reps: specnn::bench::Reps, only: Option<&str>, peak: Option<f64>, json: bool, device: &specnn::gpu::Device) -> ExitCode {
     // The CPU's peak is measured (a fraction of a second) unless given; a GPU's is not known.
     let (peak, source) = match (peak, device) {
-        (Some(p), _) => (Some(p), "given with --peak-gflops"),
-        (None, specnn::gpu::Device::Cpu) => (specnn::cpu::peak::avx2_all_threads(), "measured: AVX2 FMA chains on every thread"),
-        (None, _) => (None, ""),
+        (Some(p), _) => (Some(p), "given with --peak-gflops".to_string()),
+        (None, specnn::gpu::Device::Cpu) => match specnn::cpu::peak::all_threads() {
+            Some((p, what)) => (Some(p), format!("measured: {what} on every thread")),
+            None => (None, String::new()),
+        },
+        (None, _) => (None, String::new()),
     };
     if !json {
         println!("specnn bench: f32 on {}", device.describe());

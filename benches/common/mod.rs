@@ -51,16 +51,17 @@ pub fn record(name: &str, flops: f64, seconds: f64) {
 }
 
 /// Prints each benchmark's median time per iteration over its samples, its GFLOP/s and their
-/// fraction of the peak of all of rayon's threads, measured now (`cpu::peak::avx2_all_threads`;
-/// the benchmarks run on those threads).
+/// fraction of the peak of all of rayon's threads, measured now (`cpu::peak::all_threads`, the
+/// faster of AVX2 and AVX-512; the benchmarks run on those threads).
 pub fn print_summary() {
     let recs = RECORDS.lock().unwrap_or_else(|e| e.into_inner());
     if recs.is_empty() {
         return;
     }
-    let peak = specnn::cpu::peak::avx2_all_threads();
-    match peak {
-        Some(p) => println!("\npeak: {p:.1} GFLOP/s (measured: AVX2 FMA chains on {} threads)", rayon::current_num_threads()),
+    let measured = specnn::cpu::peak::all_threads();
+    let peak = measured.map(|(p, _)| p);
+    match measured {
+        Some((p, what)) => println!("\npeak: {p:.1} GFLOP/s (measured: {what} on {} threads)", rayon::current_num_threads()),
         None => println!("\npeak: not measured on this CPU (no AVX2/FMA)"),
     }
     println!("GFLOP/s count the direct algorithm's operations, so an FFT convolution can pass 100%");

@@ -3,8 +3,11 @@
 //! GFLOP/s by this figure ("of peak"), and BENCHMARKS.md quotes it: a measured peak, not one computed
 //! from a nominal clock that turbo and sharing make wrong on most machines.
 //!
-//! x86-64 with AVX2 and FMA only (AVX-512 where the CPU has it, for comparison); elsewhere there is
-//! no figure and `specnn bench` asks for `--peak-gflops`.
+//! The machine's peak is the faster of AVX2 and AVX-512 chains: on CPUs whose AVX-512 runs on
+//! 256-bit pipes (AMD Zen 4) the two are equal, on those with full-width pipes (Zen 5: 135 against
+//! 270 GFLOP/s a core on the development machine) AVX-512 doubles it, and a fraction of the AVX2
+//! figure would overstate how much of the machine a step uses. x86-64 only; elsewhere there is no
+//! figure and `specnn bench` asks for `--peak-gflops`.
 
 /// FMA steps per chain in one timed run: 192 flops each for AVX2 (12 chains of 8 lanes), about 30 ms
 /// on one core at 117 GFLOP/s.
@@ -48,6 +51,33 @@ pub fn avx2_all_threads() -> Option<f64> {
         }));
     }
     None
+}
+
+/// GFLOP/s of all of rayon's threads running AVX-512 FMA chains at once, if the CPU has AVX-512F.
+pub fn avx512_all_threads() -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        let threads = rayon::current_num_threads();
+        return Some(best_gflops(16, threads, || {
+            rayon::broadcast(|_| {
+                // SAFETY: the CPU has AVX-512F (checked above); every thread is on it.
+                unsafe { x86::zmm(std::hint::black_box(STEPS)) }
+            })
+            .into_iter()
+            .sum()
+        }));
+    }
+    None
+}
+
+/// The machine's peak on all of rayon's threads, with what measured it: the faster of the AVX2
+/// and the AVX-512 chains (`None` without AVX2 and FMA).
+pub fn all_threads() -> Option<(f64, &'static str)> {
+    let avx2 = avx2_all_threads()?;
+    Some(match avx512_all_threads() {
+        Some(z) if z > avx2 => (z, "AVX-512 FMA chains"),
+        _ => (avx2, "AVX2 FMA chains"),
+    })
 }
 
 /// The best of `RUNS` timings of `run` (which does `STEPS` steps of 12 chains of `lanes` lanes on

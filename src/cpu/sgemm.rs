@@ -68,6 +68,35 @@ pub fn available() -> bool {
     *ON.get_or_init(|| std::env::var_os("SPECNN_GEMM").is_none_or(|v| v != "matrixmultiply") && has_avx2_fma())
 }
 
+/// Whether the kernels run on 16-lane AVX-512 registers: the CPU has AVX-512F and DQ (besides AVX2
+/// and FMA), and `SPECNN_GEMM=avx2` (for comparisons) is not set. Checked once.
+///
+/// The AVX-512 kernels give the same bits as the AVX2 ones: the broadcast kernel's 6x32 tile is two
+/// 6x16 tiles side by side, each output still one lane's chain of fused multiply-adds along `k`, and
+/// the dot-product kernel keeps AVX2's eight lanes per dot product, two dot products a register
+/// (`x86::tile_dot_4x6_zmm`). So a model gives the same numbers on either kind of CPU. Where AVX-512
+/// runs on 256-bit pipes (AMD Zen 4) the wider tiles run as fast as the AVX2 ones; on full-width
+/// pipes (Zen 5) up to twice as fast (BENCHMARKS.md).
+pub fn wide() -> bool {
+    use std::sync::OnceLock;
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| available() && std::env::var_os("SPECNN_GEMM").is_none_or(|v| v != "avx2") && has_avx512())
+}
+
+/// Whether this CPU has AVX-512F and AVX-512DQ (x86-64 only), checked once.
+pub fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| has_avx2_fma() && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Whether this CPU has AVX2 and FMA (x86-64 only), checked once.
 pub fn has_avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -101,6 +130,7 @@ pub unsafe fn gemm_raw(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta:
 }
 
 /// The right-hand operand of a product, and so the kernel that reads it.
+#[derive(Clone, Copy)]
 enum Right<'a> {
     /// An array, read by the kernel `Layout` names.
     View(ArrayView2<'a, f32>, Layout),
@@ -125,6 +155,14 @@ fn out_rows(c: &ArrayViewMut2<f32>, m: usize, n: usize) -> isize {
 /// # Safety
 /// As for `gemm_raw`.
 unsafe fn run(alpha: f32, a: ArrayView2<f32>, b: Right, beta: f32, c: *mut f32, ldc: isize) {
+    run_on(alpha, a, b, beta, c, ldc, wide())
+}
+
+/// `run` on the AVX-512 kernels (`wide`, where the CPU has them) or the AVX2 ones.
+///
+/// # Safety
+/// As for `gemm_raw`, and `wide` only where `has_avx512()`.
+unsafe fn run_on(alpha: f32, a: ArrayView2<f32>, b: Right, beta: f32, c: *mut f32, ldc: isize, wide: bool) {
     let (m, k) = a.dim();
     let (bk, n) = match &b {
         Right::View(b, _) => b.dim(),
@@ -132,6 +170,7 @@ unsafe fn run(alpha: f32, a: ArrayView2<f32>, b: Right, beta: f32, c: *mut f32, 
     };
     assert_eq!(bk, k, "sgemm: inner dimensions differ");
     assert!(available(), "sgemm: AVX2/FMA kernels called on a CPU without them");
+    assert!(!wide || has_avx512(), "sgemm: AVX-512 kernels called on a CPU without them");
     let (bp, rsb, csb) = match &b {
         Right::View(b, _) => (b.as_ptr(), b.strides()[0], b.strides()[1]),
         // The broadcast kernel reads the packed strips, never `op.b`.
@@ -143,15 +182,18 @@ unsafe fn run(alpha: f32, a: ArrayView2<f32>, b: Right, beta: f32, c: *mut f32, 
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the CPU has AVX2 and FMA (asserted above); the pointers and strides come from live
+    // SAFETY: the CPU has AVX2 and FMA (asserted above), and AVX-512F/DQ where `wide`; the pointers and strides come from live
     // ndarray views of the shapes checked above, a packed copy holding every block and strip, and
     // the caller's output, and every access stays inside them.
     unsafe {
-        match b {
-            Right::View(_, Layout::Packed) => x86::packed(&op, alpha, beta, None),
-            Right::View(_, Layout::Dot) => x86::dot(&op, alpha, beta),
-            Right::Packed(p) => x86::packed(&op, alpha, beta, Some(p)),
-        }
+        let pre = match b {
+            Right::View(_, Layout::Packed) => None,
+            Right::View(_, Layout::Dot) => {
+                return if wide { x86::dot_zmm(&op, alpha, beta) } else { x86::dot(&op, alpha, beta) };
+            }
+            Right::Packed(p) => Some(p),
+        };
+        x86::packed(&op, alpha, beta, pre, wide)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -230,27 +272,36 @@ pub fn gemm_packed(alpha: f32, a: ArrayView2<f32>, b: &PackedB, beta: f32, mut c
     unsafe { run(alpha, a, Right::Packed(b), beta, c.as_mut_ptr(), ldc) }
 }
 
-/// Seconds for `reps` passes of the broadcast kernel's 6x16 tile alone over `panels` packed panels
-/// of `a` and `strips` packed strips of `b`, each `KC` deep: no copying, no storing to `c`, the
-/// operands in cache (the panels in L1 for one or two, in L2 for more). A profiling aid
+/// Seconds for `reps` passes of the broadcast kernel's tile alone over `panels` packed panels of `a`
+/// and `strips` packed strips of `b`, each `KC` deep: no copying, no storing to `c`, the operands in
+/// cache (the panels in L1 for one or two, in L2 for more). The 6x16 AVX2 tile, or with `wide` the
+/// 6x32 AVX-512 tile over pairs of strips (`strips` must then be even). A profiling aid
 /// (`examples/gemm_shapes` prints the rate as the kernel's ceiling), not part of the API; `None`
-/// where the kernels do not run.
+/// where that kernel does not run.
 #[doc(hidden)]
-pub fn time_tiles(panels: usize, strips: usize, reps: usize) -> Option<f64> {
+pub fn time_tiles(panels: usize, strips: usize, reps: usize, wide: bool) -> Option<f64> {
     use x86_consts::{KC, MR, NR};
-    if !available() {
+    if !available() || (wide && !has_avx512()) {
         return None;
     }
     let a = vec![1e-3f32; panels * MR * KC];
     let b = vec![2e-3f32; strips * KC * NR];
     let start = std::time::Instant::now();
     for _ in 0..reps {
-        for s in 0..strips {
+        for s in (0..strips).step_by(if wide { 2 } else { 1 }) {
             for t in 0..panels {
+                let (pa, pb) = (a[t * MR * KC..].as_ptr(), b[s * KC * NR..].as_ptr());
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: the CPU has AVX2 and FMA (`available`); each panel holds `MR * KC` values
-                // and each strip `KC * NR`, as the tile reads.
-                std::hint::black_box(unsafe { x86::tile_6x16(KC, a[t * MR * KC..].as_ptr(), b[s * KC * NR..].as_ptr()) });
+                // SAFETY: the CPU has AVX2 and FMA (`available`), and AVX-512F where `wide`; each
+                // panel holds `MR * KC` values and each strip `KC * NR`, as the tiles read, and
+                // with `wide` strip `s + 1` exists (`strips` is even).
+                unsafe {
+                    if wide {
+                        std::hint::black_box(x86::tile_6x32_zmm(KC, pa, pb, b[(s + 1) * KC * NR..].as_ptr()));
+                    } else {
+                        std::hint::black_box(x86::tile_6x16(KC, pa, pb));
+                    }
+                }
             }
         }
     }
@@ -396,23 +447,36 @@ mod x86 {
     /// The copies are small against the products: `a`'s is reused by every strip, a strip by every
     /// panel.
     ///
-    /// With `pre`, the strips come from that packed copy of `b` instead (`op.b` is not read).
+    /// With `pre`, the strips come from that packed copy of `b` instead (`op.b` is not read). With
+    /// `wide` (the CPU has AVX-512F/DQ), two strips at a time go through the 6x32 tile
+    /// (`tile_6x32_zmm`), which gives the bits of two 6x16 tiles.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn packed(op: &Operands, alpha: f32, beta: f32, pre: Option<&PackedB>) {
+    pub(super) unsafe fn packed(op: &Operands, alpha: f32, beta: f32, pre: Option<&PackedB>, wide: bool) {
         BUFFERS.with(|bufs| {
             // A product never runs inside another on one thread; if it ever did, it gets its own.
-            match bufs.try_borrow_mut() {
-                Ok(mut bufs) => {
-                    let (apack, bpack) = &mut *bufs;
-                    packed_with(op, alpha, beta, pre, apack, bpack)
-                }
-                Err(_) => packed_with(op, alpha, beta, pre, &mut Vec::new(), &mut Vec::new()),
+            let mut own = (Vec::new(), Vec::new());
+            let mut held = bufs.try_borrow_mut();
+            let (apack, bpack) = match held.as_deref_mut() {
+                Ok((a, b)) => (a, b),
+                Err(_) => (&mut own.0, &mut own.1),
+            };
+            if wide {
+                packed_zmm(op, alpha, beta, pre, apack, bpack)
+            } else {
+                packed_with::<false>(op, alpha, beta, pre, apack, bpack)
             }
         })
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn packed_with(op: &Operands, alpha: f32, beta: f32, pre: Option<&PackedB>, apack: &mut Vec<f32>, bpack: &mut Vec<f32>) {
+    #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+    unsafe fn packed_zmm(op: &Operands, alpha: f32, beta: f32, pre: Option<&PackedB>, apack: &mut Vec<f32>, bpack: &mut Vec<f32>) {
+        packed_with::<true>(op, alpha, beta, pre, apack, bpack)
+    }
+
+    /// The broadcast kernel's loops; `WIDE` takes strips two at a time through the AVX-512 tile
+    /// (inlined into a function with those features).
+    #[inline(always)]
+    unsafe fn packed_with<const WIDE: bool>(op: &Operands, alpha: f32, beta: f32, pre: Option<&PackedB>, apack: &mut Vec<f32>, bpack: &mut Vec<f32>) {
         let panels = op.m.div_ceil(MR);
         // Every element of a panel and of a strip is written before it is read, so reused
         // buffers need no clearing.
@@ -420,8 +484,8 @@ mod x86 {
         if apack.len() < need_a {
             apack.resize(need_a, 0.0);
         }
-        if bpack.len() < KC * NR {
-            bpack.resize(KC * NR, 0.0);
+        if bpack.len() < 2 * KC * NR {
+            bpack.resize(2 * KC * NR, 0.0);
         }
         let mut k0 = 0;
         while k0 < op.k {
@@ -447,21 +511,45 @@ mod x86 {
                     }
                 }
             }
+            // Strip `j0`'s values: from the packed copy, or copied into half `h` of `bpack`.
+            let strip = |j0: usize, h: usize, bpack: &mut Vec<f32>| match pre {
+                Some(pb) => pb.strip(k0, kc, j0),
+                None => {
+                    let src = op.b.offset(k0 as isize * op.rsb + j0 as isize * op.csb);
+                    let dst = bpack[h * KC * NR..h * KC * NR + kc * NR].as_mut_ptr();
+                    copy_strip(src, op.rsb, op.csb, kc, NR.min(op.n - j0), dst, j0 + NR < op.n);
+                    dst as *const f32
+                }
+            };
             let mut j0 = 0;
             while j0 < op.n {
-                let nr = NR.min(op.n - j0);
-                let strip = match pre {
-                    Some(pb) => pb.strip(k0, kc, j0),
-                    None => {
-                        let src = op.b.offset(k0 as isize * op.rsb + j0 as isize * op.csb);
-                        copy_strip(src, op.rsb, op.csb, kc, nr, bpack[..kc * NR].as_mut_ptr(), j0 + NR < op.n);
-                        bpack.as_ptr()
+                if WIDE && j0 + NR < op.n {
+                    // Two strips: columns j0..j0 + nr, nr up to 32.
+                    let nr = (2 * NR).min(op.n - j0);
+                    let (s0, s1) = (strip(j0, 0, bpack), strip(j0 + NR, 1, bpack));
+                    for t in 0..panels {
+                        let i0 = t * MR;
+                        let mr = MR.min(op.m - i0);
+                        let acc = tile_6x32_zmm(kc, apack.as_ptr().add(t * MR * kc), s0, s1);
+                        if mr == MR && nr == 2 * NR {
+                            for (r, acc) in acc.iter().enumerate() {
+                                let c = op.c.offset((i0 + r) as isize * op.ldc + j0 as isize);
+                                store_16(c, acc[..NR].try_into().expect("16 values"), alpha, beta, first);
+                                store_16(c.add(NR), acc[NR..].try_into().expect("16 values"), alpha, beta, first);
+                            }
+                        } else {
+                            store_tile(op, (i0, j0), (mr, nr), &acc, alpha, beta, first);
+                        }
                     }
-                };
+                    j0 += 2 * NR;
+                    continue;
+                }
+                let nr = NR.min(op.n - j0);
+                let s0 = strip(j0, 0, bpack);
                 for t in 0..panels {
                     let i0 = t * MR;
                     let mr = MR.min(op.m - i0);
-                    let acc = tile_6x16(kc, apack.as_ptr().add(t * MR * kc), strip);
+                    let acc = tile_6x16(kc, apack.as_ptr().add(t * MR * kc), s0);
                     if mr == MR && nr == NR {
                         for (r, acc) in acc.iter().enumerate() {
                             store_16(op.c.offset((i0 + r) as isize * op.ldc + j0 as isize), acc, alpha, beta, first);
@@ -519,6 +607,29 @@ mod x86 {
         out
     }
 
+    /// Two 6x16 tiles side by side, strips `b0` and `b1`, in twelve 16-lane accumulators: each output
+    /// is one lane's chain of fused multiply-adds along `p`, as in `tile_6x16`, so the bits are the same.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn tile_6x32_zmm(kc: usize, a: *const f32, b0: *const f32, b1: *const f32) -> [[f32; 2 * NR]; MR] {
+        let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+        for p in 0..kc {
+            let ap = a.add(p * MR);
+            let (v0, v1) = (_mm512_loadu_ps(b0.add(p * NR)), _mm512_loadu_ps(b1.add(p * NR)));
+            for r in 0..MR {
+                let ar = _mm512_set1_ps(*ap.add(r));
+                acc[r][0] = _mm512_fmadd_ps(ar, v0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(ar, v1, acc[r][1]);
+            }
+        }
+        let mut out = [[0f32; 2 * NR]; MR];
+        for r in 0..MR {
+            _mm512_storeu_ps(out[r].as_mut_ptr(), acc[r][0]);
+            _mm512_storeu_ps(out[r].as_mut_ptr().add(NR), acc[r][1]);
+        }
+        out
+    }
+
     /// Rows and columns of the dot-product kernel's tile.
     const DM: usize = 4;
     const DN: usize = 3;
@@ -531,6 +642,19 @@ mod x86 {
     /// columns (`rsb == 1`).
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn dot(op: &Operands, alpha: f32, beta: f32) {
+        dot_with::<DN>(op, alpha, beta, |kc, a, b| tile_dot_4x3(kc, a, b))
+    }
+
+    /// `dot` with AVX-512 registers holding two dot products each (`tile_dot_4x6_zmm`): the same bits.
+    #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+    pub(super) unsafe fn dot_zmm(op: &Operands, alpha: f32, beta: f32) {
+        dot_with::<{ 2 * DN }>(op, alpha, beta, |kc, a, b| tile_dot_4x6_zmm(kc, a, b))
+    }
+
+    /// The dot-product kernel's loops over `DM x TN` tiles (inlined into a function with the tile's
+    /// features).
+    #[inline(always)]
+    unsafe fn dot_with<const TN: usize>(op: &Operands, alpha: f32, beta: f32, tile: impl Fn(usize, [*const f32; DM], [*const f32; TN]) -> [[f32; TN]; DM]) {
         let mut k0 = 0;
         while k0 < op.k {
             let kc = DKC.min(op.k - k0);
@@ -538,7 +662,7 @@ mod x86 {
             let mut jb = 0;
             while jb < op.n {
                 let jend = (jb + DNB).min(op.n);
-                let mut ahead = Ahead::new(op, k0, kc, jb, jend);
+                let mut ahead = Ahead::new(op, k0, kc, (jb, jend), TN);
                 let mut i0 = 0;
                 while i0 < op.m {
                     let mr = DM.min(op.m - i0);
@@ -549,16 +673,16 @@ mod x86 {
                     }
                     let mut j0 = jb;
                     while j0 < jend {
-                        let nr = DN.min(jend - j0);
-                        let mut brows = [op.b; DN];
+                        let nr = TN.min(jend - j0);
+                        let mut brows = [op.b; TN];
                         for (s, row) in brows.iter_mut().enumerate() {
                             let j = if s < nr { j0 + s } else { j0 };
                             *row = op.b.offset(j as isize * op.csb + k0 as isize);
                         }
                         ahead.step();
-                        let acc = tile_dot_4x3(kc, arows, brows);
+                        let acc = tile(kc, arows, brows);
                         store_tile(op, (i0, j0), (mr, nr), &acc, alpha, beta, first);
-                        j0 += DN;
+                        j0 += TN;
                     }
                     i0 += DM;
                 }
@@ -599,11 +723,13 @@ mod x86 {
         const LINE: usize = 64;
         const MAX_PER_TILE: usize = 8;
 
-        /// For the block of `bt`'s rows `jb..jend` at depth `k0..k0 + kc`.
-        fn new(op: &Operands, k0: usize, kc: usize, jb: usize, jend: usize) -> Self {
+        /// For the block of `bt`'s rows `jb..jend` at depth `k0..k0 + kc`, visited in tiles `tn` rows
+        /// of `bt` wide (the limit on lines a tile scales with it, so that the lines per row of a
+        /// tile stay as thin).
+        fn new(op: &Operands, k0: usize, kc: usize, (jb, jend): (usize, usize), tn: usize) -> Self {
             let rows = (jend + DNB).min(op.n) - jend;
             let lines_per_row = (kc * 4).div_ceil(Self::LINE);
-            let tiles = op.m.div_ceil(DM) * (jend - jb).div_ceil(DN);
+            let tiles = op.m.div_ceil(DM) * (jend - jb).div_ceil(tn);
             let per_tile = (rows * lines_per_row).div_ceil(tiles.max(1));
             Ahead {
                 // Never dereferenced past `bt`'s rows: `left` is 0 when there is no next block.
@@ -612,7 +738,7 @@ mod x86 {
                 lines_per_row,
                 row_stride: op.csb * 4,
                 row_bytes: kc * 4,
-                left: if per_tile <= Self::MAX_PER_TILE { rows * lines_per_row } else { 0 },
+                left: if per_tile * DN <= Self::MAX_PER_TILE * tn { rows * lines_per_row } else { 0 },
                 per_tile,
             }
         }
@@ -663,6 +789,45 @@ mod x86 {
         }
         out
     }
+
+    /// `tile_dot_4x3` twice over, for six rows of `bt`, on 16-lane registers that each hold two of
+    /// its 8-lane accumulators: rows `2q` and `2q + 1` of `bt` side by side in one register, a row
+    /// of `a` in both halves of another. Each half runs `tile_dot_4x3`'s chain for its dot product
+    /// and is summed by the same `hsum`, so the bits are the same.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+    unsafe fn tile_dot_4x6_zmm(kc: usize, a: [*const f32; DM], b: [*const f32; 2 * DN]) -> [[f32; 2 * DN]; DM] {
+        let mut acc = [[_mm512_setzero_ps(); DN]; DM];
+        let k8 = kc - kc % 8;
+        let mut p = 0;
+        while p < k8 {
+            let bv: [__m512; DN] = std::array::from_fn(|q| {
+                _mm512_insertf32x8::<1>(_mm512_castps256_ps512(_mm256_loadu_ps(b[2 * q].add(p))), _mm256_loadu_ps(b[2 * q + 1].add(p)))
+            });
+            for r in 0..DM {
+                let av = _mm512_broadcast_f32x8(_mm256_loadu_ps(a[r].add(p)));
+                for q in 0..DN {
+                    acc[r][q] = _mm512_fmadd_ps(av, bv[q], acc[r][q]);
+                }
+            }
+            p += 8;
+        }
+        let mut out = [[0f32; 2 * DN]; DM];
+        for r in 0..DM {
+            for q in 0..DN {
+                let halves = [_mm512_castps512_ps256(acc[r][q]), _mm512_extractf32x8_ps::<1>(acc[r][q])];
+                for (h, v) in halves.into_iter().enumerate() {
+                    let s = 2 * q + h;
+                    let mut t = hsum(v);
+                    for q in k8..kc {
+                        t = (*a[r].add(q)).mul_add(*b[s].add(q), t);
+                    }
+                    out[r][s] = t;
+                }
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -690,8 +855,8 @@ mod tests {
         for (m, k, n) in [(1, 1, 1), (5, 7, 3), (6, 16, 16), (7, 9, 17), (128, 143, 512), (13, 600, 35), (3, 1030, 4), (32, 257, 19)] {
             let a = rand(m, k, &mut seed);
             let b = rand(k, n, &mut seed);
-            let bt = b.t().to_owned(); // [n, k] row-major: b = bt^T has contiguous columns
-            let at = a.t().to_owned(); // [k, m]: at^T is a with column stride m
+            let bt = b.t().as_standard_layout().into_owned(); // [n, k] row-major: b = bt^T has contiguous columns
+            let at = a.t().as_standard_layout().into_owned(); // [k, m]: at^T is a with column stride m
             let (a64, b64) = (a.mapv(f64::from), b.mapv(f64::from));
             for beta in [0.0f32, 1.0] {
                 let c0 = rand(m, n, &mut seed);
@@ -728,7 +893,7 @@ mod tests {
         // the larger products before.
         for (m, k, n) in [(66, 64, 512), (7, 300, 37), (1, 1, 1), (64, 512, 20), (13, 257, 16)] {
             let (a, b) = (rand(m, k, &mut seed), rand(k, n, &mut seed));
-            let at = a.t().to_owned();
+            let at = a.t().as_standard_layout().into_owned();
             let pb = pack_b(b.view());
             assert_eq!((pb.nrows(), pb.ncols()), (k, n));
             for beta in [0.0f32, 1.0] {
@@ -745,5 +910,48 @@ mod tests {
         // A column-major output is not for these kernels.
         let mut cm = Array2::<f32>::zeros((4, 4).f());
         assert_eq!(layout(&a.slice(s![..4, ..4]), &b.slice(s![..4, ..4]), &cm.view_mut()), None);
+    }
+
+    /// The AVX-512 kernels give the AVX2 kernels' bits (so a model's numbers do not depend on the
+    /// CPU): both layouts, packed `b`, edge tiles in rows, columns (an odd count of 16-column strips,
+    /// and a last strip not whole) and depth (`k` not a multiple of 8, past one block), `beta` 0
+    /// (NaN in `c`) and 1, transposed operands and a sub-view of a wider output.
+    #[test]
+    fn avx512_kernels_give_avx2_bits() {
+        if !available() || !has_avx512() {
+            eprintln!("no AVX-512F/DQ: the wide kernels are not exercised on this CPU");
+            return;
+        }
+        let mut seed = 5;
+        let mut checked = [0usize; 3];
+        for (m, k, n) in [(1, 1, 1), (4, 300, 7), (5, 7, 33), (6, 16, 32), (7, 9, 17), (64, 512, 512), (128, 143, 512), (13, 600, 35), (3, 1030, 50), (32, 257, 48), (66, 64, 80)] {
+            let (a, b) = (rand(m, k, &mut seed), rand(k, n, &mut seed));
+            let (at, bt) = (a.t().as_standard_layout().into_owned(), b.t().as_standard_layout().into_owned());
+            let pb = pack_b(b.view());
+            for beta in [0.0f32, 1.0] {
+                let c0 = rand(m, n + 3, &mut seed);
+                for (av, bv) in [(a.view(), b.view()), (at.t(), b.view()), (a.view(), bt.t()), (at.t(), bt.t())] {
+                    let l = layout_rows(&av, &bv).expect("a kernel fits");
+                    for right in [Right::View(bv, l), Right::View(bv, Layout::Packed), Right::Packed(&pb)] {
+                        let which = match right {
+                            Right::View(_, Layout::Dot) => 0,
+                            Right::View(_, Layout::Packed) => 1,
+                            Right::Packed(_) => 2,
+                        };
+                        let start = if beta == 0.0 { Array2::from_elem((m, n + 3), f32::NAN) } else { c0.clone() };
+                        let mut got = [start.clone(), start];
+                        for (c, wide) in got.iter_mut().zip([false, true]) {
+                            // SAFETY: `c` is m x (n + 3) with contiguous rows; the product writes
+                            // its first n columns; `wide` only where the CPU has AVX-512.
+                            unsafe { run_on(0.5, av, right, beta, c.as_mut_ptr(), (n + 3) as isize, wide) };
+                        }
+                        let same = got[0].iter().zip(got[1].iter()).all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(same, "kernel {which} m {m} k {k} n {n} beta {beta}: AVX-512 and AVX2 differ");
+                        checked[which] += usize::from(k >= 8);
+                    }
+                }
+            }
+        }
+        assert!(checked.iter().all(|&c| c > 0), "every kernel compared past one 8-lane step: {checked:?}");
     }
 }
