@@ -3,8 +3,11 @@
 //!
 //! The release build targets plain x86-64 (SSE2), so the compiler cannot use AVX2 or FMA in ordinary
 //! code. Each loop here is written once as scalar Rust that the compiler can vectorise, and compiled
-//! twice: inside a `#[target_feature(enable = "avx2,fma")]` function picked at run time when the CPU
-//! has them, and as is otherwise. SELU needs `exp`, which libm only offers one element at a time, so
+//! three times: inside a `#[target_feature(enable = "avx512f,avx512dq,avx2,fma")]` function picked at
+//! run time where the GEMM runs on AVX-512 (`sgemm::wide`), inside an `avx2,fma` one where the CPU
+//! has those, and as is otherwise. Each element's operations are the same whatever the vector width
+//! (no reassociation, no contraction of a multiply and an add), so the AVX-512 and AVX2 builds give
+//! the same bits (`tests`). SELU needs `exp`, which libm only offers one element at a time, so
 //! `exp_parts` is a polynomial that vectorises (Cody-Waite range reduction to |r| <= ln2/2, a degree-8
 //! Taylor polynomial for expm1(r), and 2^n built from its bits): within 2 ulp of libm's `expm1f` on the
 //! tested range (`tests`), well inside the tolerance table's 1e-5.
@@ -182,18 +185,31 @@ pub fn xconj_w(c: usize, x: Rows2<f32>, w: Rows2<f32>, yr: &mut [f32], yi: &mut 
 }
 
 macro_rules! dispatch {
-    ($(#[$doc:meta])* $name:ident, $avx:ident, $body:ident, ($($arg:ident: $ty:ty),*)) => {
+    ($(#[$doc:meta])* $name:ident, $avx:ident, $avx512:ident, $body:ident, ($($arg:ident: $ty:ty),*)) => {
         $(#[$doc])*
         pub fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
+            if super::sgemm::wide() {
+                // SAFETY: the CPU has AVX-512F/DQ, AVX2 and FMA (`sgemm::wide`).
+                return unsafe { $avx512($($arg),*) };
+            }
+            #[cfg(target_arch = "x86_64")]
             if has_avx2_fma() {
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn $avx($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
                 // SAFETY: the CPU has AVX2 and FMA.
                 return unsafe { $avx($($arg),*) };
             }
+            $body($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+        unsafe fn $avx512($($arg: $ty),*) {
+            $body($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $avx($($arg: $ty),*) {
             $body($($arg),*)
         }
     };
@@ -201,15 +217,15 @@ macro_rules! dispatch {
 
 dispatch!(
     /// `y = selu(x)` (lengths must match); `y` is only written, so it may be uninitialised.
-    selu, selu_avx2, selu_body, (x: &[f32], y: &mut [MaybeUninit<f32>])
+    selu, selu_avx2, selu_avx512, selu_body, (x: &[f32], y: &mut [MaybeUninit<f32>])
 );
 dispatch!(
     /// `d = d * selu'(x)` in place: the output gradient in, the input gradient out (lengths must match).
-    selu_backward, selu_backward_avx2, selu_backward_body, (x: &[f32], d: &mut [f32])
+    selu_backward, selu_backward_avx2, selu_backward_avx512, selu_backward_body, (x: &[f32], d: &mut [f32])
 );
 dispatch!(
     /// One Adam update of parameters `p` with gradients `g` and moments `m`, `v` (lengths must match).
-    adam, adam_avx2, adam_body, (c: AdamStep<f32>, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32])
+    adam, adam_avx2, adam_avx512, adam_body, (c: AdamStep<f32>, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32])
 );
 
 #[cfg(test)]
@@ -277,5 +293,46 @@ mod tests {
         let mut d = [1.0];
         selu_backward(&[f32::NAN], &mut d);
         assert!(d[0].is_nan(), "NaN must propagate through selu's gradient");
+    }
+
+    /// The AVX-512 builds of SELU (forward and backward) and Adam give the AVX2 builds' bits, over
+    /// lengths that are not multiples of either width, NaN included.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_loops_give_avx2_bits() {
+        if !super::super::sgemm::has_avx512() {
+            eprintln!("no AVX-512F/DQ: the wide loops are not exercised on this CPU");
+            return;
+        }
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+        for n in [1usize, 7, 33, 1000, 4099] {
+            let xs: Vec<f32> = (0..n).map(|i| if i == 5 { f32::NAN } else { -30.0 + 37.0 * ((i * 7919) % 1009) as f32 / 1009.0 }).collect();
+            let dy: Vec<f32> = xs.iter().map(|&v| 0.5 + (v * 3.0).sin()).collect();
+            let (mut y2, mut y5) = (vec![0f32; n], vec![0f32; n]);
+            let (mut d2, mut d5) = (dy.clone(), dy.clone());
+            // SAFETY: the CPU has AVX-512F/DQ (checked above), and with it AVX2 and FMA.
+            unsafe {
+                selu_avx2(&xs, as_uninit(&mut y2));
+                selu_avx512(&xs, as_uninit(&mut y5));
+                selu_backward_avx2(&xs, &mut d2);
+                selu_backward_avx512(&xs, &mut d5);
+            }
+            assert_eq!(bits(&y2), bits(&y5), "selu, n {n}");
+            assert_eq!(bits(&d2), bits(&d5), "selu', n {n}");
+            for step in [1u64, 10, 10_000] {
+                let c = AdamStep::<f32>::new(step, &crate::optim::AdamConfig { lr: 0.01, ..Default::default() });
+                let g: Vec<f32> = dy.iter().map(|&v| v - 0.9).collect();
+                let m0: Vec<f32> = g.iter().map(|&v| 0.3 * v).collect();
+                let v0: Vec<f32> = g.iter().map(|&v| 0.01 * v * v + 1e-9).collect();
+                let mut a = (xs.clone(), m0.clone(), v0.clone());
+                let mut b = (xs.clone(), m0, v0);
+                // SAFETY: as above.
+                unsafe {
+                    adam_avx2(c, &mut a.0, &g, &mut a.1, &mut a.2);
+                    adam_avx512(c, &mut b.0, &g, &mut b.1, &mut b.2);
+                }
+                assert!(bits(&a.0) == bits(&b.0) && bits(&a.1) == bits(&b.1) && bits(&a.2) == bits(&b.2), "adam, n {n}, step {step}");
+            }
+        }
     }
 }
