@@ -35,20 +35,12 @@ pub fn avx512_one_core() -> Option<f64> {
     None
 }
 
-/// GFLOP/s of all of rayon's threads running AVX2 FMA chains at once (the machine's peak for
-/// `specnn bench`, which runs on those threads), if the CPU has AVX2 and FMA.
+/// GFLOP/s of all of rayon's threads running AVX2 FMA chains at once, if the CPU has AVX2 and FMA.
 pub fn avx2_all_threads() -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
     if super::sgemm::has_avx2_fma() {
-        let threads = rayon::current_num_threads();
-        return Some(best_gflops(8, threads, || {
-            rayon::broadcast(|_| {
-                // SAFETY: the CPU has AVX2 and FMA (checked above); every thread is on it.
-                unsafe { x86::ymm(std::hint::black_box(STEPS)) }
-            })
-            .into_iter()
-            .sum()
-        }));
+        // SAFETY: the CPU has AVX2 and FMA (checked just above); every thread is on it.
+        return Some(on_every_thread(8, || unsafe { x86::ymm(std::hint::black_box(STEPS)) }));
     }
     None
 }
@@ -57,17 +49,15 @@ pub fn avx2_all_threads() -> Option<f64> {
 pub fn avx512_all_threads() -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx512f") {
-        let threads = rayon::current_num_threads();
-        return Some(best_gflops(16, threads, || {
-            rayon::broadcast(|_| {
-                // SAFETY: the CPU has AVX-512F (checked above); every thread is on it.
-                unsafe { x86::zmm(std::hint::black_box(STEPS)) }
-            })
-            .into_iter()
-            .sum()
-        }));
+        // SAFETY: the CPU has AVX-512F (checked just above); every thread is on it.
+        return Some(on_every_thread(16, || unsafe { x86::zmm(std::hint::black_box(STEPS)) }));
     }
     None
+}
+
+/// `best_gflops` of `chain` (chains of `lanes` lanes) run on each of rayon's threads at once.
+fn on_every_thread(lanes: usize, chain: impl Fn() -> f32 + Sync) -> f64 {
+    best_gflops(lanes, rayon::current_num_threads(), || rayon::broadcast(|_| chain()).into_iter().sum())
 }
 
 /// The machine's peak on all of rayon's threads, with what measured it: the faster of the AVX2
