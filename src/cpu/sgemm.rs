@@ -1,5 +1,6 @@
-//! specnn's own f32 GEMM for x86-64 with AVX2 and FMA (picked at run time; other CPUs and f64 use
-//! matrixmultiply through `gemm`).
+//! specnn's own f32 GEMM for x86-64 with AVX2 and FMA, on 16-lane AVX-512 registers where the CPU
+//! has AVX-512F/DQ (both picked at run time, [`wide`]; other CPUs and f64 use matrixmultiply through
+//! `gemm`). The AVX-512 kernels give the AVX2 kernels' bits.
 //!
 //! Why our own: at the seed's dense-layer sizes (batch 128, 512x512 weights) matrixmultiply spent as
 //! long copying operands as multiplying (profile in BENCHMARKS.md), and reading the operands in place
