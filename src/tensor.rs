@@ -63,6 +63,12 @@ pub trait Float:
     fn pack_reused(_b: ArrayView2<Self>) -> Option<crate::cpu::sgemm::PackedB> {
         None
     }
+    /// `pack_reused`, only where `gemm_on_thread(a, b)` would copy `b` into those strips itself (f32:
+    /// `cpu::sgemm`'s broadcast kernel), so that products with the copy give the same bits as
+    /// without it.
+    fn pack_reused_for(_a: ArrayView2<Self>, _b: ArrayView2<Self>) -> Option<crate::cpu::sgemm::PackedB> {
+        None
+    }
     /// `gemm_on_thread` with a reused right-hand operand.
     fn gemm_reused_on_thread(alpha: Self, a: ArrayView2<Self>, b: &Reused<Self>, beta: Self, c: ArrayViewMut2<Self>) {
         Self::gemm_on_thread(alpha, a, b.view, beta, c)
@@ -135,6 +141,10 @@ impl Float for f32 {
     }
     fn pack_reused(b: ArrayView2<f32>) -> Option<crate::cpu::sgemm::PackedB> {
         crate::cpu::sgemm::available().then(|| crate::cpu::sgemm::pack_b(b))
+    }
+    fn pack_reused_for(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Option<crate::cpu::sgemm::PackedB> {
+        use crate::cpu::sgemm;
+        (a.nrows() > 0 && b.ncols() > 0 && sgemm::layout_rows(&a, &b) == Some(sgemm::Layout::Packed)).then(|| sgemm::pack_b(b))
     }
     fn gemm_reused_on_thread(alpha: f32, a: ArrayView2<f32>, b: &Reused<f32>, beta: f32, c: ArrayViewMut2<f32>) {
         match b.packed() {

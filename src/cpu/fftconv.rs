@@ -20,7 +20,7 @@
 //! column transforms produce.
 
 use super::conv::ConvGeom;
-use super::gemm::gemm_serial;
+use super::gemm::{gemm_reused_serial, Reused};
 use super::simd::Rows2;
 use crate::tensor::Float;
 use ndarray::{Array3, ArrayView2, ArrayViewMut2, Axis};
@@ -183,6 +183,25 @@ fn at<T: Float>(spec: &Array3<T>, f: usize) -> ArrayView2<'_, T> {
     spec.index_axis(Axis(1), f)
 }
 
+/// A bin's right-hand matrix (the real or the imaginary part), read by two of the bin's four real
+/// products: copied once into the GEMM kernel's strips where each product would copy it
+/// (`Float::pack_reused_for`, decided for left-hand operands laid out like `a`), so the same bits.
+struct Rhs<'a, T: Float> {
+    view: ArrayView2<'a, T>,
+    packed: Option<crate::cpu::sgemm::PackedB>,
+}
+
+impl<'a, T: Float> Rhs<'a, T> {
+    fn new(a: &ArrayView2<T>, b: ArrayView2<'a, T>) -> Self {
+        Self { packed: T::pack_reused_for(a.view(), b.view()), view: b }
+    }
+
+    /// `c = alpha * a . b + beta * c` on the calling thread.
+    fn mul(&self, alpha: T, a: ArrayView2<T>, beta: T, c: ArrayViewMut2<T>) {
+        gemm_reused_serial(alpha, a, &Reused { view: self.view.view(), packed: self.packed.as_ref() }, beta, c);
+    }
+}
+
 /// Batches up to this size multiply each bin with `Float::xconj_w` (dot products over the weight
 /// spectra where they lie) instead of four GEMMs.
 const SMALL_BATCH: usize = 4;
@@ -247,10 +266,11 @@ pub fn forward_with<T: Float>(x: &[T], ws: &WeightSpectra<T>, bias: Option<&[T]>
             return;
         }
         // X conj(W): re = Xr Wr^T + Xi Wi^T, im = Xi Wr^T - Xr Wi^T
-        gemm_serial(one, ar, br.t(), T::zero(), r.view_mut());
-        gemm_serial(one, ai, bi.t(), one, r.view_mut());
-        gemm_serial(one, ai, br.t(), T::zero(), i.view_mut());
-        gemm_serial(neg, ar, bi.t(), one, i.view_mut());
+        let (br, bi) = (Rhs::new(&ar, br.t()), Rhs::new(&ar, bi.t()));
+        br.mul(one, ar, T::zero(), r.view_mut());
+        bi.mul(one, ai, one, r.view_mut());
+        br.mul(one, ai, T::zero(), i.view_mut());
+        bi.mul(neg, ar, one, i.view_mut());
     });
     p.crops(&yr, &yi, g.oh, g.ow, 0, 0, y);
     if let Some(b) = bias {
@@ -270,10 +290,11 @@ pub fn backward_input<T: Float>(w: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
     let (xr, xi) = per_bin(g.n, p.bins(), g.c, |f, mut r, mut i| {
         let (ar, ai, br, bi) = (at(&dr, f), at(&di, f), at(&wr, f), at(&wi, f));
         // DY W: re = DYr Wr - DYi Wi, im = DYr Wi + DYi Wr
-        gemm_serial(one, ar, br, T::zero(), r.view_mut());
-        gemm_serial(neg, ai, bi, one, r.view_mut());
-        gemm_serial(one, ar, bi, T::zero(), i.view_mut());
-        gemm_serial(one, ai, br, one, i.view_mut());
+        let (br, bi) = (Rhs::new(&ar, br), Rhs::new(&ar, bi));
+        br.mul(one, ar, T::zero(), r.view_mut());
+        bi.mul(neg, ai, one, r.view_mut());
+        bi.mul(one, ar, T::zero(), i.view_mut());
+        br.mul(one, ai, one, i.view_mut());
     });
     let mut dx = vec![T::zero(); g.n * g.c * g.h * g.w];
     p.crops(&xr, &xi, g.h, g.w, g.ph, g.pw, &mut dx);
@@ -289,10 +310,11 @@ pub fn backward_weight<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
     let (wr, wi) = per_bin(g.o, p.bins(), g.c, |f, mut r, mut i| {
         let (ar, ai, br, bi) = (at(&dr, f), at(&di, f), at(&xr, f), at(&xi, f));
         // conj(DY)^T X: re = DYr^T Xr + DYi^T Xi, im = DYr^T Xi - DYi^T Xr
-        gemm_serial(one, ar.t(), br, T::zero(), r.view_mut());
-        gemm_serial(one, ai.t(), bi, one, r.view_mut());
-        gemm_serial(one, ar.t(), bi, T::zero(), i.view_mut());
-        gemm_serial(neg, ai.t(), br, one, i.view_mut());
+        let (br, bi) = (Rhs::new(&ar.t(), br), Rhs::new(&ar.t(), bi));
+        br.mul(one, ar.t(), T::zero(), r.view_mut());
+        bi.mul(one, ai.t(), one, r.view_mut());
+        bi.mul(one, ar.t(), T::zero(), i.view_mut());
+        br.mul(neg, ai.t(), one, i.view_mut());
     });
     let mut dw = vec![T::zero(); g.o * g.c * g.kh * g.kw];
     p.crops(&wr, &wi, g.kh, g.kw, 0, 0, &mut dw);
