@@ -57,7 +57,7 @@ fn pool_any<T: Float>(xp: &[T], g: &PoolGeom, yp: &mut [T], ap: &mut [u32]) {
 fn pool_2x2_dispatch<T: Float>(xp: &[T], g: &PoolGeom, yp: &mut [T], ap: &mut [u32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")]
+        #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
         unsafe fn wide<T: Float>(xp: &[T], g: &PoolGeom, yp: &mut [T], ap: &mut [u32]) {
             pool_2x2(xp, g, yp, ap)
         }
@@ -65,8 +65,8 @@ fn pool_2x2_dispatch<T: Float>(xp: &[T], g: &PoolGeom, yp: &mut [T], ap: &mut [u
         unsafe fn avx2<T: Float>(xp: &[T], g: &PoolGeom, yp: &mut [T], ap: &mut [u32]) {
             pool_2x2(xp, g, yp, ap)
         }
-        if super::sgemm::wide() && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vl") {
-            // SAFETY: the CPU has AVX-512F/DQ/BW/VL, AVX2 and FMA (checked just above).
+        if super::sgemm::wide() {
+            // SAFETY: the CPU has AVX-512F/DQ, AVX2 and FMA (`sgemm::wide`).
             return unsafe { wide(xp, g, yp, ap) };
         }
         if super::sgemm::has_avx2_fma() {

@@ -183,9 +183,9 @@ unsafe fn run_on(alpha: f32, a: ArrayView2<f32>, b: Right, beta: f32, c: *mut f3
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the CPU has AVX2 and FMA (asserted above), and AVX-512F/DQ where `wide`; the pointers and strides come from live
-    // ndarray views of the shapes checked above, a packed copy holding every block and strip, and
-    // the caller's output, and every access stays inside them.
+    // SAFETY: the CPU has AVX2 and FMA (asserted above), and AVX-512F/DQ where `wide`; the pointers
+    // and strides come from live ndarray views of the shapes checked above, a packed copy holding
+    // every block and strip, and the caller's output, and every access stays inside them.
     unsafe {
         let pre = match b {
             Right::View(_, Layout::Packed) => None,
@@ -285,6 +285,7 @@ pub fn time_tiles(panels: usize, strips: usize, reps: usize, wide: bool) -> Opti
     if !available() || (wide && !has_avx512()) {
         return None;
     }
+    assert!(!wide || strips % 2 == 0, "time_tiles: the AVX-512 tile reads strips in pairs");
     let a = vec![1e-3f32; panels * MR * KC];
     let b = vec![2e-3f32; strips * KC * NR];
     let start = std::time::Instant::now();
