@@ -68,13 +68,24 @@ impl Trees {
     fn predict_row(&self, x: &[f32]) -> f64 {
         let mut sum = 0.0;
         for &root in &self.roots {
-            let mut i = root;
-            while self.left[i] >= 0 {
-                i = if x[self.feature[i] as usize] <= self.threshold[i] { self.left[i] as usize } else { self.right[i] as usize };
-            }
-            sum += self.value[i];
+            sum += self.leaf(root, x);
         }
         sum / self.roots.len() as f64
+    }
+
+    fn leaf(&self, root: usize, x: &[f32]) -> f64 {
+        let mut i = root;
+        while self.left[i] >= 0 {
+            i = if x[self.feature[i] as usize] <= self.threshold[i] { self.left[i] as usize } else { self.right[i] as usize };
+        }
+        self.value[i]
+    }
+
+    /// The standard deviation of the trees' estimates.
+    fn spread_row(&self, x: &[f32]) -> f64 {
+        let v: Vec<f64> = self.roots.iter().map(|&r| self.leaf(r, x)).collect();
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        (v.iter().map(|a| (a - m).powi(2)).sum::<f64>() / (v.len() as f64 - 1.0).max(1.0)).sqrt()
     }
 }
 
@@ -113,6 +124,12 @@ impl Forest {
     /// Standardised labels of `x[rows]`.
     pub fn predict(&self, x: &[Vec<f32>], rows: &[usize]) -> Array2<f64> {
         let est: Vec<Vec<f64>> = rows.par_iter().map(|&r| self.trees.iter().map(|t| t.predict_row(&x[r])).collect()).collect();
+        Array2::from_shape_fn((rows.len(), self.trees.len()), |(i, j)| est[i][j])
+    }
+
+    /// The trees' spread per label for `x[rows]`.
+    pub fn spread(&self, x: &[Vec<f32>], rows: &[usize]) -> Array2<f64> {
+        let est: Vec<Vec<f64>> = rows.par_iter().map(|&r| self.trees.iter().map(|t| t.spread_row(&x[r])).collect()).collect();
         Array2::from_shape_fn((rows.len(), self.trees.len()), |(i, j)| est[i][j])
     }
 

@@ -5,7 +5,8 @@
 //! - [`cannon`]: The Cannon (Ness et al. 2015): per pixel, flux quadratic in the labels; labels of a new
 //!   spectrum found by Levenberg-Marquardt. Written here (it is a few linear solves).
 //! - [`forest`]: random-forest regression, one forest per label, fitted by `smartcore`;
-//! - [`svr`]: epsilon-SVR with an RBF kernel, one per label, fitted by `smartcore`.
+//! - [`svr`]: epsilon-SVR with an RBF kernel, one per label, fitted by `smartcore`;
+//! - [`knn`]: PCA (50 components) + the mean of the 3 nearest training stars, written here.
 //!
 //! For the two `smartcore` models specnn keeps the fitted trees and support vectors as tensors and
 //! predicts with its own few lines (a tree walk; a kernel sum), checked equal to `smartcore`'s own
@@ -13,6 +14,7 @@
 
 pub mod cannon;
 pub mod forest;
+pub mod knn;
 pub mod svr;
 
 use crate::error::{Error, Result};
@@ -30,6 +32,7 @@ pub enum BaselineKind {
     Cannon,
     Rf,
     Svr,
+    Knn,
 }
 
 impl BaselineKind {
@@ -38,6 +41,7 @@ impl BaselineKind {
             BaselineKind::Cannon => "cannon",
             BaselineKind::Rf => "rf",
             BaselineKind::Svr => "svr",
+            BaselineKind::Knn => "knn",
         }
     }
 }
@@ -48,6 +52,7 @@ pub enum Baseline {
     Cannon(cannon::Cannon),
     Forest(forest::Forest),
     Svr(svr::Svr),
+    Knn(knn::Knn),
 }
 
 /// The rows of `x` listed in `rows`, as f64 vectors.
@@ -66,6 +71,7 @@ impl Baseline {
             BaselineKind::Cannon => Baseline::Cannon(cannon::Cannon::fit(x, z, rows)?),
             BaselineKind::Rf => Baseline::Forest(forest::Forest::fit(x, z, rows, seed)?),
             BaselineKind::Svr => Baseline::Svr(svr::Svr::fit(x, z, rows)?),
+            BaselineKind::Knn => Baseline::Knn(knn::Knn::fit(x, z, rows, seed)?),
         })
     }
 
@@ -74,6 +80,7 @@ impl Baseline {
             Baseline::Cannon(_) => BaselineKind::Cannon,
             Baseline::Forest(_) => BaselineKind::Rf,
             Baseline::Svr(_) => BaselineKind::Svr,
+            Baseline::Knn(_) => BaselineKind::Knn,
         }
     }
 
@@ -83,6 +90,7 @@ impl Baseline {
             Baseline::Cannon(c) => c.inputs(),
             Baseline::Forest(f) => f.inputs,
             Baseline::Svr(s) => s.inputs(),
+            Baseline::Knn(k) => k.inputs(),
         }
     }
 
@@ -92,6 +100,7 @@ impl Baseline {
             Baseline::Cannon(c) => c.labels(),
             Baseline::Forest(f) => f.trees.len(),
             Baseline::Svr(s) => s.models.len(),
+            Baseline::Knn(k) => k.labels(),
         }
     }
 
@@ -106,7 +115,20 @@ impl Baseline {
             Baseline::Cannon(c) => c.predict(x, rows),
             Baseline::Forest(f) => f.predict(x, rows),
             Baseline::Svr(s) => s.predict(x, rows),
+            Baseline::Knn(k) => k.predict(x, rows),
         })
+    }
+
+    /// Standardised estimates and their spread (the trees' of a forest, the neighbours' of the kNN;
+    /// NaN for The Cannon and the SVR, which have none).
+    pub fn predict_spread(&self, x: &[Vec<f32>], rows: &[usize]) -> Result<(Array2<f64>, Array2<f64>)> {
+        let mean = self.predict(x, rows)?;
+        let spread = match self {
+            Baseline::Forest(f) => f.spread(x, rows),
+            Baseline::Knn(k) => k.predict_spread(x, rows).1,
+            _ => Array2::from_elem(mean.dim(), f64::NAN),
+        };
+        Ok((mean, spread))
     }
 
     /// Its tensors, for the model file.
@@ -115,6 +137,7 @@ impl Baseline {
             Baseline::Cannon(c) => c.to_tensors(),
             Baseline::Forest(f) => f.to_tensors(),
             Baseline::Svr(s) => s.to_tensors(),
+            Baseline::Knn(k) => k.to_tensors(),
         }
     }
 
@@ -124,6 +147,7 @@ impl Baseline {
             BaselineKind::Cannon => Baseline::Cannon(cannon::Cannon::from_tensors(t)?),
             BaselineKind::Rf => Baseline::Forest(forest::Forest::from_tensors(t)?),
             BaselineKind::Svr => Baseline::Svr(svr::Svr::from_tensors(t)?),
+            BaselineKind::Knn => Baseline::Knn(knn::Knn::from_tensors(t)?),
         })
     }
 }
