@@ -33,6 +33,7 @@
 //! # Ok::<(), specnn::Error>(())
 //! ```
 
+pub mod augment;
 pub mod autograd;
 pub mod baselines;
 pub mod bench;
@@ -52,6 +53,7 @@ pub mod predict;
 pub mod simulate;
 pub mod tensor;
 pub mod train;
+pub mod trust;
 pub mod workflow;
 
 pub use error::{Error, Result};

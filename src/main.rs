@@ -68,20 +68,22 @@ struct TrainArgs {
     targets: Vec<String>,
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, default_value_t = 30)]
-    epochs: usize,
+    /// Most epochs [default: 30; --recipe small-real: 300].
+    #[arg(long)]
+    epochs: Option<usize>,
     #[arg(long, default_value_t = 32)]
     batch: usize,
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f64,
+    /// Adam's learning rate [default: 1e-3; --recipe small-real: 5e-5].
+    #[arg(long)]
+    lr: Option<f64>,
     /// Fraction of stars used for training; the rest validate.
     #[arg(long, default_value_t = 0.7)]
     split: f64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Epochs without improvement before stopping.
-    #[arg(long, default_value_t = 5)]
-    patience: usize,
+    /// Epochs without improvement before stopping [default: 5; --recipe small-real: 30].
+    #[arg(long)]
+    patience: Option<usize>,
     /// Degrade to this resolving power on a CSST-like grid (200 gives 143 pixels).
     #[arg(long)]
     resolution: Option<f64>,
@@ -119,6 +121,43 @@ struct TrainArgs {
     /// of any kind, a CPU Vulkan device included) or gpu:N (adapter N of `specnn devices`).
     #[arg(long, default_value = "auto")]
     device: String,
+    /// A set of defaults for a kind of training set: `small-real` (a few hundred to ~2,000 real
+    /// stars, e.g. MILES): README, "Training recipes". Options given explicitly win.
+    #[arg(long, value_enum)]
+    recipe: Option<RecipeArg>,
+    /// Targets learnt as their log10, e.g. teff (for a 2,800-36,000 K range); `none` for none.
+    #[arg(long, value_delimiter = ',')]
+    log_targets: Option<Vec<String>>,
+    /// Augment every training batch, seeded: comma-separated snr=LO:HI (noise at a S/N drawn
+    /// log-uniform in LO..HI), rv=KMS (shifts up to +-KMS), tilt=FRAC (flux-calibration tilts up to
+    /// +-FRAC at the ends), mask=RUNSxLEN (masked pixel runs), or none. E.g. snr=30:300,rv=30,tilt=0.05.
+    #[arg(long)]
+    augment: Option<String>,
+    /// Train K networks from different seeds on the same split into one model file; predictions are
+    /// their average, and their spread is reported.
+    #[arg(long)]
+    ensemble: Option<usize>,
+    /// Start from this trained model (same architecture and targets) and fine-tune it.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Divide each spectrum by a running-median pseudo-continuum of this many grid pixels before the
+    /// min-max normalisation (for use across instruments).
+    #[arg(long)]
+    continuum: Option<usize>,
+    /// Train a dense network (ann, res-ann) on inputs standardised pixel by pixel; the model file
+    /// holds the equivalent network on the pipeline's inputs (folded into the first layer).
+    #[arg(long)]
+    standardise_inputs: bool,
+    /// Hidden layer widths of `--arch ann`, e.g. 256,256 (default 512,512,512).
+    #[arg(long, value_delimiter = ',')]
+    hidden: Option<Vec<usize>>,
+}
+
+/// Training recipes (README, "Training recipes").
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum RecipeArg {
+    /// A few hundred to ~2,000 real stars: MILES-like libraries.
+    SmallReal,
 }
 
 impl TrainArgs {
@@ -131,7 +170,22 @@ impl TrainArgs {
             ArchArg::Cannon => Kind::Cannon,
             ArchArg::Rf => Kind::Rf,
             ArchArg::Svr => Kind::Svr,
+            ArchArg::Knn => Kind::Knn,
         };
+        let recipe = self.recipe.map(|RecipeArg::SmallReal| specnn::train::Recipe::SmallReal);
+        let dense = matches!(kind, Kind::Ann | Kind::ResAnn);
+        let d = recipe.map(|r| r.defaults(&self.targets, dense)).unwrap_or_default();
+        let loop_d = recipe.map(|r| r.loop_defaults()).unwrap_or(specnn::train::LoopDefaults { epochs: 30, lr: 1e-3, patience: 5 });
+        let log_targets = match self.log_targets {
+            Some(v) if v.iter().any(|t| t == "none") => Vec::new(),
+            Some(v) => v,
+            None => d.log_targets,
+        };
+        let augment = match &self.augment {
+            Some(a) => specnn::augment::Augment::parse(a)?,
+            None => d.augment,
+        };
+        let options = specnn::train::TrainOptions { log_targets, augment, ensemble: self.ensemble.unwrap_or(d.ensemble).max(1), init: self.init.clone(), standardise_inputs: self.standardise_inputs || d.standardise_inputs };
         let padding = match self.padding {
             PaddingArg::Same => specnn::ops::conv2d::Padding::Same,
             PaddingArg::Valid => specnn::ops::conv2d::Padding::Valid,
@@ -144,12 +198,12 @@ impl TrainArgs {
             kind,
             targets: self.targets,
             out: self.out,
-            epochs: self.epochs,
+            epochs: self.epochs.unwrap_or(loop_d.epochs),
             batch: self.batch,
-            lr: self.lr,
+            lr: self.lr.unwrap_or(loop_d.lr),
             split: self.split,
             seed: self.seed,
-            patience: self.patience,
+            patience: self.patience.unwrap_or(loop_d.patience),
             resolution: self.resolution,
             channels: self.channels,
             padding,
@@ -159,6 +213,9 @@ impl TrainArgs {
             resume: self.resume,
             read: specnn::data::ReadOptions { medium: self.medium.map(Into::into) },
             stream: self.stream,
+            options,
+            continuum: self.continuum,
+            hidden: self.hidden,
         })
     }
 }
@@ -175,6 +232,8 @@ enum ArchArg {
     Rf,
     /// Epsilon-SVR with an RBF kernel (smartcore), one per label.
     Svr,
+    /// PCA (50 components) + the mean of the 3 nearest training stars: the bar to beat.
+    Knn,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -799,6 +858,17 @@ fn cli_predict(
         tp.model_s,
         tp.wall_s
     );
+    use specnn::trust::{FLAG_DOCS, FLAG_SYNTHETIC_MODEL};
+    let synth = rows.iter().filter(|r| r.flags.is_some_and(|f| f & FLAG_SYNTHETIC_MODEL != 0)).count();
+    if synth > 0 {
+        eprintln!("WARNING: {} was trained on SYNTHETIC spectra and {synth} of these spectra are real: their labels are not to be trusted (flags bit {FLAG_SYNTHETIC_MODEL})", model.display());
+    }
+    for (bit, what) in FLAG_DOCS.iter().filter(|(b, _)| *b != FLAG_SYNTHETIC_MODEL) {
+        let n = rows.iter().filter(|r| r.flags.is_some_and(|f| f & bit != 0)).count();
+        if n > 0 {
+            eprintln!("  flagged {n} of {} rows: {what} (flags bit {bit})", rows.len());
+        }
+    }
     Ok((t, rows))
 }
 
@@ -810,6 +880,9 @@ fn print_evaluation(e: &specnn::workflow::Evaluation, dir: &std::path::Path) {
     println!("{:<6} {:>6} {:>10} {:>10} {:>10}", "label", "n", "MAE", "SD", "M");
     for (name, m, _, _) in &e.metrics {
         println!("{:<6} {:>6} {:>10.4} {:>10.4} {:>10.4}", name, m.n, m.mae, m.sd, m.median);
+    }
+    for (name, n, c1, c2) in &e.coverage {
+        println!("{name:<6} uncertainties: {n} stars, {:.1}% within 1 sigma, {:.1}% within 2 sigma", 100.0 * c1, 100.0 * c2);
     }
     if let Some(c) = &e.vmp {
         println!("VMP: recall {:.2}% ({}/{}), false positives {:.2}% ({}/{})", 100.0 * c.recall(), c.tp, c.tp + c.fn_, 100.0 * c.fpr(), c.fp, c.fp + c.tn);
@@ -858,6 +931,9 @@ fn demo(out: &std::path::Path, n: usize, seed: u64, channels: &[usize], cnn_epoc
         validation: None,
         grid: None,
         stream: false,
+        options: Default::default(),
+        continuum: None,
+        hidden: None,
     };
     let cnn = TrainRequest {
         kind: Kind::VmpCnn,

@@ -10,7 +10,8 @@ use crate::data::{PrepConfig, ReadOptions};
 use crate::error::{Error, Result};
 use crate::baselines::{Baseline, BaselineKind, BASELINE_KEY};
 use crate::io::read_safetensors;
-use crate::nn::{load_model, Model};
+use crate::nn::{members_from, Model};
+use crate::trust::{Calibration, Domain, CALIBRATION_KEY, DOMAIN_KEY};
 use crate::gpu::Device;
 use crate::train::{predict_rows, predict_rows_with, History, Scaling, HISTORY_KEY, PREP_KEY, SCALING_KEY, SYNTHETIC_KEY, TARGETS_KEY};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug)]
 pub enum Estimator {
     Net(Model<f32>),
+    /// Networks of one architecture from different seeds: their standardised estimates are averaged.
+    Ensemble(Vec<Model<f32>>),
     Baseline(Baseline),
 }
 
@@ -27,6 +30,7 @@ impl Estimator {
     pub fn outputs(&self) -> usize {
         match self {
             Estimator::Net(m) => m.arch().outputs(),
+            Estimator::Ensemble(ms) => ms[0].arch().outputs(),
             Estimator::Baseline(b) => b.outputs(),
         }
     }
@@ -35,6 +39,7 @@ impl Estimator {
     pub fn describe(&self) -> String {
         match self {
             Estimator::Net(m) => m.arch().to_json(),
+            Estimator::Ensemble(ms) => format!("{} x{}", ms[0].arch().to_json(), ms.len()),
             Estimator::Baseline(b) => format!("{{\"kind\":\"{}\",\"inputs\":{}}}", b.kind().name(), b.inputs()),
         }
     }
@@ -44,8 +49,17 @@ impl Estimator {
     pub fn runner(&self, device: &Device) -> Result<Runner<'_>> {
         Ok(match (self, device.gpu()) {
             (Estimator::Net(m), Some(g)) => Runner::Gpu(m, GpuNet::new(g.clone(), m.clone())?),
+            (Estimator::Ensemble(ms), Some(g)) => Runner::GpuEnsemble(ms.iter().map(|m| Ok((m, GpuNet::new(g.clone(), m.clone())?))).collect::<Result<_>>()?),
             _ => Runner::Cpu(self),
         })
+    }
+
+    /// The number of networks averaged (1 for a network or a baseline).
+    pub fn members(&self) -> usize {
+        match self {
+            Estimator::Ensemble(ms) => ms.len(),
+            _ => 1,
+        }
     }
 
     /// Label estimates (in label units) for `x[rows]`; networks run in batches of `batch` on `device`.
@@ -58,24 +72,57 @@ impl Estimator {
 pub enum Runner<'e> {
     Cpu(&'e Estimator),
     Gpu(&'e Model<f32>, GpuNet),
+    GpuEnsemble(Vec<(&'e Model<f32>, GpuNet)>),
+}
+
+/// Estimates with their raw spread: `mean` in label units; `spread_z` in standardised units (log10
+/// units for a log label): an ensemble's member spread, a forest's trees', the kNN's neighbours';
+/// NaN where the estimator has none.
+pub struct Estimates {
+    pub mean: ndarray::Array2<f64>,
+    pub spread_z: ndarray::Array2<f64>,
 }
 
 impl Runner<'_> {
     /// Label estimates (in label units) for `x[rows]`, networks in batches of `batch`.
     pub fn predict_rows(&self, x: &[Vec<f32>], rows: &[usize], s: &Scaling, batch: usize) -> Result<ndarray::Array2<f64>> {
-        match self {
-            Runner::Gpu(m, net) => predict_rows_with(m.arch(), x, rows, s, batch, |b| net.predict(b)),
-            Runner::Cpu(Estimator::Net(m)) => predict_rows(m, x, rows, s, batch),
+        Ok(self.estimate_rows(x, rows, s, batch)?.mean)
+    }
+
+    /// Label estimates and their spread for `x[rows]`.
+    pub fn estimate_rows(&self, x: &[Vec<f32>], rows: &[usize], s: &Scaling, batch: usize) -> Result<Estimates> {
+        let single = |mean: ndarray::Array2<f64>| Estimates { spread_z: ndarray::Array2::from_elem(mean.dim(), f64::NAN), mean };
+        // Members' estimates are averaged in standardised units (for a log label: in log10).
+        let combine = |each: Vec<ndarray::Array2<f64>>| -> Estimates {
+            let (n, k) = each[0].dim();
+            let m = each.len() as f64;
+            let mut mean = ndarray::Array2::zeros((n, k));
+            let mut spread_z = ndarray::Array2::zeros((n, k));
+            for i in 0..n {
+                for j in 0..k {
+                    let z: Vec<f64> = each.iter().map(|e| s.to_z(j, e[[i, j]])).collect();
+                    let zm = z.iter().sum::<f64>() / m;
+                    mean[[i, j]] = s.to_label(j, zm);
+                    spread_z[[i, j]] = (z.iter().map(|v| (v - zm).powi(2)).sum::<f64>() / (m - 1.0).max(1.0)).sqrt();
+                }
+            }
+            Estimates { mean, spread_z }
+        };
+        Ok(match self {
+            Runner::Gpu(m, net) => single(predict_rows_with(m.arch(), x, rows, s, batch, |b| net.predict(b))?),
+            Runner::GpuEnsemble(nets) => combine(nets.iter().map(|(m, net)| predict_rows_with(m.arch(), x, rows, s, batch, |b| net.predict(b))).collect::<Result<_>>()?),
+            Runner::Cpu(Estimator::Ensemble(ms)) => combine(ms.iter().map(|m| predict_rows(m, x, rows, s, batch)).collect::<Result<_>>()?),
+            Runner::Cpu(Estimator::Net(m)) => single(predict_rows(m, x, rows, s, batch)?),
             Runner::Cpu(Estimator::Baseline(b)) => {
-                let mut z = b.predict(x, rows)?;
+                let (mut z, spread_z) = b.predict_spread(x, rows)?;
                 for mut row in z.rows_mut() {
                     for (j, v) in row.iter_mut().enumerate() {
                         *v = s.to_label(j, *v);
                     }
                 }
-                Ok(z)
+                Estimates { mean: z, spread_z }
             }
-        }
+        })
     }
 }
 
@@ -89,23 +136,40 @@ pub struct Trained {
     pub history: History,
     /// Whether it was trained on synthetic spectra.
     pub synthetic: bool,
+    /// Spreads to 1-sigma uncertainties (absent in files written before it existed).
+    pub calibration: Option<Calibration>,
+    /// The training set's domain, for the out-of-domain flags (likewise).
+    pub domain: Option<Domain>,
+}
+
+impl Trained {
+    /// The 1-sigma uncertainties (label units) of estimates `e`, NaN where the model has no
+    /// calibration.
+    pub fn sigmas(&self, e: &Estimates) -> ndarray::Array2<f64> {
+        sigmas(&self.scaling, self.calibration.as_ref(), e)
+    }
 }
 
 /// Loads a model file written by `specnn train`.
 pub fn load_trained(path: &Path) -> Result<Trained> {
-    let (model, meta) = {
-        let (tensors, meta) = read_safetensors::<f32>(path)?;
-        match meta.get(BASELINE_KEY) {
+    let (model, meta, domain) = {
+        let (mut tensors, meta) = read_safetensors::<f32>(path)?;
+        let domain = match meta.get(DOMAIN_KEY) {
+            Some(m) => Some(Domain::take(m, &mut tensors).map_err(|e| Error::file(path, e.to_string()))?),
+            None => None,
+        };
+        let (model, meta) = match meta.get(BASELINE_KEY) {
             Some(kind) => {
                 let kind: BaselineKind = serde_json::from_str(kind).map_err(|e| Error::file(path, format!("metadata `{BASELINE_KEY}` is malformed: {e}")))?;
                 let b = Baseline::from_tensors(kind, &tensors).map_err(|e| Error::file(path, e.to_string()))?;
                 (Estimator::Baseline(b), meta)
             }
             None => {
-                let (m, meta) = load_model::<f32>(path)?;
-                (Estimator::Net(m), meta)
+                let mut ms = members_from::<f32>(path, tensors, &meta)?;
+                (if ms.len() == 1 { Estimator::Net(ms.remove(0)) } else { Estimator::Ensemble(ms) }, meta)
             }
-        }
+        };
+        (model, meta, domain)
     };
     let get = |k: &str| meta.get(k).ok_or_else(|| Error::file(path, format!("no `{k}` metadata: not a model written by `specnn train`")));
     let bad = |k: &str, e: serde_json::Error| Error::file(path, format!("metadata `{k}` is malformed: {e}"));
@@ -116,7 +180,22 @@ pub fn load_trained(path: &Path) -> Result<Trained> {
     if targets.len() != model.outputs() || scaling.mean.len() != targets.len() {
         return Err(Error::file(path, format!("{} targets for a model of {} outputs", targets.len(), model.outputs())));
     }
-    Ok(Trained { path: path.into(), model, targets, scaling, prep, history, synthetic: meta.get(SYNTHETIC_KEY).is_some_and(|v| v == "true") })
+    let calibration: Option<Calibration> = meta.get(CALIBRATION_KEY).map(|c| serde_json::from_str(c)).transpose().map_err(|e| bad(CALIBRATION_KEY, e))?;
+    if calibration.as_ref().is_some_and(|c| c.scale.len() != targets.len() || c.floor.len() != targets.len()) {
+        return Err(Error::file(path, format!("metadata `{CALIBRATION_KEY}` is not for {} targets", targets.len())));
+    }
+    Ok(Trained { path: path.into(), model, targets, scaling, prep, history, synthetic: meta.get(SYNTHETIC_KEY).is_some_and(|v| v == "true"), calibration, domain })
+}
+
+/// The 1-sigma uncertainties (label units) of estimates `e` under `calibration` (NaN without one).
+pub fn sigmas(scaling: &Scaling, calibration: Option<&Calibration>, e: &Estimates) -> ndarray::Array2<f64> {
+    ndarray::Array2::from_shape_fn(e.mean.dim(), |(i, j)| match calibration {
+        Some(c) => {
+            let z = scaling.to_z(j, e.mean[[i, j]]);
+            scaling.spread_to_label(j, z, c.sigma_z(j, e.spread_z[[i, j]]))
+        }
+        None => f64::NAN,
+    })
 }
 
 /// Flag thresholds.
@@ -145,6 +224,10 @@ pub struct Row {
     pub synthetic: bool,
     /// One value per target (None when refused).
     pub values: Vec<Option<f64>>,
+    /// One calibrated 1-sigma uncertainty per target (None when refused or not calibrated).
+    pub errors: Vec<Option<f64>>,
+    /// The out-of-domain bitmask (`trust::FLAG_*`; None when refused).
+    pub flags: Option<u32>,
     pub reason: String,
 }
 
@@ -186,9 +269,11 @@ pub fn predict_files(t: &Trained, paths: &[PathBuf], opts: &ReadOptions, chunk: 
             let x: Vec<Vec<f32>> = ok.iter_mut().map(|p| std::mem::take(&mut p.values)).collect();
             let all: Vec<usize> = (0..x.len()).collect();
             let t0 = std::time::Instant::now();
-            let pred = runner.predict_rows(&x, &all, &t.scaling, 128)?;
+            let est = runner.estimate_rows(&x, &all, &t.scaling, 128)?;
             model_s += t0.elapsed().as_secs_f64();
-            part_rows_into(t, ok, refused, &pred, &mut rows);
+            let sig = t.sigmas(&est);
+            let flags: Vec<u32> = ok.iter().zip(&x).enumerate().map(|(i, (p, row))| row_flags(t, p, row, &est.mean.row(i).to_vec())).collect();
+            part_rows_into(t, ok, refused, &est.mean, &sig, &flags, &mut rows);
             progress(rows.len());
         }
         Ok(())
@@ -205,17 +290,35 @@ pub fn predict_files(t: &Trained, paths: &[PathBuf], opts: &ReadOptions, chunk: 
 }
 
 /// Appends one chunk's rows (predicted and refused) to `rows`, in input order.
-fn part_rows_into(t: &Trained, ok: Vec<crate::data::dataset::Prepared>, refused: Vec<crate::data::dataset::Refused>, pred: &ndarray::Array2<f64>, rows: &mut Vec<Row>) {
+/// The out-of-domain flags of one prepared spectrum (`row`: its network input) and its estimates.
+pub fn row_flags(t: &Trained, p: &crate::data::dataset::Prepared, row: &[f32], est: &[f64]) -> u32 {
+    use crate::trust::*;
+    let mut f = t.domain.as_ref().map_or(0, |d| d.flags(row, est));
+    if p.meta.snr_catalog().is_some_and(|s| s < LOW_SNR) {
+        f |= FLAG_LOW_SNR;
+    }
+    if p.bad_fraction > MASKED_FRACTION {
+        f |= FLAG_MASKED;
+    }
+    if t.synthetic && !p.meta.synthetic {
+        f |= FLAG_SYNTHETIC_MODEL;
+    }
+    f
+}
+
+#[allow(clippy::too_many_arguments)]
+fn part_rows_into(t: &Trained, ok: Vec<crate::data::dataset::Prepared>, refused: Vec<crate::data::dataset::Refused>, pred: &ndarray::Array2<f64>, sig: &ndarray::Array2<f64>, flags: &[u32], rows: &mut Vec<Row>) {
     let mut part_rows: Vec<(PathBuf, Row)> = ok
         .iter()
         .enumerate()
         .map(|(i, p)| {
             let m = &p.meta;
-            (p.path.clone(), Row { file: p.file.clone(), obsid: m.obsid, ra: m.ra, dec: m.dec, snr: m.snr_catalog(), synthetic: m.synthetic, values: pred.row(i).iter().map(|v| Some(*v)).collect(), reason: String::new() })
+            let errors = sig.row(i).iter().map(|v| v.is_finite().then_some(*v)).collect();
+            (p.path.clone(), Row { file: p.file.clone(), obsid: m.obsid, ra: m.ra, dec: m.dec, snr: m.snr_catalog(), synthetic: m.synthetic, values: pred.row(i).iter().map(|v| Some(*v)).collect(), errors, flags: Some(flags[i]), reason: String::new() })
         })
         .collect();
     part_rows.extend(refused.into_iter().map(|r| {
-        (r.path.clone(), Row { file: r.file, obsid: None, ra: None, dec: None, snr: None, synthetic: false, values: vec![None; t.targets.len()], reason: r.reason })
+        (r.path.clone(), Row { file: r.file, obsid: None, ra: None, dec: None, snr: None, synthetic: false, values: vec![None; t.targets.len()], errors: vec![None; t.targets.len()], flags: None, reason: r.reason })
     }));
     // Keep the input order.
     part_rows.sort_by(|a, b| a.0.cmp(&b.0));
@@ -231,10 +334,32 @@ pub fn catalog(t: &Trained, rows: &[Row], th: &Thresholds) -> Catalog {
     c.push("ra", "deg", ColumnData::F64(rows.iter().map(|r| r.ra).collect()));
     c.push("dec", "deg", ColumnData::F64(rows.iter().map(|r| r.dec).collect()));
     c.push("snr", "", ColumnData::F64(rows.iter().map(|r| r.snr).collect()));
+    let calibrated = t.calibration.is_some();
     for (j, name) in t.targets.iter().enumerate() {
         c.push(name, label_unit(name), ColumnData::F64(rows.iter().map(|r| r.values[j]).collect()));
+        if calibrated {
+            c.push(&format!("{name}_err"), label_unit(name), ColumnData::F64(rows.iter().map(|r| r.errors[j]).collect()));
+        }
     }
+    c.push("flags", "", ColumnData::I64(rows.iter().map(|r| r.flags.map(i64::from)).collect()));
     let col = |n: &str| t.targets.iter().position(|x| x == n);
+    if let (Some(f), true) = (col("feh"), calibrated) {
+        // The probability that [Fe/H] is below the VMP threshold, from the estimate and its sigma.
+        let p: Vec<Option<f64>> = rows.iter().map(|r| match (r.values[f], r.errors[f]) {
+            (Some(v), Some(s)) if s > 0.0 => Some(crate::trust::normal_cdf((th.vmp_feh - v) / s)),
+            _ => None,
+        }).collect();
+        if let Some(cf) = col("cfe") {
+            let pc: Vec<Option<f64>> = rows.iter().zip(&p).map(|(r, pv)| match (pv, r.values[cf], r.errors[cf]) {
+                (Some(pv), Some(v), Some(s)) if s > 0.0 => Some(pv * crate::trust::normal_cdf((v - th.cemp_cfe) / s)),
+                _ => None,
+            }).collect();
+            c.push("p_vmp", "", ColumnData::F64(p));
+            c.push("p_cemp", "", ColumnData::F64(pc));
+        } else {
+            c.push("p_vmp", "", ColumnData::F64(p));
+        }
+    }
     if let Some(f) = col("feh") {
         let vmp: Vec<Option<bool>> = rows.iter().map(|r| r.values[f].map(|v| v < th.vmp_feh)).collect();
         if let Some(cf) = col("cfe") {
@@ -253,6 +378,12 @@ pub fn catalog(t: &Trained, rows: &[Row], th: &Thresholds) -> Catalog {
     c.cards.push(("MODEL".into(), t.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), "specnn model file".into()));
     c.cards.push(("VMPFEH".into(), format!("{}", th.vmp_feh), "VMP flag: [Fe/H] below this".into()));
     c.cards.push(("CEMPCFE".into(), format!("{}", th.cemp_cfe), "CEMP flag: VMP and [C/Fe] above this".into()));
+    for (bit, what) in crate::trust::FLAG_DOCS {
+        c.cards.push((format!("FLAG{bit}"), what.into(), format!("flags bit value {bit}")));
+    }
+    if calibrated {
+        c.cards.push(("ERRCAL".into(), "validation".into(), "*_err: 1-sigma, calibrated on validation stars".into()));
+    }
     if t.synthetic || rows.iter().any(|r| r.synthetic) {
         c.cards.push(("SYNTHETI".into(), "T".into(), "synthetic spectra or a model trained on them".into()));
     }

@@ -5,6 +5,7 @@
 //! Everything random is seeded (`seed`, and the epoch number for each epoch's shuffle), and the CPU
 //! path is deterministic, so a resumed run reaches the same weights as an uninterrupted one.
 
+use crate::augment::{batch_rng, Augment};
 use crate::autograd::{DeferredDense, ParamGrads, Tape};
 use crate::data::dataset::to_input;
 use crate::data::store::RowSource;
@@ -14,6 +15,7 @@ use crate::baselines::{Baseline, BaselineKind, BASELINE_KEY};
 use crate::gpu::{Device, GpuTrainer};
 use crate::predict::Estimator;
 use crate::io::{read_safetensors, write_safetensors};
+use crate::trust::{Calibration, Domain, CALIBRATION_KEY, DOMAIN_KEY};
 use crate::nn::{save_model, Arch, Model};
 use crate::optim::{Adam, AdamConfig};
 use crate::ops::loss;
@@ -49,6 +51,75 @@ pub struct TrainConfig {
     /// The validation stars (row indices) when given (`--validation LIST`) instead of the seeded split.
     #[serde(default)]
     pub validation: Option<Vec<usize>>,
+    /// Label transforms, augmentation, ensemble size and starting weights.
+    #[serde(default)]
+    pub options: TrainOptions,
+}
+
+/// The training options beyond the seed's loop, for small real sets (`--recipe small-real` sets
+/// several at once; README, "Training recipes").
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct TrainOptions {
+    /// Targets learnt as log10 of the label (e.g. `teff`, whose range in a library is 2,800-36,000 K).
+    pub log_targets: Vec<String>,
+    /// Augmentation of every training batch.
+    pub augment: Augment,
+    /// Networks trained from different seeds on the same split, stored in one file, their
+    /// predictions averaged (1: a single network).
+    pub ensemble: usize,
+    /// Start from this trained model's weights (the same architecture and targets) and its label
+    /// scaling, instead of a random start: fine-tuning.
+    pub init: Option<PathBuf>,
+    /// Train dense networks (`ann`, `res_ann`) on inputs standardised pixel by pixel (the training
+    /// stars' mean and standard deviation), folded into the first layer's weights and bias when the
+    /// model is written: the file is a plain network of the same architecture on the pipeline's inputs.
+    pub standardise_inputs: bool,
+}
+
+/// Named sets of training options (`--recipe`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recipe {
+    /// A few hundred to ~2,000 real stars (MILES): Teff learnt as log10, a dense network's inputs
+    /// standardised pixel by pixel, an ensemble of 5, a slow learning rate (5e-5) over up to 300
+    /// epochs with a patience of 30. No augmentation: on MILES each kind tried made every label worse
+    /// (EXPERIMENTS.md, "Training recipe on real stars").
+    SmallReal,
+}
+
+/// The training loop's settings a recipe chooses when the user does not.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoopDefaults {
+    pub epochs: usize,
+    pub lr: f64,
+    pub patience: usize,
+}
+
+impl Recipe {
+    /// The options this recipe sets for `targets` (`dense`: the network is an ann or res-ann).
+    pub fn defaults(self, targets: &[String], dense: bool) -> TrainOptions {
+        match self {
+            Recipe::SmallReal => TrainOptions {
+                log_targets: targets.iter().filter(|t| *t == "teff").cloned().collect(),
+                augment: Augment::default(),
+                ensemble: 5,
+                init: None,
+                standardise_inputs: dense,
+            },
+        }
+    }
+
+    pub fn loop_defaults(self) -> LoopDefaults {
+        match self {
+            Recipe::SmallReal => LoopDefaults { epochs: 300, lr: 5e-5, patience: 30 },
+        }
+    }
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self { log_targets: Vec::new(), augment: Augment::default(), ensemble: 1, init: None, standardise_inputs: false }
+    }
 }
 
 /// The (train, validation) rows: the given validation rows, or the seeded split.
@@ -69,17 +140,38 @@ pub fn rows_for(n: usize, frac: f64, seed: u64, validation: Option<&[usize]>) ->
     Ok((train, val))
 }
 
-/// Label standardisation, stored in the model file: `z = (y - mean) / sd`.
+/// Label standardisation, stored in the model file: `z = (y - mean) / sd`, or
+/// `z = (log10 y - mean) / sd` for the labels marked in `log10`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Scaling {
     pub mean: Vec<f64>,
     pub sd: Vec<f64>,
+    /// Which labels are standardised as log10 (absent in older files: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log10: Vec<bool>,
 }
 
 impl Scaling {
+    /// Whether label `j` is learnt as its log10.
+    pub fn is_log(&self, j: usize) -> bool {
+        self.log10.get(j).copied().unwrap_or(false)
+    }
+
     /// Label `j`'s value (in its units) of the standardised `z`.
     pub fn to_label(&self, j: usize, z: f64) -> f64 {
-        z * self.sd[j] + self.mean[j]
+        let v = z * self.sd[j] + self.mean[j];
+        if self.is_log(j) { 10f64.powf(v) } else { v }
+    }
+
+    /// The standardised value of label `j`'s value `y` (NaN for a log label that is not positive).
+    pub fn to_z(&self, j: usize, y: f64) -> f64 {
+        let v = if self.is_log(j) { if y > 0.0 { y.log10() } else { f64::NAN } } else { y };
+        (v - self.mean[j]) / self.sd[j]
+    }
+
+    /// A spread in label units of a spread `dz` in standardised units around the estimate `z`.
+    pub fn spread_to_label(&self, j: usize, z: f64, dz: f64) -> f64 {
+        if self.is_log(j) { self.to_label(j, z) * std::f64::consts::LN_10 * self.sd[j] * dz } else { self.sd[j] * dz }
     }
 }
 
@@ -122,35 +214,148 @@ pub fn split(n: usize, frac: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
     (a, b)
 }
 
-fn scaling(y: &Array2<f64>, rows: &[usize]) -> Result<Scaling> {
+/// The label standardisation fitted on the training stars `rows`; `log10[j]` learns label `j` as its
+/// log10 (every known value must then be positive).
+pub(crate) fn scaling(y: &Array2<f64>, rows: &[usize], log10: &[bool]) -> Result<Scaling> {
     let k = y.ncols();
     let (mut mean, mut sd) = (vec![0.0; k], vec![1.0; k]);
     for j in 0..k {
-        let v: Vec<f64> = rows.iter().map(|&r| y[[r, j]]).filter(|v| v.is_finite()).collect();
+        let log = log10.get(j).copied().unwrap_or(false);
+        if log {
+            if let Some(&r) = rows.iter().find(|&&r| y[[r, j]].is_finite() && y[[r, j]] <= 0.0) {
+                return Err(Error::Data(format!("target {} is learnt as its log10, but star {} has the value {}", j + 1, r + 1, y[[r, j]])));
+            }
+        }
+        let v: Vec<f64> = rows.iter().map(|&r| y[[r, j]]).filter(|v| v.is_finite()).map(|v| if log { v.log10() } else { v }).collect();
         if v.len() < 2 {
             return Err(Error::Data(format!("target {j} is known for {} training stars; at least 2 are needed", v.len())));
         }
         mean[j] = v.iter().sum::<f64>() / v.len() as f64;
         sd[j] = (v.iter().map(|x| (x - mean[j]).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt().max(1e-12);
     }
-    Ok(Scaling { mean, sd })
+    Ok(Scaling { mean, sd, log10: if log10.iter().any(|&l| l) { log10.to_vec() } else { Vec::new() } })
 }
 
-fn batch<X: RowSource + ?Sized>(x: &X, y: &Array2<f64>, rows: &[usize], arch: &Arch, s: &Scaling) -> Result<(ArrayD<f32>, ArrayD<f32>, ArrayD<f32>)> {
-    let input = x.with_rows(rows, |refs| to_input(arch, refs))?;
+/// Which of `targets` are named in `log_targets`.
+pub fn log_flags(targets: &[String], log_targets: &[String]) -> Result<Vec<bool>> {
+    if let Some(t) = log_targets.iter().find(|t| !targets.contains(t)) {
+        return Err(Error::invalid("--log-targets", format!("`{t}` is not among the targets {}", targets.join(","))));
+    }
+    Ok(targets.iter().map(|t| log_targets.contains(t)).collect())
+}
+
+/// A training batch: inputs, standardised targets and their mask. With `aug` (the augmentation, the
+/// grid's wavelengths and the batch's generator) every spectrum is augmented first.
+fn batch<X: RowSource + ?Sized>(x: &X, y: &Array2<f64>, rows: &[usize], arch: &Arch, s: &Scaling, aug: Option<(&Augment, &[f64], &mut StdRng)>, inputs: Option<&InputScaling>) -> Result<(ArrayD<f32>, ArrayD<f32>, ArrayD<f32>)> {
+    let mut input = match aug {
+        Some((a, grid, rng)) => x.with_rows(rows, |refs| {
+            let changed: Vec<Vec<f32>> = refs.iter().map(|r| a.apply(r, grid, rng)).collect();
+            let refs: Vec<&[f32]> = changed.iter().map(Vec::as_slice).collect();
+            to_input(arch, &refs)
+        })?,
+        None => x.with_rows(rows, |refs| to_input(arch, refs))?,
+    };
+    if let Some(sc) = inputs {
+        sc.apply(&mut input);
+    }
     let k = y.ncols();
     let mut t = vec![0f32; rows.len() * k];
     let mut m = vec![0f32; rows.len() * k];
     for (i, &r) in rows.iter().enumerate() {
         for j in 0..k {
             let v = y[[r, j]];
-            if v.is_finite() {
-                t[i * k + j] = ((v - s.mean[j]) / s.sd[j]) as f32;
+            let z = s.to_z(j, v);
+            if z.is_finite() {
+                t[i * k + j] = z as f32;
                 m[i * k + j] = 1.0;
             }
         }
     }
     Ok((input, ArrayD::from_shape_vec(IxDyn(&[rows.len(), k]), t).expect("shape"), ArrayD::from_shape_vec(IxDyn(&[rows.len(), k]), m).expect("shape")))
+}
+
+/// Per-pixel standardisation of network inputs: `(x - mean) / sd`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputScaling {
+    pub mean: Vec<f64>,
+    pub sd: Vec<f64>,
+}
+
+impl InputScaling {
+    /// The training stars' per-pixel mean and standard deviation (1 where a pixel does not vary).
+    pub fn fit<X: RowSource + ?Sized>(x: &X, rows: &[usize]) -> Result<Self> {
+        let (mut sum, mut sq, mut n) = (Vec::<f64>::new(), Vec::<f64>::new(), 0f64);
+        for chunk in rows.chunks(256) {
+            x.with_rows(chunk, |refs| {
+                for r in refs {
+                    if sum.is_empty() {
+                        sum = vec![0.0; r.len()];
+                        sq = vec![0.0; r.len()];
+                    }
+                    for (i, &v) in r.iter().enumerate() {
+                        sum[i] += v as f64;
+                        sq[i] += (v as f64) * (v as f64);
+                    }
+                    n += 1.0;
+                }
+                Ok(())
+            })?;
+        }
+        let mean: Vec<f64> = sum.iter().map(|s| s / n.max(1.0)).collect();
+        let sd = sq.iter().zip(&mean).map(|(q, m)| ((q / n.max(1.0) - m * m).max(0.0)).sqrt()).map(|s| if s < 1e-6 { 1.0 } else { s }).collect();
+        Ok(Self { mean, sd })
+    }
+
+    fn apply(&self, x: &mut ArrayD<f32>) {
+        let d = self.mean.len();
+        for row in x.as_slice_mut().expect("standard layout").chunks_mut(d) {
+            for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&self.sd) {
+                *v = ((*v as f64 - m) / s) as f32;
+            }
+        }
+    }
+
+    /// The first dense layer's parameter names of a dense architecture.
+    fn first_layer(arch: &Arch) -> Result<&'static str> {
+        match arch {
+            Arch::Ann { .. } => Ok("fc1"),
+            Arch::ResAnn { .. } => Ok("input"),
+            _ => Err(Error::invalid("train", "standardised inputs are for the dense networks (ann, res-ann): a convolution cannot absorb a per-pixel scaling")),
+        }
+    }
+
+    /// `model` (trained on standardised inputs) as a network on the raw inputs: `W' = W / sd`,
+    /// `b' = b - W' mean`. `inverse` undoes it.
+    pub fn fold(&self, model: &Model<f32>, inverse: bool) -> Result<Model<f32>> {
+        let first = Self::first_layer(model.arch())?;
+        let mut m = model.clone();
+        let mut params = m.params_mut();
+        let w_at = params.iter().position(|(n, _)| *n == format!("{first}.weight")).ok_or_else(|| Error::invalid("fold", "no first-layer weight"))?;
+        let b_at = params.iter().position(|(n, _)| *n == format!("{first}.bias")).ok_or_else(|| Error::invalid("fold", "no first-layer bias"))?;
+        let w = params[w_at].1.clone();
+        let (o, d) = (w.shape()[0], w.shape()[1]);
+        if d != self.mean.len() {
+            return Err(Error::invalid("fold", format!("the first layer takes {d} inputs, the scaling has {}", self.mean.len())));
+        }
+        let mut w2 = w.clone();
+        let mut shift = vec![0f64; o];
+        for r in 0..o {
+            for i in 0..d {
+                let (wi, s, mu) = (w[[r, i]] as f64, self.sd[i], self.mean[i]);
+                let folded = if inverse { wi * s } else { wi / s };
+                // The raw-input weight times the mean: what the bias absorbs.
+                shift[r] += if inverse { wi * mu } else { folded * mu };
+                w2[[r, i]] = folded as f32;
+            }
+        }
+        *params[w_at].1 = w2;
+        let b = &mut *params[b_at].1;
+        for r in 0..o {
+            b[[r]] = (b[[r]] as f64 + if inverse { shift[r] } else { -shift[r] }) as f32;
+        }
+        drop(params);
+        Ok(m)
+    }
 }
 
 /// Rows per piece of a training batch on the CPU (see `cpu_step`).
@@ -324,6 +529,42 @@ pub struct Outcome {
     pub model: Estimator,
     pub scaling: Scaling,
     pub history: History,
+    /// The uncertainty calibration (fitted on the validation stars) and the training set's domain,
+    /// both also in the model file.
+    pub calibration: Calibration,
+    pub domain: Domain,
+}
+
+/// At most this many stars fit the domain check and the calibration (evenly spread over the set).
+const TRUST_ROWS: usize = 20_000;
+
+/// Fits the uncertainty calibration on the validation stars `val_rows` and the domain on the training
+/// stars `train_rows`, and adds both to the model file at `path` (rewritten atomically).
+#[allow(clippy::too_many_arguments)]
+fn attach_trust<X: RowSource + ?Sized>(path: &Path, est: &Estimator, scale: &Scaling, x: &X, y: &Array2<f64>, train_rows: &[usize], val_rows: &[usize], seed: u64, device: &Device) -> Result<(Calibration, Domain)> {
+    let thin = |rows: &[usize]| -> Vec<usize> { rows.iter().copied().step_by(rows.len().div_ceil(TRUST_ROWS).max(1)).collect() };
+    let (tr, va) = (thin(train_rows), thin(val_rows));
+    let both: Vec<usize> = tr.iter().chain(&va).copied().collect();
+    let mut xs: Vec<Vec<f32>> = x.with_rows(&both, |refs| Ok(refs.iter().map(|r| r.to_vec()).collect()))?;
+    let ys = y.select(ndarray::Axis(0), &both);
+    let (fit_rows, held): (Vec<usize>, Vec<usize>) = ((0..tr.len()).collect(), (tr.len()..both.len()).collect());
+    let domain = Domain::fit(&xs, &ys, &fit_rows, &held, seed)?;
+    let xv: Vec<Vec<f32>> = xs.split_off(tr.len());
+    let vall: Vec<usize> = (0..va.len()).collect();
+    let e = est.runner(device)?.estimate_rows(&xv, &vall, scale, 256)?;
+    let k = scale.mean.len();
+    let err: Vec<Vec<f64>> = (0..k).map(|j| va.iter().enumerate().map(|(i, &r)| scale.to_z(j, y[[r, j]]) - scale.to_z(j, e.mean[[i, j]])).collect()).collect();
+    let spread: Vec<Vec<f64>> = (0..k).map(|j| e.spread_z.column(j).to_vec()).collect();
+    let calibration = Calibration::fit(&err, &spread);
+    let (mut tensors, mut meta) = read_safetensors::<f32>(path)?;
+    for (n, t) in domain.tensors() {
+        tensors.insert(n, t);
+    }
+    meta.insert(CALIBRATION_KEY.into(), serde_json::to_string(&calibration).expect("serialisable"));
+    meta.insert(DOMAIN_KEY.into(), domain.meta());
+    let list: Vec<(String, &ArrayD<f32>)> = tensors.iter().map(|(n, t)| (n.clone(), t)).collect();
+    write_safetensors(path, &list, meta)?;
+    Ok((calibration, domain))
 }
 
 /// Trains on rows `x` (preprocessed spectra) with targets `y` (`[stars, targets]`, NaN = unknown),
@@ -332,6 +573,11 @@ pub struct Outcome {
 /// On a GPU `device` the parameters and Adam's moments stay on the device for the whole run; each
 /// epoch ends by copying them back for validation and the checkpoint, so `--resume` works across
 /// devices.
+///
+/// With `cfg.options.ensemble` = K > 1, K networks are trained one after another on the same split,
+/// from seeds `seed + 1000003 * m`, each to a member file `MODEL.memberM` (with its own checkpoint,
+/// so `--resume` resumes the member that was interrupted); the K best networks are then written to
+/// `model_out` as one file and the member files removed.
 #[allow(clippy::too_many_arguments)]
 pub fn train<X: RowSource + ?Sized>(
     x: &X,
@@ -350,8 +596,124 @@ pub fn train<X: RowSource + ?Sized>(
     if x.len() < 4 {
         return Err(Error::Data(format!("{} labelled spectra: too few to train and validate", x.len())));
     }
+    let init = match &cfg.options.init {
+        Some(p) => Some(init_from(p, cfg)?),
+        None => None,
+    };
+    let k = cfg.options.ensemble.max(1);
+    if k == 1 {
+        let (best, scale, history) = train_member(x, y, cfg, 0, init.as_ref().map(|(m, s)| (&m[0], s)), model_out, resume, synthetic, device, &mut on_epoch, &on_batch)?;
+        let model = Estimator::Net(best);
+        let (train_rows, val_rows) = rows_for(x.len(), cfg.split, cfg.seed, cfg.validation.as_deref())?;
+        let (calibration, domain) = attach_trust(model_out, &model, &scale, x, y, &train_rows, &val_rows, cfg.seed, device)?;
+        return Ok(Outcome { model, scaling: scale, history, calibration, domain });
+    }
+    let mut members = Vec::with_capacity(k);
+    let mut first: Option<(Scaling, History)> = None;
+    let mut paths = Vec::with_capacity(k);
+    for m in 0..k {
+        let path = member_path(model_out, m);
+        let start = init.as_ref().map(|(ms, s)| (&ms[m % ms.len()], s));
+        let resume_m = resume && checkpoint_path(&path).exists();
+        let (best, scale, history) = train_member(x, y, cfg, m, start, &path, resume_m, synthetic, device, &mut on_epoch, &on_batch)?;
+        members.push(best);
+        first.get_or_insert((scale, history));
+        paths.push(path);
+    }
+    let (scale, history) = first.expect("k > 1 members");
+    crate::nn::save_ensemble(model_out, &members, trained_meta(&cfg.targets, &scale, &cfg.prep, &history, synthetic))?;
+    for p in &paths {
+        let _ = std::fs::remove_file(p);
+        let _ = std::fs::remove_file(checkpoint_path(p));
+    }
+    let _ = std::fs::remove_file(checkpoint_path(model_out));
+    let model = Estimator::Ensemble(members);
     let (train_rows, val_rows) = rows_for(x.len(), cfg.split, cfg.seed, cfg.validation.as_deref())?;
-    let scale = scaling(y, &train_rows)?;
+    let (calibration, domain) = attach_trust(model_out, &model, &scale, x, y, &train_rows, &val_rows, cfg.seed, device)?;
+    Ok(Outcome { model, scaling: scale, history, calibration, domain })
+}
+
+/// Member `m`'s file of an ensemble written to `model_out`.
+fn member_path(model_out: &Path, m: usize) -> PathBuf {
+    let mut p = model_out.as_os_str().to_owned();
+    p.push(format!(".member{m}"));
+    PathBuf::from(p)
+}
+
+/// The starting networks and label scaling of `--init FILE`: its architecture, targets and log
+/// targets must be this run's.
+fn init_from(path: &Path, cfg: &TrainConfig) -> Result<(Vec<Model<f32>>, Scaling)> {
+    let t = crate::predict::load_trained(path)?;
+    let nets = match t.model {
+        Estimator::Net(m) => vec![m],
+        Estimator::Ensemble(ms) => ms,
+        Estimator::Baseline(_) => return Err(Error::file(path, "--init needs a network; this file holds a baseline")),
+    };
+    if nets[0].arch() != &cfg.arch {
+        return Err(Error::file(path, format!("--init: its architecture {} is not this run's {}", nets[0].arch().to_json(), cfg.arch.to_json())));
+    }
+    if t.targets != cfg.targets {
+        return Err(Error::file(path, format!("--init: it estimates {} but this run's targets are {}", t.targets.join(","), cfg.targets.join(","))));
+    }
+    let want = log_flags(&cfg.targets, &cfg.options.log_targets)?;
+    if (0..want.len()).any(|j| t.scaling.is_log(j) != want[j]) {
+        return Err(Error::file(path, "--init: it learnt other labels as log10 than --log-targets asks"));
+    }
+    Ok((nets, t.scaling))
+}
+
+/// The standardised score of validation MAEs `maes` (label units) of estimates `pred` of `rows`: the
+/// mean over labels of each MAE in standard deviations, in log10 units for log labels.
+fn val_score(maes: &[f64], scale: &Scaling, y: &Array2<f64>, rows: &[usize], pred: &Array2<f64>) -> f64 {
+    if scale.log10.iter().all(|&l| !l) {
+        return standardised_score(maes, scale);
+    }
+    let per: Vec<f64> = (0..maes.len())
+        .map(|j| {
+            if !scale.is_log(j) {
+                return if maes[j].is_finite() { maes[j] / scale.sd[j] } else { 0.0 };
+            }
+            let e: Vec<f64> = rows.iter().enumerate().filter(|(_, &r)| y[[r, j]].is_finite()).map(|(i, &r)| (scale.to_z(j, y[[r, j]]) - scale.to_z(j, pred[[i, j]])).abs()).collect();
+            if e.is_empty() { 0.0 } else { e.iter().sum::<f64>() / e.len() as f64 }
+        })
+        .collect();
+    per.iter().sum::<f64>() / per.len() as f64
+}
+
+/// Trains one network (member `member` of an ensemble, 0 for a single network): the split from the
+/// run's seed, the starting weights and shuffles from the member's. `start` is `--init`'s network
+/// and scaling.
+#[allow(clippy::too_many_arguments)]
+fn train_member<X: RowSource + ?Sized>(
+    x: &X,
+    y: &Array2<f64>,
+    cfg: &TrainConfig,
+    member: usize,
+    start: Option<(&Model<f32>, &Scaling)>,
+    model_out: &Path,
+    resume: bool,
+    synthetic: bool,
+    device: &Device,
+    on_epoch: &mut impl FnMut(&EpochStats),
+    on_batch: &impl Fn(usize, f64),
+) -> Result<(Model<f32>, Scaling, History)> {
+    let (train_rows, val_rows) = rows_for(x.len(), cfg.split, cfg.seed, cfg.validation.as_deref())?;
+    let scale = match start {
+        Some((_, s)) => s.clone(),
+        None => scaling(y, &train_rows, &log_flags(&cfg.targets, &cfg.options.log_targets)?)?,
+    };
+    let seed = cfg.seed.wrapping_add(1_000_003u64.wrapping_mul(member as u64));
+    let inputs = if cfg.options.standardise_inputs {
+        InputScaling::first_layer(&cfg.arch)?;
+        Some(InputScaling::fit(x, &train_rows)?)
+    } else {
+        None
+    };
+    // Written files hold the network on raw inputs; training runs on standardised ones.
+    let to_file = |m: &Model<f32>| -> Result<Model<f32>> { inputs.as_ref().map_or_else(|| Ok(m.clone()), |i| i.fold(m, false)) };
+    let from_file = |m: &Model<f32>| -> Result<Model<f32>> { inputs.as_ref().map_or_else(|| Ok(m.clone()), |i| i.fold(m, true)) };
+    let grid = cfg.prep.grid.wavelengths();
+    let aug = cfg.options.augment.is_on().then_some(&cfg.options.augment);
     let ckpt = checkpoint_path(model_out);
     let mut st = if resume && ckpt.exists() {
         load_checkpoint(&ckpt, cfg)?
@@ -360,7 +722,10 @@ pub fn train<X: RowSource + ?Sized>(
             return Err(Error::file(&ckpt, "--resume given but there is no checkpoint to resume from"));
         }
         State {
-            model: Model::new(&cfg.arch, cfg.seed)?,
+            model: match start {
+                Some((m, _)) => from_file(m)?,
+                None => Model::new(&cfg.arch, seed)?,
+            },
             adam: Adam::new(AdamConfig { lr: cfg.lr, ..AdamConfig::default() }),
             history: History { validation: val_rows.clone(), ..History::default() },
             bad_epochs: 0,
@@ -369,7 +734,7 @@ pub fn train<X: RowSource + ?Sized>(
     let mut best = st.model.clone();
     if resume && model_out.exists() {
         if let Ok((m, _)) = crate::nn::load_model::<f32>(model_out) {
-            best = m;
+            best = from_file(&m)?;
         }
     }
     let first_epoch = st.history.epochs.len();
@@ -377,19 +742,30 @@ pub fn train<X: RowSource + ?Sized>(
         Some(g) => Some(GpuTrainer::new(g.clone(), st.model.clone(), &st.adam)?),
         None => None,
     };
+    fn standardised<'b>(inputs: &Option<InputScaling>, b: &'b ArrayD<f32>) -> std::borrow::Cow<'b, ArrayD<f32>> {
+        match inputs {
+            Some(i) => {
+                let mut c = b.clone();
+                i.apply(&mut c);
+                std::borrow::Cow::Owned(c)
+            }
+            None => std::borrow::Cow::Borrowed(b),
+        }
+    }
     for epoch in first_epoch..cfg.epochs {
         if st.history.stopped_early {
             break;
         }
         let t0 = Instant::now();
         let mut order = train_rows.clone();
-        let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(1 + epoch as u64).wrapping_mul(0x9E37_79B9));
+        let mut rng = StdRng::seed_from_u64(seed.wrapping_add(1 + epoch as u64).wrapping_mul(0x9E37_79B9));
         for i in (1..order.len()).rev() {
             order.swap(i, rng.random_range(0..=i));
         }
         let (mut loss_sum, mut batches) = (0.0, 0usize);
-        for rows in order.chunks(cfg.batch.max(1)) {
-            let (input, target, mask) = batch(x, y, rows, &cfg.arch, &scale)?;
+        for (b, rows) in order.chunks(cfg.batch.max(1)).enumerate() {
+            let mut brng = batch_rng(seed, epoch, b);
+            let (input, target, mask) = batch(x, y, rows, &cfg.arch, &scale, aug.map(|a| (a, grid.as_slice(), &mut brng)), inputs.as_ref())?;
             if mask.sum() == 0.0 {
                 continue;
             }
@@ -411,12 +787,12 @@ pub fn train<X: RowSource + ?Sized>(
                 let (m, adam) = gt.sync()?;
                 st.model = m.clone();
                 st.adam = adam;
-                predict_rows_with(&cfg.arch, x, &val_rows, &scale, 256, |b| gt.net().predict(b))?
+                predict_rows_with(&cfg.arch, x, &val_rows, &scale, 256, |b| gt.net().predict(&standardised(&inputs, b)))?
             }
-            None => predict_rows(&st.model, x, &val_rows, &scale, 256)?,
+            None => predict_rows_with(&cfg.arch, x, &val_rows, &scale, 256, |b| st.model.predict(&standardised(&inputs, b)))?,
         };
         let val_mae: Vec<f64> = (0..cfg.targets.len()).map(|j| label_mae(y, &val_rows, &pred, j).unwrap_or(f64::NAN)).collect();
-        let score = standardised_score(&val_mae, &scale);
+        let score = val_score(&val_mae, &scale, y, &val_rows, &pred);
         let stats = EpochStats { epoch: epoch + 1, train_loss: loss_sum / batches.max(1) as f64, val_mae, val_score: score, samples_per_s: train_rows.len() as f64 / secs };
         if st.history.best_score.is_none_or(|b| score < b) {
             st.history.best_score = Some(score);
@@ -424,7 +800,7 @@ pub fn train<X: RowSource + ?Sized>(
             st.bad_epochs = 0;
             best = st.model.clone();
             st.history.epochs.push(stats.clone());
-            save_trained(model_out, &best, cfg, &scale, &st.history, synthetic)?;
+            save_trained(model_out, &to_file(&best)?, cfg, &scale, &st.history, synthetic)?;
         } else {
             st.bad_epochs += 1;
             st.history.epochs.push(stats.clone());
@@ -436,15 +812,16 @@ pub fn train<X: RowSource + ?Sized>(
         on_epoch(&stats);
     }
     // The final file holds the best weights with the whole history.
+    let best = to_file(&best)?;
     save_trained(model_out, &best, cfg, &scale, &st.history, synthetic)?;
-    Ok(Outcome { model: Estimator::Net(best), scaling: scale, history: st.history })
+    Ok((best, scale, st.history))
 }
 
 /// Fits a baseline (The Cannon, random forest, SVR) with the networks' split and label standardisation:
 /// fitted on the training stars, scored on the validation stars (one "epoch" in the history), and
 /// written to `model_out` with the same metadata as a network, so `predict` and `evaluate` take it.
 #[allow(clippy::too_many_arguments)]
-pub fn train_baseline(x: &[Vec<f32>], y: &Array2<f64>, kind: BaselineKind, targets: &[String], prep: &crate::data::PrepConfig, (split_frac, validation): (f64, Option<&[usize]>), seed: u64, model_out: &Path, synthetic: bool) -> Result<Outcome> {
+pub fn train_baseline(x: &[Vec<f32>], y: &Array2<f64>, kind: BaselineKind, targets: &[String], log_targets: &[String], prep: &crate::data::PrepConfig, (split_frac, validation): (f64, Option<&[usize]>), seed: u64, model_out: &Path, synthetic: bool) -> Result<Outcome> {
     if x.len() != y.nrows() || y.ncols() != targets.len() {
         return Err(Error::invalid("train", format!("{} spectra, {} label rows, {} targets", x.len(), y.nrows(), targets.len())));
     }
@@ -453,9 +830,10 @@ pub fn train_baseline(x: &[Vec<f32>], y: &Array2<f64>, kind: BaselineKind, targe
     }
     let t0 = Instant::now();
     let (train_rows, val_rows) = rows_for(x.len(), split_frac, seed, validation)?;
-    let scale = scaling(y, &train_rows)?;
-    let z = Array2::from_shape_fn(y.dim(), |(i, j)| (y[[i, j]] - scale.mean[j]) / scale.sd[j]);
+    let scale = scaling(y, &train_rows, &log_flags(targets, log_targets)?)?;
+    let z = Array2::from_shape_fn(y.dim(), |(i, j)| scale.to_z(j, y[[i, j]]));
     let b = Baseline::fit(kind, x, &z, &train_rows, seed)?;
+    let train_rows_kept = train_rows.clone();
     let secs = t0.elapsed().as_secs_f64();
     let est = Estimator::Baseline(b);
     let dev = Device::Cpu;
@@ -465,8 +843,8 @@ pub fn train_baseline(x: &[Vec<f32>], y: &Array2<f64>, kind: BaselineKind, targe
     let val_pred = est.predict_rows(x, &val_rows, &scale, 256, &dev)?;
     let maes = |rows: &[usize], pred: &Array2<f64>| -> Vec<f64> { (0..targets.len()).map(|j| label_mae(y, rows, pred, j).unwrap_or(f64::NAN)).collect() };
     let val_mae = maes(&val_rows, &val_pred);
-    let score = standardised_score(&val_mae, &scale);
-    let train_loss = standardised_score(&maes(&fit_rows, &fit_pred), &scale);
+    let score = val_score(&val_mae, &scale, y, &val_rows, &val_pred);
+    let train_loss = val_score(&maes(&fit_rows, &fit_pred), &scale, y, &fit_rows, &fit_pred);
     let history = History {
         epochs: vec![EpochStats { epoch: 1, train_loss, val_mae, val_score: score, samples_per_s: train_rows.len() as f64 / secs.max(1e-9) }],
         best_epoch: 1,
@@ -480,5 +858,58 @@ pub fn train_baseline(x: &[Vec<f32>], y: &Array2<f64>, kind: BaselineKind, targe
     let tensors = b.to_tensors();
     let list: Vec<(String, &ArrayD<f32>)> = tensors.iter().map(|(k, v)| (k.clone(), v)).collect();
     write_safetensors(model_out, &list, meta)?;
-    Ok(Outcome { model: est, scaling: scale, history })
+    let (train_rows, val_rows) = (train_rows_kept, history.validation.clone());
+    let (calibration, domain) = attach_trust(model_out, &est, &scale, x, y, &train_rows, &val_rows, seed, &dev)?;
+    Ok(Outcome { model: est, scaling: scale, history, calibration, domain })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::Activation;
+
+    #[test]
+    fn log_scaling_round_trips_and_spreads_scale_with_the_value() {
+        let y = Array2::from_shape_vec((4, 2), vec![3000.0, 1.0, 6000.0, 2.0, 12000.0, 3.0, 24000.0, 4.0]).unwrap();
+        let s = scaling(&y, &[0, 1, 2, 3], &[true, false]).unwrap();
+        assert!(s.is_log(0) && !s.is_log(1));
+        for v in [3000.0, 7777.0, 30000.0] {
+            assert!((s.to_label(0, s.to_z(0, v)) - v).abs() < 1e-6 * v);
+        }
+        assert!(s.to_z(0, -5.0).is_nan());
+        // A spread of dz in log10 units is ln(10) * value * sd * dz kelvin: twice the value, twice the spread.
+        let (a, b) = (s.spread_to_label(0, s.to_z(0, 5000.0), 0.1), s.spread_to_label(0, s.to_z(0, 10000.0), 0.1));
+        assert!((b / a - 2.0).abs() < 1e-9);
+        assert_eq!(s.spread_to_label(1, 0.3, 0.1), s.sd[1] * 0.1);
+        assert!(scaling(&y.mapv(|v| v - 5000.0), &[0, 1, 2, 3], &[true, false]).is_err());
+        // Old files (no log10 field) read as no log labels.
+        let old: Scaling = serde_json::from_str(r#"{"mean":[1.0],"sd":[2.0]}"#).unwrap();
+        assert!(!old.is_log(0));
+    }
+
+    #[test]
+    fn standardised_inputs_fold_into_the_first_layer() {
+        for arch in [Arch::Ann { inputs: 7, hidden: vec![5, 4], activation: Activation::Selu, outputs: 2 }, Arch::ResAnn { inputs: 7, width: 6, blocks: 1, outputs: 2 }] {
+            let model = Model::<f32>::new(&arch, 3).unwrap();
+            let rows: Vec<Vec<f32>> = (0..20).map(|i| (0..7).map(|j| ((i * 7 + j) as f32 * 0.37).sin() * (1.0 + j as f32)).collect()).collect();
+            let sc = InputScaling::fit(&rows, &(0..20).collect::<Vec<_>>()).unwrap();
+            let x = ArrayD::from_shape_vec(IxDyn(&[20, 7]), rows.concat()).unwrap();
+            let mut xs = x.clone();
+            sc.apply(&mut xs);
+            let want = model.predict(&xs).unwrap();
+            let folded = sc.fold(&model, false).unwrap();
+            let got = folded.predict(&x).unwrap();
+            for (a, b) in got.iter().zip(want.iter()) {
+                assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+            let back = sc.fold(&folded, true).unwrap();
+            for ((_, a), (_, b)) in back.params().iter().zip(model.params().iter()) {
+                for (u, v) in a.iter().zip(b.iter()) {
+                    assert!((u - v).abs() < 1e-4 * (1.0 + v.abs()));
+                }
+            }
+        }
+        let cnn = Model::<f32>::new(&Arch::vmp_cnn(1), 1).unwrap();
+        assert!(InputScaling { mean: vec![0.0; 4096], sd: vec![1.0; 4096] }.fold(&cnn, false).is_err());
+    }
 }

@@ -28,6 +28,7 @@ pub enum Kind {
     Cannon,
     Rf,
     Svr,
+    Knn,
 }
 
 impl Kind {
@@ -38,6 +39,7 @@ impl Kind {
             Kind::Cannon => Some(B::Cannon),
             Kind::Rf => Some(B::Rf),
             Kind::Svr => Some(B::Svr),
+            Kind::Knn => Some(B::Knn),
             _ => None,
         }
     }
@@ -74,6 +76,12 @@ pub struct TrainRequest {
     pub grid: Option<(f64, f64, usize)>,
     /// Keep the preprocessed training set in a file beside the model (`--stream`) instead of memory.
     pub stream: bool,
+    /// Label transforms, augmentation, ensembles, fine-tuning.
+    pub options: crate::train::TrainOptions,
+    /// Divide each spectrum by a running-median pseudo-continuum of this many pixels before min-max.
+    pub continuum: Option<usize>,
+    /// Hidden widths of the plain ANN (default 512, 512, 512).
+    pub hidden: Option<Vec<usize>>,
 }
 
 /// The rows of `data` named by a validation list: one spectrum file name (or path) per line; blank
@@ -127,6 +135,7 @@ pub fn prep_for(r: &TrainRequest) -> Result<PrepConfig> {
     }
     p.window = r.window;
     p.min_coverage = r.min_coverage;
+    p.continuum_width = r.continuum;
     Ok(p)
 }
 
@@ -146,9 +155,9 @@ pub fn arch_for(r: &TrainRequest, inputs: usize) -> Option<Arch> {
             outputs,
         },
         Kind::ResAnn => Arch::ResAnn { inputs, width: 512, blocks: 3, outputs },
-        Kind::Ann => Arch::Ann { inputs, hidden: vec![512, 512, 512], activation: Activation::Selu, outputs },
+        Kind::Ann => Arch::Ann { inputs, hidden: r.hidden.clone().unwrap_or_else(|| vec![512, 512, 512]), activation: Activation::Selu, outputs },
         Kind::StarNet => Arch::StarNet { inputs, filters: vec![4, 16], kernel: 8, pool: 4, dense: vec![256, 128], outputs },
-        Kind::Cannon | Kind::Rf | Kind::Svr => return None,
+        Kind::Cannon | Kind::Rf | Kind::Svr | Kind::Knn => return None,
     })
 }
 
@@ -159,6 +168,8 @@ pub struct Labelled {
     pub y: Array2<f64>,
     pub refused: Vec<(String, String)>,
     pub synthetic: bool,
+    /// Each spectrum's header S/N (r band, else g), when it has one.
+    pub snr: Vec<Option<f64>>,
 }
 
 impl Labelled {
@@ -194,7 +205,7 @@ pub fn load_labelled(spectra: &Path, labels: &Path, targets: &[String], prep: &P
     let joined = table.join(&keys)?;
     let mut disk = rows_file.map(DiskRowsWriter::create).transpose()?;
     let mut memory: Vec<Vec<f32>> = Vec::new();
-    let (mut files, mut label_rows, mut refused) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut files, mut label_rows, mut refused, mut snr) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut synthetic = table.synthetic;
     // `joined[r]` is the spectrum of the table's row `r`.
     for (c, chunk) in joined.chunks(LOAD_CHUNK).enumerate() {
@@ -204,6 +215,7 @@ pub fn load_labelled(spectra: &Path, labels: &Path, targets: &[String], prep: &P
         for p in ok {
             label_rows.push(row_of[p.path.as_path()]);
             synthetic |= p.meta.synthetic;
+            snr.push(p.meta.snr_catalog());
             match disk.as_mut() {
                 Some(w) => w.push(&p.values)?,
                 None => memory.push(p.values),
@@ -225,7 +237,7 @@ pub fn load_labelled(spectra: &Path, labels: &Path, targets: &[String], prep: &P
         Some(w) => Rows::Disk(w.finish()?),
         None => Rows::Memory(memory),
     };
-    Ok(Labelled { files, x, y, refused, synthetic })
+    Ok(Labelled { files, x, y, refused, synthetic, snr })
 }
 
 /// A hidden file beside `path` for its run's scratch data: `.NAME.SUFFIX-PID`.
@@ -249,13 +261,13 @@ pub fn run_train(r: &TrainRequest, on_epoch: impl FnMut(&EpochStats), on_batch: 
         if r.resume {
             return Err(Error::invalid("train", "--resume is for networks: a baseline is fitted in one go"));
         }
-        let o = crate::train::train_baseline(data.in_memory(), &data.y, kind, &r.targets, &prep, (r.split, validation.as_deref()), r.seed, &r.out, data.synthetic)?;
+        let o = crate::train::train_baseline(data.in_memory(), &data.y, kind, &r.targets, &r.options.log_targets, &prep, (r.split, validation.as_deref()), r.seed, &r.out, data.synthetic)?;
         let mut on_epoch = on_epoch;
         on_epoch(&o.history.epochs[0]);
         return Ok(o);
     }
     let arch = arch_for(r, prep.grid.n).expect("a network kind has an architecture");
-    let cfg = TrainConfig { arch, targets: r.targets.clone(), prep, epochs: r.epochs, batch: r.batch, lr: r.lr, split: r.split, seed: r.seed, patience: r.patience, validation };
+    let cfg = TrainConfig { arch, targets: r.targets.clone(), prep, epochs: r.epochs, batch: r.batch, lr: r.lr, split: r.split, seed: r.seed, patience: r.patience, validation, options: r.options.clone() };
     train(&data.x, &data.y, &cfg, &r.out, r.resume, data.synthetic, &r.device, on_epoch, on_batch)
 }
 
@@ -302,6 +314,9 @@ pub fn run_predict(model: &Path, inputs: &[PathBuf], out: &Path, th: &Thresholds
 /// What `evaluate` found.
 pub struct Evaluation {
     pub metrics: Vec<(String, Metrics, Metrics, Metrics)>,
+    /// Per label: stars with an uncertainty, and the fractions with |error| under 1 and 2 sigma
+    /// (empty when the model gives no uncertainties).
+    pub coverage: Vec<(String, usize, f64, f64)>,
     pub vmp: Option<Confusion>,
     pub cemp: Option<Confusion>,
     pub evaluated: usize,
@@ -317,14 +332,16 @@ pub fn run_evaluate(model: &Path, spectra: &Path, labels: &Path, report: &Path, 
         return Err(Error::file(spectra, "no labelled spectrum could be used"));
     }
     let rows: Vec<usize> = (0..data.x.len()).collect();
-    let est = t.model.predict_rows(data.in_memory(), &rows, &t.scaling, 128, device)?;
+    let e = t.model.runner(device)?.estimate_rows(data.in_memory(), &rows, &t.scaling, 128)?;
+    let sig = t.sigmas(&e);
+    let est = e.mean;
     let header = vec![
         format!("model: `{}` — `{}`", model.display(), t.model.describe()),
         format!("targets: {}; trained {} epochs (best: {}){}", t.targets.join(", "), t.history.epochs.len(), t.history.best_epoch, if t.history.stopped_early { ", stopped early" } else { "" }),
         format!("spectra: `{}`, labels: `{}`", spectra.display(), labels.display()),
     ];
     let ctx = ReportContext { header, targets: &t.targets, prep: &t.prep, history: Some(&t.history), synthetic: data.synthetic || t.synthetic };
-    write_report(report, &ctx, &data, &est, th)
+    write_report(report, &ctx, &data, &est, t.calibration.as_ref().map(|_| &sig), th)
 }
 
 /// What a report says besides the numbers.
@@ -337,8 +354,51 @@ pub struct ReportContext<'a> {
     pub synthetic: bool,
 }
 
+/// Where reports split the stars into cool and hot (K).
+pub const HOT_TEFF: f64 = 8000.0;
+
+/// A value for a report: Teff in whole kelvin, others to 3 decimals; empty for NaN.
+fn fmt_value(label: &str, v: f64) -> String {
+    if !v.is_finite() {
+        String::new()
+    } else if label == "teff" {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// Writes `file, LABEL_true, LABEL_est, ...`, one row per star (empty where unknown).
+fn write_estimates(path: &Path, data: &Labelled, targets: &[String], est: &Array2<f64>, sig: Option<&Array2<f64>>) -> Result<()> {
+    let mut out = String::from("file");
+    for t in targets {
+        let _ = write!(out, ",{t}_true,{t}_est");
+        if sig.is_some() {
+            let _ = write!(out, ",{t}_err");
+        }
+    }
+    out.push('\n');
+    let num = |v: f64| if v.is_finite() { format!("{v}") } else { String::new() };
+    for (i, f) in data.files.iter().enumerate() {
+        out += &f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        for j in 0..targets.len() {
+            let _ = write!(out, ",{},{}", num(data.y[[i, j]]), num(est[[i, j]]));
+            if let Some(s) = sig {
+                let _ = write!(out, ",{}", num(s[[i, j]]));
+            }
+        }
+        out.push('\n');
+    }
+    crate::io::write_atomic(path, out.as_bytes())
+}
+
 /// Writes `report.md` and the figures for estimates `est` of the labelled stars `data`.
-pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &Array2<f64>, th: &Thresholds) -> Result<Evaluation> {
+/// S/N bins of the reports' metrics (header S/N; stars without one are counted apart).
+const SNR_BINS: [(f64, f64); 5] = [(0.0, 10.0), (10.0, 20.0), (20.0, 50.0), (50.0, 100.0), (100.0, f64::INFINITY)];
+
+/// Writes `report.md` and the figures for estimates `est` (and 1-sigma uncertainties `sig`, when the
+/// model gives them) of the labelled stars `data`.
+pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &Array2<f64>, sig: Option<&Array2<f64>>, th: &Thresholds) -> Result<Evaluation> {
     std::fs::create_dir_all(report).map_err(|e| Error::io(report, e))?;
     let synthetic = ctx.synthetic;
     let targets = ctx.targets;
@@ -386,6 +446,70 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
         all.push((name.clone(), m, mv, mn));
     }
     let _ = writeln!(md, "\nVMP: true [Fe/H] < {}; normal: true [Fe/H] >= {} (columns empty when [Fe/H] is not a target).", th.vmp_feh, th.vmp_feh);
+    if let Some(t) = targets.iter().position(|x| x == "teff") {
+        // Hot stars are few in most libraries and dominate a Teff MAE in kelvin: show both sides.
+        let _ = writeln!(md, "\n### Below and above Teff = {HOT_TEFF} K (true Teff)\n\n| label | n cool | MAE cool | n hot | MAE hot |\n|---|---|---|---|---|");
+        for (j, name) in targets.iter().enumerate() {
+            let side = |hot: bool| -> Metrics {
+                let (a, b): (Vec<f64>, Vec<f64>) = (0..data.y.nrows()).filter(|&i| data.y[[i, t]].is_finite() && (data.y[[i, t]] >= HOT_TEFF) == hot).map(|i| (data.y[[i, j]], est[[i, j]])).unzip();
+                metrics(&a, &b)
+            };
+            let (c, h) = (side(false), side(true));
+            let _ = writeln!(md, "| {name} | {} | {} | {} | {} |", c.n, fmt_value(name, c.mae), h.n, fmt_value(name, h.mae));
+        }
+    }
+    write_estimates(&report.join("estimates.csv"), data, targets, est, sig)?;
+    let _ = writeln!(md, "\nEvery star's true and estimated labels: `estimates.csv`.");
+    let mut coverage = Vec::new();
+    if let Some(sig) = sig {
+        let _ = writeln!(md, "\n## Uncertainties: are the stated sigmas right?\n\nA calibrated 1-sigma holds 68.3% of the stars within |E| < sigma and 95.4% within 2 sigma.\n\n| label | n | median sigma | within 1 sigma | within 2 sigma |\n|---|---|---|---|---|");
+        let mut curves = Vec::new();
+        for (j, name) in targets.iter().enumerate() {
+            let pairs: Vec<(f64, f64)> = (0..data.y.nrows()).filter(|&i| data.y[[i, j]].is_finite() && sig[[i, j]].is_finite()).map(|i| (data.y[[i, j]] - est[[i, j]], sig[[i, j]])).collect();
+            let (c1, c2) = (crate::trust::coverage(&pairs, 1.0), crate::trust::coverage(&pairs, 2.0));
+            let med = crate::trust::quantile(&pairs.iter().map(|p| p.1).collect::<Vec<_>>(), 0.5);
+            let _ = writeln!(md, "| {name} | {} | {} | {:.1}% | {:.1}% |", pairs.len(), fmt_value(name, med), 100.0 * c1, 100.0 * c2);
+            curves.push((name.clone(), (0..=30).map(|k| { let k = k as f64 / 10.0; (k, 100.0 * crate::trust::coverage(&pairs, k)) }).collect::<Vec<_>>()));
+            coverage.push((name.clone(), pairs.len(), c1, c2));
+        }
+        curves.push(("Gaussian".into(), (0..=30).map(|k| { let k = k as f64 / 10.0; (k, 100.0 * (2.0 * crate::trust::normal_cdf(k) - 1.0)) }).collect()));
+        crate::plot::lines(&report.join("coverage.png"), &format!("{tag}coverage: stars with |error| < k sigma"), "k (stated sigmas)", "stars within (%)", &curves, &[])?;
+        let _ = writeln!(md, "\n![coverage](coverage.png)");
+    }
+    // Metrics by the header's S/N.
+    let known: Vec<usize> = (0..data.snr.len()).filter(|&i| data.snr[i].is_some()).collect();
+    let _ = writeln!(md, "\n## By S/N (header S/N, r band else g)\n");
+    if known.is_empty() {
+        let _ = writeln!(md, "No spectrum here carries a S/N in its header, so there are no S/N bins.");
+    } else {
+        let _ = write!(md, "| S/N | n |");
+        for name in targets {
+            let _ = write!(md, " {name} MAE | {name} SD |{}", if sig.is_some() { format!(" {name} within 1 sigma |") } else { String::new() });
+        }
+        let _ = writeln!(md, "\n|---|---|{}", "---|---|".repeat(targets.len()) + &if sig.is_some() { "---|".repeat(targets.len()) } else { String::new() });
+        for (lo, hi) in SNR_BINS {
+            let rows: Vec<usize> = known.iter().copied().filter(|&i| data.snr[i].is_some_and(|s| s >= lo && s < hi)).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let bin = if hi.is_finite() { format!("{lo:.0}-{hi:.0}") } else { format!(">= {lo:.0}") };
+            let _ = write!(md, "| {bin} | {} |", rows.len());
+            for (j, name) in targets.iter().enumerate() {
+                let (a, b): (Vec<f64>, Vec<f64>) = rows.iter().map(|&i| (data.y[[i, j]], est[[i, j]])).unzip();
+                let m = metrics(&a, &b);
+                let _ = write!(md, " {} | {} |", fmt_value(name, m.mae), fmt_value(name, m.sd));
+                if let Some(sig) = sig {
+                    let pairs: Vec<(f64, f64)> = rows.iter().filter(|&&i| data.y[[i, j]].is_finite() && sig[[i, j]].is_finite()).map(|&i| (data.y[[i, j]] - est[[i, j]], sig[[i, j]])).collect();
+                    let c = crate::trust::coverage(&pairs, 1.0);
+                    let _ = write!(md, " {} |", if c.is_finite() { format!("{:.1}%", 100.0 * c) } else { String::new() });
+                }
+            }
+            let _ = writeln!(md);
+        }
+        if known.len() < data.snr.len() {
+            let _ = writeln!(md, "\n{} stars have no header S/N and are in no bin.", data.snr.len() - known.len());
+        }
+    }
 
     let mut vmp = None;
     if let Some(j) = fe {
@@ -437,7 +561,7 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
     }
     let _ = writeln!(md, "- ![VMP confusion](confusion_vmp.png) ![VMP curve](vmp_recall_fpr.png) ![CEMP confusion](confusion_cemp.png)\n- ![training](training_curve.png)\n- ![spectra](spectra.png)");
     crate::io::write_atomic(&report.join("report.md"), md.as_bytes())?;
-    Ok(Evaluation { metrics: all, vmp, cemp, evaluated: data.x.len(), refused: data.refused.len(), synthetic })
+    Ok(Evaluation { metrics: all, coverage, vmp, cemp, evaluated: data.x.len(), refused: data.refused.len(), synthetic })
 }
 
 /// Writes the VMP (and CEMP) candidates of a prediction run as a catalog.
@@ -479,6 +603,7 @@ pub fn run_crossval(r: &TrainRequest, folds: usize, report: &Path, th: &Threshol
         fold_of[row] = pos % folds;
     }
     let mut est = Array2::<f64>::from_elem((n, r.targets.len()), f64::NAN);
+    let mut sig = est.clone();
     let mut first_history = None;
     let mut described = String::new();
     for f in 0..folds {
@@ -491,15 +616,18 @@ pub fn run_crossval(r: &TrainRequest, folds: usize, report: &Path, th: &Threshol
         let out = r.out.join(format!("fold{}.safetensors", f + 1));
         let outcome = match (&arch, r.kind.baseline()) {
             (Some(arch), _) => {
-                let cfg = TrainConfig { arch: arch.clone(), targets: r.targets.clone(), prep: prep.clone(), epochs: r.epochs, batch: r.batch, lr: r.lr, split: r.split, seed, patience: r.patience, validation: None };
+                let cfg = TrainConfig { arch: arch.clone(), targets: r.targets.clone(), prep: prep.clone(), epochs: r.epochs, batch: r.batch, lr: r.lr, split: r.split, seed, patience: r.patience, validation: None, options: r.options.clone() };
                 train(&xs, &ys, &cfg, &out, false, data.synthetic, &r.device, |_| {}, |_, _| {})?
             }
-            (None, Some(kind)) => crate::train::train_baseline(&xs, &ys, kind, &r.targets, &prep, (r.split, None), seed, &out, data.synthetic)?,
+            (None, Some(kind)) => crate::train::train_baseline(&xs, &ys, kind, &r.targets, &r.options.log_targets, &prep, (r.split, None), seed, &out, data.synthetic)?,
             (None, None) => unreachable!("every kind is a network or a baseline"),
         };
-        let pred = outcome.model.predict_rows(data.in_memory(), &test_rows, &outcome.scaling, 128, &r.device)?;
+        let e = outcome.model.runner(&r.device)?.estimate_rows(data.in_memory(), &test_rows, &outcome.scaling, 128)?;
+        let s = crate::predict::sigmas(&outcome.scaling, Some(&outcome.calibration), &e);
+        let pred = e.mean;
         for (k, &row) in test_rows.iter().enumerate() {
             est.row_mut(row).assign(&pred.row(k));
+            sig.row_mut(row).assign(&s.row(k));
         }
         let fold_mae = crate::train::label_mae(&data.y, &test_rows, &pred, 0).unwrap_or(0.0);
         on_fold(f + 1, &outcome, fold_mae);
@@ -514,7 +642,7 @@ pub fn run_crossval(r: &TrainRequest, folds: usize, report: &Path, th: &Threshol
         format!("spectra: `{}`, labels: `{}`; training curve below: fold 1", r.spectra.display(), r.labels.display()),
     ];
     let ctx = ReportContext { header, targets: &r.targets, prep: &prep, history: first_history.as_ref(), synthetic: data.synthetic };
-    write_report(report, &ctx, &data, &est, th)
+    write_report(report, &ctx, &data, &est, Some(&sig), th)
 }
 
 /// Runs `specnn merge`: joins shard catalogs (in the order given) into `out`, checking against the

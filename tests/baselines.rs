@@ -78,7 +78,7 @@ fn baselines_train_predict_and_evaluate_from_the_command_line() {
     let train = dir.path().join("train");
     assert_eq!(specnn(&["simulate", "--n", "260", "--seed", "5", "--out", s(&train)]).0, 0);
     let labels = train.join("labels.csv");
-    for arch in ["cannon", "rf", "svr"] {
+    for arch in ["cannon", "rf", "svr", "knn"] {
         let model = dir.path().join(format!("{arch}.safetensors"));
         let (code, out, err) = specnn(&["train", "--spectra", s(&train), "--labels", s(&labels), "--arch", arch, "--resolution", "200", "--targets", "teff,logg,feh", "--out", s(&model), "--device", "cpu"]);
         assert_eq!(code, 0, "{arch}: {out}\n{err}");
@@ -87,7 +87,7 @@ fn baselines_train_predict_and_evaluate_from_the_command_line() {
         let (code, out, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&train), "--out", s(&cat)]);
         assert_eq!(code, 0, "{arch}: {out}\n{err}");
         let text = std::fs::read_to_string(&cat).unwrap();
-        assert!(text.starts_with("file,obsid,ra,dec,snr,teff,logg,feh,vmp,cemp,reason\n") || text.starts_with("file,obsid,ra,dec,snr,teff,logg,feh,vmp,reason\n"), "{text}");
+        assert!(text.starts_with("file,obsid,ra,dec,snr,teff,teff_err,logg,logg_err,feh,feh_err,flags,p_vmp,vmp,reason\n"), "{text}");
         assert_eq!(text.lines().count(), 261);
         let report = dir.path().join(format!("rep-{arch}"));
         let (code, out, err) = specnn(&["evaluate", "--model", s(&model), "--spectra", s(&train), "--labels", s(&labels), "--report", s(&report)]);

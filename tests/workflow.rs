@@ -40,7 +40,7 @@ fn train_predict_evaluate() {
     let (code, out, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&test), "--out", s(&cat)]);
     assert_eq!(code, 0, "{out}\n{err}");
     let text = std::fs::read_to_string(&cat).unwrap();
-    assert!(text.starts_with("file,obsid,ra,dec,snr,feh,cfe,mgfe,vmp,cemp,reason\n"), "{text}");
+    assert!(text.starts_with("file,obsid,ra,dec,snr,feh,feh_err,cfe,cfe_err,mgfe,mgfe_err,flags,p_vmp,p_cemp,vmp,cemp,reason\n"), "{text}");
     assert_eq!(text.lines().count(), 41);
     let fits = dir.path().join("cat.fits");
     assert_eq!(specnn(&["predict", "--model", s(&model), "--spectra", s(&test), "--out", s(&fits)]).0, 0);

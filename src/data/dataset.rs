@@ -17,6 +17,8 @@ pub struct Prepared {
     pub file: String,
     pub meta: Meta,
     pub values: Vec<f32>,
+    /// The fraction of the file's pixels flagged bad (mask bits, zero inverse variance, non-finite).
+    pub bad_fraction: f64,
 }
 
 /// A spectrum that could not be used, and why.
@@ -76,7 +78,8 @@ pub fn load_timed(paths: &[PathBuf], prep: &PrepConfig, opts: &ReadOptions, time
             let v = prepare(&s, prep, None);
             times.prep_ns.fetch_add(t1.elapsed().as_nanos() as u64, Relaxed);
             let v = v.map_err(refuse)?;
-            Ok(Prepared { path: p.clone(), file: file.clone(), meta: s.meta, values: v.iter().map(|&x| x as f32).collect() })
+            let bad_fraction = s.bad.iter().filter(|b| **b).count() as f64 / s.bad.len().max(1) as f64;
+            Ok(Prepared { path: p.clone(), file: file.clone(), meta: s.meta, values: v.iter().map(|&x| x as f32).collect(), bad_fraction })
         })
         .collect();
     let (mut ok, mut bad) = (Vec::new(), Vec::new());
