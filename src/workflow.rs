@@ -278,8 +278,11 @@ pub fn input_list(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     for p in inputs {
         if p.is_dir() {
             paths.extend(list_spectra(p)?);
-        } else {
+        } else if p.exists() {
             paths.push(p.clone());
+        } else {
+            // A mistyped path is an error, not a catalog of one refused row that a job array would count as done.
+            return Err(Error::file(p, "no such file or folder"));
         }
     }
     paths.sort();

@@ -131,6 +131,13 @@ fn real_lamost_spectra_through_a_synthetic_model_are_flagged() {
     let (code, out, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&data.join("lamost/lamost_lrs_cmost")), "--out", s(&cat)]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(err.contains("WARNING") && err.contains("SYNTHETIC"), "{err}");
+    // A mistyped input path fails the run (a job array must not count it as done) and writes nothing.
+    let none = dir.path().join("no-such-folder");
+    let cat2 = dir.path().join("none.csv");
+    let (code, _, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&none), "--out", s(&cat2)]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no-such-folder") && err.contains("no such file"), "{err}");
+    assert!(!cat2.exists());
     let (head, rows) = csv(&cat);
     let (f, reason) = (col(&head, "flags"), col(&head, "reason"));
     let predicted: Vec<&Vec<String>> = rows.iter().filter(|r| r[reason].is_empty()).collect();

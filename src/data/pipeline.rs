@@ -96,7 +96,7 @@ pub fn prepare(spec: &Spectrum, cfg: &PrepConfig, rv_kms: Option<f64>) -> Result
         return Err(Error::file(
             &spec.path,
             format!(
-                "covers {:.1}% of the grid {:.0}-{:.0} A (its rest-frame vacuum range is {:.0}-{:.0} A); at least {:.1}% is required (lower min_coverage to accept it)",
+                "covers {:.1}% of the grid {:.0}-{:.0} A (its rest-frame vacuum range is {:.0}-{:.0} A); at least {:.1}% is required (a model trained with a lower `train --min-coverage` accepts it)",
                 100.0 * r.coverage,
                 grid[0],
                 grid[grid.len() - 1],
