@@ -175,7 +175,7 @@ impl TrainArgs {
         let recipe = self.recipe.map(|RecipeArg::SmallReal| specnn::train::Recipe::SmallReal);
         let dense = matches!(kind, Kind::Ann | Kind::ResAnn);
         let d = recipe.map(|r| r.defaults(&self.targets, dense)).unwrap_or_default();
-        let loop_d = recipe.map(|r| r.loop_defaults()).unwrap_or(specnn::train::LoopDefaults { epochs: 30, lr: 1e-3, patience: 5 });
+        let loop_d = recipe.map(|r| r.loop_defaults()).unwrap_or_default();
         let log_targets = match self.log_targets {
             Some(v) if v.iter().any(|t| t == "none") => Vec::new(),
             Some(v) => v,

@@ -272,7 +272,7 @@ pub fn predict_files(t: &Trained, paths: &[PathBuf], opts: &ReadOptions, chunk: 
             let est = runner.estimate_rows(&x, &all, &t.scaling, 128)?;
             model_s += t0.elapsed().as_secs_f64();
             let sig = t.sigmas(&est);
-            let flags: Vec<u32> = ok.iter().zip(&x).enumerate().map(|(i, (p, row))| row_flags(t, p, row, &est.mean.row(i).to_vec())).collect();
+            let flags = chunk_flags(t, &ok, &x, &est.mean)?;
             part_rows_into(t, ok, refused, &est.mean, &sig, &flags, &mut rows);
             progress(rows.len());
         }
@@ -289,23 +289,30 @@ pub fn predict_files(t: &Trained, paths: &[PathBuf], opts: &ReadOptions, chunk: 
     Ok((rows, tp))
 }
 
-/// Appends one chunk's rows (predicted and refused) to `rows`, in input order.
-/// The out-of-domain flags of one prepared spectrum (`row`: its network input) and its estimates.
-pub fn row_flags(t: &Trained, p: &crate::data::dataset::Prepared, row: &[f32], est: &[f64]) -> u32 {
+/// The out-of-domain flags of one chunk of prepared spectra `ok` (`x`: their network inputs) with
+/// estimates `est` (label units, one row each).
+pub fn chunk_flags(t: &Trained, ok: &[crate::data::dataset::Prepared], x: &[Vec<f32>], est: &ndarray::Array2<f64>) -> Result<Vec<u32>> {
     use crate::trust::*;
-    let mut f = t.domain.as_ref().map_or(0, |d| d.flags(row, est));
-    if p.meta.snr_catalog().is_some_and(|s| s < LOW_SNR) {
-        f |= FLAG_LOW_SNR;
+    let all: Vec<usize> = (0..x.len()).collect();
+    let mut flags = match &t.domain {
+        Some(d) => d.flags_rows(x, &all, est)?,
+        None => vec![0; x.len()],
+    };
+    for (f, p) in flags.iter_mut().zip(ok) {
+        if p.meta.snr_catalog().is_some_and(|s| s < LOW_SNR) {
+            *f |= FLAG_LOW_SNR;
+        }
+        if p.bad_fraction > MASKED_FRACTION {
+            *f |= FLAG_MASKED;
+        }
+        if t.synthetic && !p.meta.synthetic {
+            *f |= FLAG_SYNTHETIC_MODEL;
+        }
     }
-    if p.bad_fraction > MASKED_FRACTION {
-        f |= FLAG_MASKED;
-    }
-    if t.synthetic && !p.meta.synthetic {
-        f |= FLAG_SYNTHETIC_MODEL;
-    }
-    f
+    Ok(flags)
 }
 
+/// Appends one chunk's rows (predicted and refused) to `rows`, in input order.
 #[allow(clippy::too_many_arguments)]
 fn part_rows_into(t: &Trained, ok: Vec<crate::data::dataset::Prepared>, refused: Vec<crate::data::dataset::Refused>, pred: &ndarray::Array2<f64>, sig: &ndarray::Array2<f64>, flags: &[u32], rows: &mut Vec<Row>) {
     let mut part_rows: Vec<(PathBuf, Row)> = ok

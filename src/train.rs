@@ -87,12 +87,18 @@ pub enum Recipe {
     SmallReal,
 }
 
-/// The training loop's settings a recipe chooses when the user does not.
+/// The training loop's settings when the user gives none: the seed's loop, or a recipe's.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LoopDefaults {
     pub epochs: usize,
     pub lr: f64,
     pub patience: usize,
+}
+
+impl Default for LoopDefaults {
+    fn default() -> Self {
+        Self { epochs: 30, lr: 1e-3, patience: 5 }
+    }
 }
 
 impl Recipe {
@@ -453,8 +459,13 @@ pub(crate) fn predict_rows_with<X: RowSource + ?Sized>(arch: &Arch, x: &X, rows:
 }
 
 fn checkpoint_path(model_out: &Path) -> PathBuf {
-    let mut p = model_out.as_os_str().to_owned();
-    p.push(".ckpt");
+    suffixed(model_out, ".ckpt")
+}
+
+/// `path` with `suffix` added to its file name (`M.safetensors` -> `M.safetensors.ckpt`).
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
     PathBuf::from(p)
 }
 
@@ -516,12 +527,6 @@ fn trained_meta(targets: &[String], scale: &Scaling, prep: &PrepConfig, history:
 pub(crate) fn label_mae(y: &Array2<f64>, rows: &[usize], pred: &Array2<f64>, j: usize) -> Option<f64> {
     let errs: Vec<f64> = rows.iter().enumerate().filter(|(_, &r)| y[[r, j]].is_finite()).map(|(i, &r)| (y[[r, j]] - pred[[i, j]]).abs()).collect();
     (!errs.is_empty()).then(|| errs.iter().sum::<f64>() / errs.len() as f64)
-}
-
-/// The mean over labels of each MAE in standard deviations (labels without an MAE count 0): what early
-/// stopping watches.
-fn standardised_score(maes: &[f64], scale: &Scaling) -> f64 {
-    maes.iter().zip(&scale.sd).map(|(&m, &sd)| if m.is_finite() { m / sd } else { 0.0 }).sum::<f64>() / maes.len() as f64
 }
 
 /// What a training run returns.
@@ -601,43 +606,33 @@ pub fn train<X: RowSource + ?Sized>(
         None => None,
     };
     let k = cfg.options.ensemble.max(1);
-    if k == 1 {
+    let (model, scale, history) = if k == 1 {
         let (best, scale, history) = train_member(x, y, cfg, 0, init.as_ref().map(|(m, s)| (&m[0], s)), model_out, resume, synthetic, device, &mut on_epoch, &on_batch)?;
-        let model = Estimator::Net(best);
-        let (train_rows, val_rows) = rows_for(x.len(), cfg.split, cfg.seed, cfg.validation.as_deref())?;
-        let (calibration, domain) = attach_trust(model_out, &model, &scale, x, y, &train_rows, &val_rows, cfg.seed, device)?;
-        return Ok(Outcome { model, scaling: scale, history, calibration, domain });
-    }
-    let mut members = Vec::with_capacity(k);
-    let mut first: Option<(Scaling, History)> = None;
-    let mut paths = Vec::with_capacity(k);
-    for m in 0..k {
-        let path = member_path(model_out, m);
-        let start = init.as_ref().map(|(ms, s)| (&ms[m % ms.len()], s));
-        let resume_m = resume && checkpoint_path(&path).exists();
-        let (best, scale, history) = train_member(x, y, cfg, m, start, &path, resume_m, synthetic, device, &mut on_epoch, &on_batch)?;
-        members.push(best);
-        first.get_or_insert((scale, history));
-        paths.push(path);
-    }
-    let (scale, history) = first.expect("k > 1 members");
-    crate::nn::save_ensemble(model_out, &members, trained_meta(&cfg.targets, &scale, &cfg.prep, &history, synthetic))?;
-    for p in &paths {
-        let _ = std::fs::remove_file(p);
-        let _ = std::fs::remove_file(checkpoint_path(p));
-    }
-    let _ = std::fs::remove_file(checkpoint_path(model_out));
-    let model = Estimator::Ensemble(members);
+        (Estimator::Net(best), scale, history)
+    } else {
+        let mut members = Vec::with_capacity(k);
+        let mut first: Option<(Scaling, History)> = None;
+        for m in 0..k {
+            let path = suffixed(model_out, &format!(".member{m}"));
+            let start = init.as_ref().map(|(ms, s)| (&ms[m % ms.len()], s));
+            let resume_m = resume && checkpoint_path(&path).exists();
+            let (best, scale, history) = train_member(x, y, cfg, m, start, &path, resume_m, synthetic, device, &mut on_epoch, &on_batch)?;
+            members.push(best);
+            first.get_or_insert((scale, history));
+        }
+        let (scale, history) = first.expect("k > 1 members");
+        crate::nn::save_ensemble(model_out, &members, trained_meta(&cfg.targets, &scale, &cfg.prep, &history, synthetic))?;
+        for m in 0..k {
+            let path = suffixed(model_out, &format!(".member{m}"));
+            let _ = std::fs::remove_file(checkpoint_path(&path));
+            let _ = std::fs::remove_file(path);
+        }
+        let _ = std::fs::remove_file(checkpoint_path(model_out));
+        (Estimator::Ensemble(members), scale, history)
+    };
     let (train_rows, val_rows) = rows_for(x.len(), cfg.split, cfg.seed, cfg.validation.as_deref())?;
     let (calibration, domain) = attach_trust(model_out, &model, &scale, x, y, &train_rows, &val_rows, cfg.seed, device)?;
     Ok(Outcome { model, scaling: scale, history, calibration, domain })
-}
-
-/// Member `m`'s file of an ensemble written to `model_out`.
-fn member_path(model_out: &Path, m: usize) -> PathBuf {
-    let mut p = model_out.as_os_str().to_owned();
-    p.push(format!(".member{m}"));
-    PathBuf::from(p)
 }
 
 /// The starting networks and label scaling of `--init FILE`: its architecture, targets and log
@@ -662,12 +657,10 @@ fn init_from(path: &Path, cfg: &TrainConfig) -> Result<(Vec<Model<f32>>, Scaling
     Ok((nets, t.scaling))
 }
 
-/// The standardised score of validation MAEs `maes` (label units) of estimates `pred` of `rows`: the
-/// mean over labels of each MAE in standard deviations, in log10 units for log labels.
+/// What early stopping watches: the mean over labels of each validation MAE (`maes`, label units, of
+/// estimates `pred` of `rows`) in standard deviations, in log10 units for log labels (labels without
+/// an MAE count 0).
 fn val_score(maes: &[f64], scale: &Scaling, y: &Array2<f64>, rows: &[usize], pred: &Array2<f64>) -> f64 {
-    if scale.log10.iter().all(|&l| !l) {
-        return standardised_score(maes, scale);
-    }
     let per: Vec<f64> = (0..maes.len())
         .map(|j| {
             if !scale.is_log(j) {

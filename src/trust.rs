@@ -24,7 +24,7 @@
 
 use crate::data::pca::Pca;
 use crate::error::{Error, Result};
-use ndarray::{Array1, Array2, ArrayD};
+use ndarray::{Array2, ArrayD};
 use std::collections::BTreeMap;
 
 pub const FLAG_RANGE: u32 = 1;
@@ -149,12 +149,11 @@ impl Calibration {
 pub struct Domain {
     pub lo: Vec<f64>,
     pub hi: Vec<f64>,
-    pub mean: Array1<f32>,
-    pub components: Array2<f32>,
+    /// The training spectra's leading components (mean and components as the file stores them, in
+    /// f32), with the training stars' variance along each.
+    pub pca: Pca,
     /// The held-out stars' 99th percentile of the projection residual (RMS per pixel).
     pub residual_p99: f64,
-    /// The training stars' variance along each component.
-    pub variance: Vec<f64>,
     /// The held-out stars' 99th percentile of the Mahalanobis distance within the components.
     pub distance_p99: f64,
 }
@@ -170,9 +169,9 @@ struct DomainMeta {
 
 impl Domain {
     /// Fits on the training spectra `x[rows]` and their labels `y` (label units, NaN = unknown); the
-    /// residual threshold is the 99th percentile over `held_out` (stars the projection was not fitted
-    /// on, e.g. the validation stars, whose residuals are what a new star's look like), or over
-    /// `rows` when that is empty.
+    /// thresholds are the 99th percentiles over `held_out` (stars the projection was not fitted on,
+    /// e.g. the validation stars, whose residuals are what a new star's look like), or over `rows`
+    /// when that is empty.
     pub fn fit(x: &[Vec<f32>], y: &Array2<f64>, rows: &[usize], held_out: &[usize], seed: u64) -> Result<Self> {
         if rows.len() < 3 {
             return Err(Error::Data("domain: too few training stars".into()));
@@ -180,77 +179,55 @@ impl Domain {
         let d = x[rows[0]].len();
         let lo = (0..y.ncols()).map(|j| rows.iter().map(|&r| y[[r, j]]).filter(|v| v.is_finite()).fold(f64::INFINITY, f64::min)).collect();
         let hi = (0..y.ncols()).map(|j| rows.iter().map(|&r| y[[r, j]]).filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max)).collect();
-        let xs = Array2::from_shape_fn((rows.len(), d), |(i, j)| x[rows[i]][j] as f64);
         let k = DOMAIN_COMPONENTS.min(rows.len() - 1).min(d);
-        let pca = Pca::fit(xs.view(), k, seed)?;
-        let mut dom = Domain {
-            lo,
-            hi,
-            mean: pca.mean.iter().map(|&v| v as f32).collect(),
-            components: Array2::from_shape_fn((k, d), |(i, j)| pca.components[i][j] as f32),
-            residual_p99: f64::INFINITY,
-            variance: pca.variance.iter().map(|v| v.max(1e-12)).collect(),
-            distance_p99: f64::INFINITY,
-        };
-        let (res, dist): (Vec<f64>, Vec<f64>) = if held_out.is_empty() { rows } else { held_out }.iter().map(|&r| dom.measure(&x[r])).unzip();
+        let mut pca = Pca::fit_rows(x, rows, k, seed)?.rounded_to_f32();
+        pca.variance.iter_mut().for_each(|v| *v = v.max(1e-12));
+        let mut dom = Domain { lo, hi, pca, residual_p99: f64::INFINITY, distance_p99: f64::INFINITY };
+        let (res, dist) = dom.measure_rows(x, if held_out.is_empty() { rows } else { held_out })?;
         dom.residual_p99 = quantile(&res, 0.99);
         dom.distance_p99 = quantile(&dist, 0.99);
         Ok(dom)
     }
 
-    /// The RMS per pixel of `row` minus its projection on the components.
-    pub fn residual(&self, row: &[f32]) -> f64 {
-        self.measure(row).0
+    /// For each spectrum of `x[rows]`: the residual (RMS per pixel) after projection, and the
+    /// Mahalanobis distance within the components.
+    pub fn measure_rows(&self, x: &[Vec<f32>], rows: &[usize]) -> Result<(Vec<f64>, Vec<f64>)> {
+        let (proj, residual) = self.pca.transform_rows_with_residual(x, rows)?;
+        let dist = proj.outer_iter().map(|p| p.iter().zip(&self.pca.variance).map(|(a, v)| a * a / v).sum::<f64>().sqrt()).collect();
+        Ok((residual, dist))
     }
 
-    /// The residual (RMS per pixel) after projection, and the Mahalanobis distance within the
-    /// components.
-    pub fn measure(&self, row: &[f32]) -> (f64, f64) {
-        if row.len() != self.mean.len() {
-            return (f64::INFINITY, f64::INFINITY);
-        }
-        let c: Vec<f64> = row.iter().zip(&self.mean).map(|(a, m)| (a - m) as f64).collect();
-        let mut r = c.clone();
-        let mut d2 = 0.0;
-        for (k, comp) in self.components.outer_iter().enumerate() {
-            let p: f64 = comp.iter().zip(&c).map(|(a, b)| *a as f64 * b).sum();
-            d2 += p * p / self.variance[k];
-            r.iter_mut().zip(comp.iter()).for_each(|(v, a)| *v -= p * *a as f64);
-        }
-        ((r.iter().map(|v| v * v).sum::<f64>() / r.len().max(1) as f64).sqrt(), d2.sqrt())
-    }
-
-    /// The flags of one row from its spectrum and estimates (label units).
-    pub fn flags(&self, row: &[f32], est: &[f64]) -> u32 {
-        let mut f = 0;
-        if est.iter().enumerate().any(|(j, v)| v.is_finite() && (*v < self.lo[j] || *v > self.hi[j])) {
-            f |= FLAG_RANGE;
-        }
-        let (res, dist) = self.measure(row);
-        if res > self.residual_p99 || dist > self.distance_p99 {
-            f |= FLAG_FAR;
-        }
-        f
+    /// The flags of the spectra `x[rows]` with estimates `est` (label units, one row each).
+    pub fn flags_rows(&self, x: &[Vec<f32>], rows: &[usize], est: &Array2<f64>) -> Result<Vec<u32>> {
+        let (res, dist) = self.measure_rows(x, rows)?;
+        Ok((0..rows.len())
+            .map(|i| {
+                let mut f = 0;
+                if est.row(i).iter().enumerate().any(|(j, v)| v.is_finite() && (*v < self.lo[j] || *v > self.hi[j])) {
+                    f |= FLAG_RANGE;
+                }
+                if res[i] > self.residual_p99 || dist[i] > self.distance_p99 {
+                    f |= FLAG_FAR;
+                }
+                f
+            })
+            .collect())
     }
 
     pub fn meta(&self) -> String {
-        serde_json::to_string(&DomainMeta { lo: self.lo.clone(), hi: self.hi.clone(), residual_p99: self.residual_p99, variance: self.variance.clone(), distance_p99: self.distance_p99 }).expect("serialisable")
+        serde_json::to_string(&DomainMeta { lo: self.lo.clone(), hi: self.hi.clone(), residual_p99: self.residual_p99, variance: self.pca.variance.clone(), distance_p99: self.distance_p99 }).expect("serialisable")
     }
 
     pub fn tensors(&self) -> Vec<(String, ArrayD<f32>)> {
-        vec![("domain.mean".into(), self.mean.clone().into_dyn()), ("domain.components".into(), self.components.clone().into_dyn())]
+        self.pca.to_tensors("domain")
     }
 
     /// Rebuilds the domain from a model file's metadata and `domain.*` tensors (removed from `t`).
     pub fn take(meta: &str, t: &mut BTreeMap<String, ArrayD<f32>>) -> Result<Self> {
         let m: DomainMeta = serde_json::from_str(meta).map_err(|e| Error::invalid(DOMAIN_KEY, format!("malformed: {e}")))?;
-        let bad = |n: &str| Error::ModelTensor { name: n.into(), msg: "missing or of the wrong shape for the domain check".into() };
-        let mean: Array1<f32> = t.remove("domain.mean").ok_or_else(|| bad("domain.mean"))?.into_dimensionality().map_err(|_| bad("domain.mean"))?;
-        let components: Array2<f32> = t.remove("domain.components").ok_or_else(|| bad("domain.components"))?.into_dimensionality().map_err(|_| bad("domain.components"))?;
-        if components.ncols() != mean.len() || m.variance.len() != components.nrows() {
-            return Err(bad("domain.components"));
-        }
-        Ok(Domain { lo: m.lo, hi: m.hi, mean, components, residual_p99: m.residual_p99, variance: m.variance, distance_p99: m.distance_p99 })
+        let pca = Pca::from_tensors("domain", t, m.variance)?;
+        t.retain(|k, _| !k.starts_with(crate::nn::DOMAIN_PREFIX));
+        Ok(Domain { lo: m.lo, hi: m.hi, pca, residual_p99: m.residual_p99, distance_p99: m.distance_p99 })
     }
 }
 
@@ -319,17 +296,17 @@ mod tests {
         let y = Array2::from_shape_fn((200, 1), |(i, _)| 4000.0 + i as f64);
         let rows: Vec<usize> = (0..200).collect();
         let d = Domain::fit(&x, &y, &rows[..150], &rows[150..], 1).unwrap();
-        // A noise-free mixture of the two shapes lies in the training subspace.
+        // A noise-free mixture of the two shapes lies in the training subspace; a spiky spectrum does not.
         let clean: Vec<f32> = (0..100).map(|i| 0.5 * (i as f32 / 20.0).sin() + 0.5 * (i as f32 / 30.0).cos()).collect();
-        assert_eq!(d.flags(&clean, &[4100.0]), 0);
-        assert_eq!(d.flags(&clean, &[9000.0]), FLAG_RANGE);
         let spiky: Vec<f32> = (0..100).map(|i| if i % 7 == 0 { 1.0 } else { 0.0 }).collect();
-        assert_eq!(d.flags(&spiky, &[4100.0]), FLAG_FAR);
+        let probe = vec![clean.clone(), clean, spiky.clone(), spiky];
+        let est = Array2::from_shape_vec((4, 1), vec![4100.0, 9000.0, 4100.0, 9000.0]).unwrap();
+        assert_eq!(d.flags_rows(&probe, &[0, 1, 2, 3], &est).unwrap(), vec![0, FLAG_RANGE, FLAG_FAR, FLAG_RANGE | FLAG_FAR]);
         // Round trip through the file form.
         let mut t: BTreeMap<String, ArrayD<f32>> = d.tensors().into_iter().collect();
         let back = Domain::take(&d.meta(), &mut t).unwrap();
         assert!(t.is_empty());
-        assert_eq!(back.flags(&spiky, &[9000.0]), FLAG_RANGE | FLAG_FAR);
+        assert_eq!(back.flags_rows(&probe, &[0, 1, 2, 3], &est).unwrap(), vec![0, FLAG_RANGE, FLAG_FAR, FLAG_RANGE | FLAG_FAR]);
     }
 
     #[test]

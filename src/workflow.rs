@@ -463,12 +463,16 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
     }
     write_estimates(&report.join("estimates.csv"), data, targets, est, sig)?;
     let _ = writeln!(md, "\nEvery star's true and estimated labels: `estimates.csv`.");
+    // (error, sigma) of label `j` for the stars `rows` that have both.
+    let error_sigma = |sig: &Array2<f64>, rows: &mut dyn Iterator<Item = usize>, j: usize| -> Vec<(f64, f64)> {
+        rows.filter(|&i| data.y[[i, j]].is_finite() && sig[[i, j]].is_finite()).map(|i| (data.y[[i, j]] - est[[i, j]], sig[[i, j]])).collect()
+    };
     let mut coverage = Vec::new();
     if let Some(sig) = sig {
         let _ = writeln!(md, "\n## Uncertainties: are the stated sigmas right?\n\nA calibrated 1-sigma holds 68.3% of the stars within |E| < sigma and 95.4% within 2 sigma.\n\n| label | n | median sigma | within 1 sigma | within 2 sigma |\n|---|---|---|---|---|");
         let mut curves = Vec::new();
         for (j, name) in targets.iter().enumerate() {
-            let pairs: Vec<(f64, f64)> = (0..data.y.nrows()).filter(|&i| data.y[[i, j]].is_finite() && sig[[i, j]].is_finite()).map(|i| (data.y[[i, j]] - est[[i, j]], sig[[i, j]])).collect();
+            let pairs = error_sigma(sig, &mut (0..data.y.nrows()), j);
             let (c1, c2) = (crate::trust::coverage(&pairs, 1.0), crate::trust::coverage(&pairs, 2.0));
             let med = crate::trust::quantile(&pairs.iter().map(|p| p.1).collect::<Vec<_>>(), 0.5);
             let _ = writeln!(md, "| {name} | {} | {} | {:.1}% | {:.1}% |", pairs.len(), fmt_value(name, med), 100.0 * c1, 100.0 * c2);
@@ -502,7 +506,7 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
                 let m = metrics(&a, &b);
                 let _ = write!(md, " {} | {} |", fmt_value(name, m.mae), fmt_value(name, m.sd));
                 if let Some(sig) = sig {
-                    let pairs: Vec<(f64, f64)> = rows.iter().filter(|&&i| data.y[[i, j]].is_finite() && sig[[i, j]].is_finite()).map(|&i| (data.y[[i, j]] - est[[i, j]], sig[[i, j]])).collect();
+                    let pairs = error_sigma(sig, &mut rows.iter().copied(), j);
                     let c = crate::trust::coverage(&pairs, 1.0);
                     let _ = write!(md, " {} |", if c.is_finite() { format!("{:.1}%", 100.0 * c) } else { String::new() });
                 }

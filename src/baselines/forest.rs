@@ -81,11 +81,12 @@ impl Trees {
         self.value[i]
     }
 
-    /// The standard deviation of the trees' estimates.
-    fn spread_row(&self, x: &[f32]) -> f64 {
+    /// `predict_row` (the same sum, so the same bits) and the trees' standard deviation, from one walk
+    /// of each tree.
+    fn predict_row_spread(&self, x: &[f32]) -> (f64, f64) {
         let v: Vec<f64> = self.roots.iter().map(|&r| self.leaf(r, x)).collect();
-        let m = v.iter().sum::<f64>() / v.len() as f64;
-        (v.iter().map(|a| (a - m).powi(2)).sum::<f64>() / (v.len() as f64 - 1.0).max(1.0)).sqrt()
+        let m = v.iter().fold(0.0, |s, a| s + a) / v.len() as f64;
+        (m, (v.iter().map(|a| (a - m).powi(2)).sum::<f64>() / (v.len() as f64 - 1.0).max(1.0)).sqrt())
     }
 }
 
@@ -127,10 +128,11 @@ impl Forest {
         Array2::from_shape_fn((rows.len(), self.trees.len()), |(i, j)| est[i][j])
     }
 
-    /// The trees' spread per label for `x[rows]`.
-    pub fn spread(&self, x: &[Vec<f32>], rows: &[usize]) -> Array2<f64> {
-        let est: Vec<Vec<f64>> = rows.par_iter().map(|&r| self.trees.iter().map(|t| t.spread_row(&x[r])).collect()).collect();
-        Array2::from_shape_fn((rows.len(), self.trees.len()), |(i, j)| est[i][j])
+    /// Estimates for `x[rows]` and the trees' spread per label.
+    pub fn predict_spread(&self, x: &[Vec<f32>], rows: &[usize]) -> (Array2<f64>, Array2<f64>) {
+        let est: Vec<Vec<(f64, f64)>> = rows.par_iter().map(|&r| self.trees.iter().map(|t| t.predict_row_spread(&x[r])).collect()).collect();
+        let dim = (rows.len(), self.trees.len());
+        (Array2::from_shape_fn(dim, |(i, j)| est[i][j].0), Array2::from_shape_fn(dim, |(i, j)| est[i][j].1))
     }
 
     pub fn to_tensors(&self) -> BTreeMap<String, ArrayD<f32>> {

@@ -23,9 +23,8 @@ pub const NEIGHBOURS: usize = 3;
 /// A fitted PCA + kNN.
 #[derive(Clone, Debug)]
 pub struct Knn {
-    pub mean: Array1<f32>,
-    /// `[c, pixels]`, orthonormal rows.
-    pub components: Array2<f32>,
+    /// The projection (mean and components as the model file stores them, in f32).
+    pub pca: Pca,
     /// The training stars' projections, `[stars, c]`.
     pub train: Array2<f32>,
     /// Their standardised labels, `[stars, labels]`, NaN = unknown.
@@ -40,17 +39,9 @@ impl Knn {
         if rows.len() < NEIGHBOURS + 1 {
             return Err(Error::Data(format!("kNN: {} training stars; at least {} are needed", rows.len(), NEIGHBOURS + 1)));
         }
-        let xs = Array2::from_shape_fn((rows.len(), d), |(i, j)| x[rows[i]][j] as f64);
         let c = COMPONENTS.min(rows.len() - 1).min(d);
-        let pca = Pca::fit(xs.view(), c, seed)?;
-        let proj = pca.transform(xs.view())?;
-        let knn = Knn {
-            mean: pca.mean.iter().map(|&v| v as f32).collect(),
-            components: Array2::from_shape_fn((c, d), |(i, j)| pca.components[i][j] as f32),
-            train: proj.mapv(|v| v as f32),
-            labels: z.select(Axis(0), rows),
-            k: NEIGHBOURS,
-        };
+        let pca = Pca::fit_rows(x, rows, c, seed)?.rounded_to_f32();
+        let knn = Knn { train: pca.transform_rows(x, rows)?.mapv(|v| v as f32), pca, labels: z.select(Axis(0), rows), k: NEIGHBOURS };
         for j in 0..z.ncols() {
             let known = knn.labels.column(j).iter().filter(|v| v.is_finite()).count();
             if known < knn.k {
@@ -61,7 +52,7 @@ impl Knn {
     }
 
     pub fn inputs(&self) -> usize {
-        self.mean.len()
+        self.pca.mean.len()
     }
 
     pub fn labels(&self) -> usize {
@@ -69,13 +60,13 @@ impl Knn {
     }
 
     /// Standardised estimates for `x[rows]` and the standard deviation of the neighbours' labels.
-    pub fn predict_spread(&self, x: &[Vec<f32>], rows: &[usize]) -> (Array2<f64>, Array2<f64>) {
+    pub fn predict_spread(&self, x: &[Vec<f32>], rows: &[usize]) -> Result<(Array2<f64>, Array2<f64>)> {
         let l = self.labels();
-        let per: Vec<(Vec<f64>, Vec<f64>)> = rows
-            .par_iter()
-            .map(|&r| {
-                let centred: Vec<f32> = x[r].iter().zip(&self.mean).map(|(a, m)| a - m).collect();
-                let p: Vec<f64> = self.components.outer_iter().map(|c| c.iter().zip(&centred).map(|(a, b)| (*a as f64) * (*b as f64)).sum()).collect();
+        let proj = self.pca.transform_rows(x, rows)?;
+        let per: Vec<(Vec<f64>, Vec<f64>)> = proj
+            .outer_iter()
+            .into_par_iter()
+            .map(|p| {
                 let mut dist: Vec<(f64, usize)> = self.train.outer_iter().enumerate().map(|(i, t)| (t.iter().zip(&p).map(|(a, b)| (*a as f64 - b).powi(2)).sum::<f64>(), i)).collect();
                 dist.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                 let (mut mean, mut sd) = (vec![f64::NAN; l], vec![f64::NAN; l]);
@@ -90,17 +81,11 @@ impl Knn {
             .collect();
         let mean = Array2::from_shape_fn((rows.len(), l), |(i, j)| per[i].0[j]);
         let sd = Array2::from_shape_fn((rows.len(), l), |(i, j)| per[i].1[j]);
-        (mean, sd)
-    }
-
-    pub fn predict(&self, x: &[Vec<f32>], rows: &[usize]) -> Array2<f64> {
-        self.predict_spread(x, rows).0
+        Ok((mean, sd))
     }
 
     pub fn to_tensors(&self) -> BTreeMap<String, ArrayD<f32>> {
-        let mut t = BTreeMap::new();
-        t.insert("knn.mean".into(), self.mean.clone().into_dyn());
-        t.insert("knn.components".into(), self.components.clone().into_dyn());
+        let mut t: BTreeMap<String, ArrayD<f32>> = self.pca.to_tensors("knn").into_iter().collect();
         t.insert("knn.train".into(), self.train.clone().into_dyn());
         t.insert("knn.labels".into(), self.labels.mapv(|v| v as f32).into_dyn());
         t.insert("knn.k".into(), Array1::from(vec![self.k as f32]).into_dyn());
@@ -111,12 +96,12 @@ impl Knn {
         let two = |name: &str| -> Result<Array2<f32>> {
             tensor(t, name)?.clone().into_dimensionality().map_err(|_| Error::ModelTensor { name: name.into(), msg: "must be 2-D".into() })
         };
-        let mean: Array1<f32> = tensor(t, "knn.mean")?.clone().into_dimensionality().map_err(|_| Error::ModelTensor { name: "knn.mean".into(), msg: "must be 1-D".into() })?;
-        let (components, train, labels) = (two("knn.components")?, two("knn.train")?, two("knn.labels")?);
+        let pca = Pca::from_tensors("knn", t, Vec::new())?;
+        let (train, labels) = (two("knn.train")?, two("knn.labels")?);
         let k = tensor(t, "knn.k")?.iter().next().map(|&v| v as usize).unwrap_or(0);
-        if components.ncols() != mean.len() || train.ncols() != components.nrows() || labels.nrows() != train.nrows() || k == 0 || k > train.nrows() {
-            return Err(Error::ModelTensor { name: "knn".into(), msg: format!("mean {}, components {:?}, train {:?}, labels {:?} and k {k} do not fit together", mean.len(), components.dim(), train.dim(), labels.dim()) });
+        if train.ncols() != pca.components.len() || labels.nrows() != train.nrows() || k == 0 || k > train.nrows() {
+            return Err(Error::ModelTensor { name: "knn".into(), msg: format!("{} components, train {:?}, labels {:?} and k {k} do not fit together", pca.components.len(), train.dim(), labels.dim()) });
         }
-        Ok(Knn { mean, components, train, labels: labels.mapv(|v| v as f64), k })
+        Ok(Knn { pca, train, labels: labels.mapv(|v| v as f64), k })
     }
 }

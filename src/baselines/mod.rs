@@ -106,29 +106,38 @@ impl Baseline {
 
     /// Standardised label estimates for `x[rows]`, `[rows, labels]`.
     pub fn predict(&self, x: &[Vec<f32>], rows: &[usize]) -> Result<Array2<f64>> {
+        self.check_inputs(x, rows)?;
+        Ok(match self {
+            Baseline::Cannon(c) => c.predict(x, rows),
+            Baseline::Forest(f) => f.predict(x, rows),
+            Baseline::Svr(s) => s.predict(x, rows),
+            Baseline::Knn(k) => k.predict_spread(x, rows)?.0,
+        })
+    }
+
+    /// Standardised estimates and their spread (the trees' of a forest, the neighbours' of the kNN;
+    /// NaN for The Cannon and the SVR, which have none), each from one pass over the model.
+    pub fn predict_spread(&self, x: &[Vec<f32>], rows: &[usize]) -> Result<(Array2<f64>, Array2<f64>)> {
+        self.check_inputs(x, rows)?;
+        let none = |mean: Array2<f64>| {
+            let spread = Array2::from_elem(mean.dim(), f64::NAN);
+            (mean, spread)
+        };
+        Ok(match self {
+            Baseline::Cannon(c) => none(c.predict(x, rows)),
+            Baseline::Forest(f) => f.predict_spread(x, rows),
+            Baseline::Svr(s) => none(s.predict(x, rows)),
+            Baseline::Knn(k) => k.predict_spread(x, rows)?,
+        })
+    }
+
+    fn check_inputs(&self, x: &[Vec<f32>], rows: &[usize]) -> Result<()> {
         for &r in rows {
             if x[r].len() != self.inputs() {
                 return Err(Error::shape("baseline", format!("the {} baseline was fitted on {} pixels", self.kind().name(), self.inputs()), &[&[x[r].len()]]));
             }
         }
-        Ok(match self {
-            Baseline::Cannon(c) => c.predict(x, rows),
-            Baseline::Forest(f) => f.predict(x, rows),
-            Baseline::Svr(s) => s.predict(x, rows),
-            Baseline::Knn(k) => k.predict(x, rows),
-        })
-    }
-
-    /// Standardised estimates and their spread (the trees' of a forest, the neighbours' of the kNN;
-    /// NaN for The Cannon and the SVR, which have none).
-    pub fn predict_spread(&self, x: &[Vec<f32>], rows: &[usize]) -> Result<(Array2<f64>, Array2<f64>)> {
-        let mean = self.predict(x, rows)?;
-        let spread = match self {
-            Baseline::Forest(f) => f.spread(x, rows),
-            Baseline::Knn(k) => k.predict_spread(x, rows).1,
-            _ => Array2::from_elem(mean.dim(), f64::NAN),
-        };
-        Ok((mean, spread))
+        Ok(())
     }
 
     /// Its tensors, for the model file.

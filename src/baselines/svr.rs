@@ -42,8 +42,7 @@ pub const PCA_COMPONENTS: usize = 64;
 
 /// The rows `rows` of `x` projected onto `pca`, as f32 features.
 fn project(pca: &Pca, x: &[Vec<f32>], rows: &[usize]) -> Result<Vec<Vec<f32>>> {
-    let m = Array2::from_shape_fn((rows.len(), pca.mean.len()), |(i, j)| x[rows[i]][j] as f64);
-    let z = pca.transform(m.view())?;
+    let z = pca.transform_rows(x, rows)?;
     Ok(z.outer_iter().map(|r| r.iter().map(|&v| v as f32).collect()).collect())
 }
 
@@ -114,8 +113,7 @@ impl Svr {
         let pixels = x[rows[0]].len();
         let (pca, projected);
         let x = if pixels > PCA_COMPONENTS && rows.len() > PCA_COMPONENTS {
-            let m = Array2::from_shape_fn((rows.len(), pixels), |(i, j)| x[rows[i]][j] as f64);
-            let p = Pca::fit(m.view(), PCA_COMPONENTS, 0)?;
+            let p = Pca::fit_rows(x, rows, PCA_COMPONENTS, 0)?;
             let all: Vec<usize> = (0..x.len()).collect();
             projected = project(&p, x, &all)?;
             pca = Some(p);

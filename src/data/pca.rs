@@ -106,9 +106,70 @@ impl Pca {
         if x.ncols() != self.mean.len() {
             return Err(Error::Data(format!("PCA: spectra have {} pixels, the fit had {}", x.ncols(), self.mean.len())));
         }
-        let k = self.components.len();
-        let comps = Array2::from_shape_vec((k, self.mean.len()), self.components.concat()).expect("component shape");
         let xc = &x - &Array1::from(self.mean.clone());
-        Ok(xc.dot(&comps.t()))
+        Ok(xc.dot(&self.components_matrix().t()))
+    }
+}
+
+impl Pca {
+    /// Fits `k` components to the spectra `x[rows]`.
+    pub fn fit_rows(x: &[Vec<f32>], rows: &[usize], k: usize, seed: u64) -> Result<Self> {
+        let d = rows.first().map_or(0, |&r| x[r].len());
+        let m = Array2::from_shape_fn((rows.len(), d), |(i, j)| x[rows[i]][j] as f64);
+        Self::fit(m.view(), k, seed)
+    }
+
+    /// Projects the spectra `x[rows]`: `[rows, k]`.
+    pub fn transform_rows(&self, x: &[Vec<f32>], rows: &[usize]) -> Result<Array2<f64>> {
+        Ok(self.centred_rows(x, rows)?.dot(&self.components_matrix().t()))
+    }
+
+    /// Projects the spectra `x[rows]` and gives each one's residual after the projection (the RMS per
+    /// pixel of the spectrum minus its reconstruction from the components).
+    pub fn transform_rows_with_residual(&self, x: &[Vec<f32>], rows: &[usize]) -> Result<(Array2<f64>, Vec<f64>)> {
+        let (xc, comps) = (self.centred_rows(x, rows)?, self.components_matrix());
+        let proj = xc.dot(&comps.t());
+        let rest = xc - proj.dot(&comps);
+        let d = self.mean.len().max(1) as f64;
+        Ok((proj, rest.outer_iter().map(|r| (r.dot(&r) / d).sqrt()).collect()))
+    }
+
+    /// `x[rows]` minus the mean, `[rows, pixels]`.
+    fn centred_rows(&self, x: &[Vec<f32>], rows: &[usize]) -> Result<Array2<f64>> {
+        let d = self.mean.len();
+        if let Some(&r) = rows.iter().find(|&&r| x[r].len() != d) {
+            return Err(Error::Data(format!("PCA: a spectrum has {} pixels, the fit had {d}", x[r].len())));
+        }
+        Ok(Array2::from_shape_fn((rows.len(), d), |(i, j)| x[rows[i]][j] as f64 - self.mean[j]))
+    }
+
+    /// The components as a `[k, pixels]` matrix.
+    fn components_matrix(&self) -> Array2<f64> {
+        Array2::from_shape_vec((self.components.len(), self.mean.len()), self.components.concat()).expect("component shape")
+    }
+
+    /// The mean and components rounded to f32, as a model file stores them, so that a fitted model
+    /// and the same model read back from its file give the same numbers.
+    pub fn rounded_to_f32(mut self) -> Self {
+        self.mean.iter_mut().for_each(|v| *v = *v as f32 as f64);
+        self.components.iter_mut().flatten().for_each(|v| *v = *v as f32 as f64);
+        self
+    }
+
+    /// The mean and components as model-file tensors `PREFIX.mean [pixels]`, `PREFIX.components
+    /// [k, pixels]`.
+    pub fn to_tensors(&self, prefix: &str) -> Vec<(String, ndarray::ArrayD<f32>)> {
+        let comps = Array2::from_shape_fn((self.components.len(), self.mean.len()), |(i, j)| self.components[i][j] as f32);
+        vec![(format!("{prefix}.mean"), Array1::from(self.mean.iter().map(|&v| v as f32).collect::<Vec<_>>()).into_dyn()), (format!("{prefix}.components"), comps.into_dyn())]
+    }
+
+    /// A projection from the tensors `to_tensors` wrote (with no variances, unless given).
+    pub fn from_tensors(prefix: &str, t: &std::collections::BTreeMap<String, ndarray::ArrayD<f32>>, variance: Vec<f64>) -> Result<Self> {
+        let get = |n: &str| t.get(&format!("{prefix}.{n}")).ok_or_else(|| Error::ModelTensor { name: format!("{prefix}.{n}"), msg: "missing".into() });
+        let (m, c) = (get("mean")?, get("components")?);
+        if m.ndim() != 1 || c.ndim() != 2 || c.shape()[1] != m.len() || !(variance.is_empty() || variance.len() == c.shape()[0]) {
+            return Err(Error::ModelTensor { name: format!("{prefix}.components"), msg: format!("shape {:?} does not fit a mean of {} pixels and {} variances", c.shape(), m.len(), variance.len()) });
+        }
+        Ok(Pca { mean: m.iter().map(|&v| v as f64).collect(), components: c.outer_iter().map(|r| r.iter().map(|&v| v as f64).collect()).collect(), variance })
     }
 }

@@ -28,12 +28,12 @@ pub fn save_model<T: Float>(path: &Path, model: &Model<T>, mut metadata: HashMap
 /// Loads a model file: checks that its tensors match its architecture exactly, naming the first one
 /// that does not. Returns the model and the file's metadata.
 pub fn load_model<T: Float>(path: &Path) -> Result<(Model<T>, HashMap<String, String>)> {
-    let (mut tensors, metadata) = read_safetensors::<T>(path)?;
-    tensors.retain(|k, _| !k.starts_with(DOMAIN_PREFIX));
-    let json = metadata.get(ARCH_KEY).ok_or_else(|| Error::file(path, format!("no `{ARCH_KEY}` metadata: not a specnn model file")))?;
-    let arch = Arch::from_json(json).map_err(|e| Error::file(path, e.to_string()))?;
-    let model = Model::from_tensors(&arch, tensors).map_err(|e| Error::file(path, e.to_string()))?;
-    Ok((model, metadata))
+    let (tensors, metadata) = read_safetensors::<T>(path)?;
+    let mut members = members_from(path, tensors, &metadata)?;
+    if members.len() != 1 {
+        return Err(Error::file(path, format!("holds an ensemble of {} networks, not one (`predict::load_trained` reads it)", members.len())));
+    }
+    Ok((members.remove(0), metadata))
 }
 
 /// The prefix of the out-of-domain check's tensors in a trained model file (`trust::Domain`): not
@@ -59,15 +59,9 @@ pub fn save_ensemble<T: Float>(path: &Path, members: &[Model<T>], mut metadata: 
     write_safetensors(path, &named, metadata)
 }
 
-/// Loads a model file holding one network or an ensemble (`specnn-ensemble`), checking every
-/// member's tensors against the architecture. Returns the members and the metadata.
-pub fn load_members<T: Float>(path: &Path) -> Result<(Vec<Model<T>>, HashMap<String, String>)> {
-    let (tensors, metadata) = read_safetensors::<T>(path)?;
-    let members = members_from(path, tensors, &metadata)?;
-    Ok((members, metadata))
-}
-
-/// The networks of a model file (`path`, for messages) from its tensors and metadata.
+/// The networks of a model file (`path`, for messages) from its tensors and metadata: one, or an
+/// ensemble's members (`specnn-ensemble`), each checked against the architecture; `domain.` tensors
+/// (the out-of-domain check's) are not the networks' and are skipped.
 pub fn members_from<T: Float>(path: &Path, mut tensors: std::collections::BTreeMap<String, crate::tensor::Tensor<T>>, metadata: &HashMap<String, String>) -> Result<Vec<Model<T>>> {
     tensors.retain(|k, _| !k.starts_with(DOMAIN_PREFIX));
     let json = metadata.get(ARCH_KEY).ok_or_else(|| Error::file(path, format!("no `{ARCH_KEY}` metadata: not a specnn model file")))?;
