@@ -48,6 +48,7 @@ pub mod io;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod options;
 pub mod plot;
 pub mod predict;
 pub mod simulate;

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use specnn::golden;
 use specnn::predict::Thresholds;
+use specnn::options::TrainSettings;
 use specnn::workflow::{Kind, TrainRequest};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,7 +39,7 @@ struct FlagArgs {
     cemp_cfe: f64,
     /// Take wavelengths as air or vacuum whatever the files say.
     #[arg(long, value_enum)]
-    medium: Option<MediumArg>,
+    medium: Option<specnn::data::Medium>,
     /// Where the network runs: auto (the first hardware GPU, else the CPU), cpu, gpu (the first adapter
     /// of any kind, a CPU Vulkan device included) or gpu:N (adapter N of `specnn devices`).
     #[arg(long, default_value = "auto")]
@@ -50,196 +51,31 @@ impl FlagArgs {
         Thresholds { vmp_feh: self.vmp_feh, cemp_cfe: self.cemp_cfe }
     }
     fn read(&self) -> specnn::data::ReadOptions {
-        specnn::data::ReadOptions { medium: self.medium.map(Into::into) }
+        specnn::data::ReadOptions { medium: self.medium }
     }
 }
 
+/// `specnn train`'s inputs and output; every other option is the library's [`TrainSettings`].
 #[derive(clap::Args, Debug)]
 struct TrainArgs {
-        #[arg(long)]
+    /// Folder of spectra (FITS or CSV).
+    #[arg(long)]
     spectra: PathBuf,
     /// CSV or FITS table with a `file` (or `obsid`) column and label columns.
     #[arg(long)]
     labels: PathBuf,
-    #[arg(long, value_enum)]
-    arch: ArchArg,
-    /// Comma-separated labels: teff, logg, feh, cfe, nfe, mgfe, ofe, afe.
-    #[arg(long, value_delimiter = ',', required = true)]
-    targets: Vec<String>,
     #[arg(long)]
     out: PathBuf,
-    /// Most epochs [default: 30; --recipe small-real: 300].
-    #[arg(long)]
-    epochs: Option<usize>,
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
-    /// Adam's learning rate [default: 1e-3; --recipe small-real: 5e-5].
-    #[arg(long)]
-    lr: Option<f64>,
-    /// Fraction of stars used for training; the rest validate.
-    #[arg(long, default_value_t = 0.7)]
-    split: f64,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Epochs without improvement before stopping [default: 5; --recipe small-real: 30].
-    #[arg(long)]
-    patience: Option<usize>,
-    /// Degrade to this resolving power on a CSST-like grid (200 gives 143 pixels).
-    #[arg(long)]
-    resolution: Option<f64>,
-    /// CNN channel widths, e.g. 16,32,64 (default 64,128,256).
-    #[arg(long, value_delimiter = ',')]
-    channels: Option<Vec<usize>>,
-    /// CNN padding.
-    #[arg(long, value_enum, default_value = "same")]
-    padding: PaddingArg,
-    /// Keep only this window, e.g. 4000,5500 (the seed's CH G-band run); other pixels become 0.
-    #[arg(long, value_parser = parse_window)]
-    window: Option<(f64, f64)>,
-    /// The wavelength grid every spectrum is resampled onto: START,STEP,N (vacuum Angstrom, linear;
-    /// default 4000,1,4096, the seed's; with --resolution the CSST ln-lambda grid unless this is given).
-    #[arg(long, value_parser = parse_grid)]
-    grid: Option<(f64, f64, usize)>,
-    /// Smallest fraction of the grid a spectrum must cover (MILES needs 0.8).
-    #[arg(long, default_value_t = 0.95)]
-    min_coverage: f64,
-    /// Continue from MODEL.ckpt.
-    #[arg(long)]
-    resume: bool,
-    /// Validate on the stars this file lists (one spectrum file name per line) instead of a seeded
-    /// --split; the rest train.
-    #[arg(long)]
-    validation: Option<PathBuf>,
-    /// Keep the preprocessed training set in a scratch file beside --out (removed at the end) and
-    /// read each batch from it, instead of holding every spectrum in memory: for training sets
-    /// larger than memory. Networks only.
-    #[arg(long)]
-    stream: bool,
-    #[arg(long, value_enum)]
-    medium: Option<MediumArg>,
-    /// Where the network runs: auto (the first hardware GPU, else the CPU), cpu, gpu (the first adapter
-    /// of any kind, a CPU Vulkan device included) or gpu:N (adapter N of `specnn devices`).
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// A set of defaults for a kind of training set: `small-real` (a few hundred to ~2,000 real
-    /// stars, e.g. MILES): README, "Training recipes". Options given explicitly win.
-    #[arg(long, value_enum)]
-    recipe: Option<RecipeArg>,
-    /// Targets learnt as their log10, e.g. teff (for a 2,800-36,000 K range); `none` for none.
-    #[arg(long, value_delimiter = ',')]
-    log_targets: Option<Vec<String>>,
-    /// Augment every training batch, seeded: comma-separated snr=LO:HI (noise at a S/N drawn
-    /// log-uniform in LO..HI), rv=KMS (shifts up to +-KMS), tilt=FRAC (flux-calibration tilts up to
-    /// +-FRAC at the ends), mask=RUNSxLEN (masked pixel runs), or none. E.g. snr=30:300,rv=30,tilt=0.05.
-    #[arg(long)]
-    augment: Option<String>,
-    /// Train K networks from different seeds on the same split into one model file; predictions are
-    /// their average, and their spread is reported.
-    #[arg(long)]
-    ensemble: Option<usize>,
-    /// Start from this trained model (same architecture and targets) and fine-tune it.
-    #[arg(long)]
-    init: Option<PathBuf>,
-    /// Divide each spectrum by a running-median pseudo-continuum of this many grid pixels before the
-    /// min-max normalisation (for use across instruments).
-    #[arg(long)]
-    continuum: Option<usize>,
-    /// Train a dense network (ann, res-ann) on inputs standardised pixel by pixel; the model file
-    /// holds the equivalent network on the pipeline's inputs (folded into the first layer).
-    #[arg(long)]
-    standardise_inputs: bool,
-    /// Hidden layer widths of `--arch ann`, e.g. 256,256 (default 512,512,512).
-    #[arg(long, value_delimiter = ',')]
-    hidden: Option<Vec<usize>>,
-}
-
-/// Training recipes (README, "Training recipes").
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum RecipeArg {
-    /// A few hundred to ~2,000 real stars: MILES-like libraries.
-    SmallReal,
+    #[command(flatten)]
+    settings: TrainSettings,
 }
 
 impl TrainArgs {
     fn request(self) -> specnn::Result<TrainRequest> {
-        let kind = match self.arch {
-            ArchArg::VmpCnn => Kind::VmpCnn,
-            ArchArg::ResAnn => Kind::ResAnn,
-            ArchArg::Ann => Kind::Ann,
-            ArchArg::Starnet => Kind::StarNet,
-            ArchArg::Cannon => Kind::Cannon,
-            ArchArg::Rf => Kind::Rf,
-            ArchArg::Svr => Kind::Svr,
-            ArchArg::Knn => Kind::Knn,
-        };
-        let recipe = self.recipe.map(|RecipeArg::SmallReal| specnn::train::Recipe::SmallReal);
-        let dense = matches!(kind, Kind::Ann | Kind::ResAnn);
-        let d = recipe.map(|r| r.defaults(&self.targets, dense)).unwrap_or_default();
-        let loop_d = recipe.map(|r| r.loop_defaults()).unwrap_or_default();
-        let log_targets = match self.log_targets {
-            Some(v) if v.iter().any(|t| t == "none") => Vec::new(),
-            Some(v) => v,
-            None => d.log_targets,
-        };
-        let augment = match &self.augment {
-            Some(a) => specnn::augment::Augment::parse(a)?,
-            None => d.augment,
-        };
-        let options = specnn::train::TrainOptions { log_targets, augment, ensemble: self.ensemble.unwrap_or(d.ensemble).max(1), init: self.init.clone(), standardise_inputs: self.standardise_inputs || d.standardise_inputs };
-        let padding = match self.padding {
-            PaddingArg::Same => specnn::ops::conv2d::Padding::Same,
-            PaddingArg::Valid => specnn::ops::conv2d::Padding::Valid,
-        };
-        Ok(TrainRequest {
-            device: open_device(&self.device)?,
-            validation: self.validation,
-            spectra: self.spectra,
-            labels: self.labels,
-            kind,
-            targets: self.targets,
-            out: self.out,
-            epochs: self.epochs.unwrap_or(loop_d.epochs),
-            batch: self.batch,
-            lr: self.lr.unwrap_or(loop_d.lr),
-            split: self.split,
-            seed: self.seed,
-            patience: self.patience.unwrap_or(loop_d.patience),
-            resolution: self.resolution,
-            channels: self.channels,
-            padding,
-            window: self.window,
-            grid: self.grid,
-            min_coverage: self.min_coverage,
-            resume: self.resume,
-            read: specnn::data::ReadOptions { medium: self.medium.map(Into::into) },
-            stream: self.stream,
-            options,
-            continuum: self.continuum,
-            hidden: self.hidden,
-        })
+        let r = self.settings.request(self.spectra, self.labels, self.out)?;
+        eprintln!("device: {}", r.device.describe());
+        Ok(r)
     }
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum ArchArg {
-    VmpCnn,
-    ResAnn,
-    Ann,
-    Starnet,
-    /// The Cannon (quadratic in the labels, per pixel; Ness et al. 2015).
-    Cannon,
-    /// Random-forest regression (smartcore), one forest per label.
-    Rf,
-    /// Epsilon-SVR with an RBF kernel (smartcore), one per label.
-    Svr,
-    /// PCA (50 components) + the mean of the 3 nearest training stars: the bar to beat.
-    Knn,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum PaddingArg {
-    Same,
-    Valid,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -247,21 +83,6 @@ enum LayoutArg {
     Image,
     Coadd,
     Mixed,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum MediumArg {
-    Air,
-    Vacuum,
-}
-
-impl From<MediumArg> for specnn::data::Medium {
-    fn from(m: MediumArg) -> Self {
-        match m {
-            MediumArg::Air => specnn::data::Medium::Air,
-            MediumArg::Vacuum => specnn::data::Medium::Vacuum,
-        }
-    }
 }
 
 #[derive(Subcommand)]
@@ -423,7 +244,7 @@ enum Command {
         files: Vec<PathBuf>,
         /// Take wavelengths as air or vacuum whatever the file says.
         #[arg(long, value_enum)]
-        medium: Option<MediumArg>,
+        medium: Option<specnn::data::Medium>,
     },
     /// Time whole training and inference steps of the seed's models (samples/s, GFLOP/s).
     ///
@@ -661,8 +482,8 @@ fn bench(reps: specnn::bench::Reps, only: Option<&str>, peak: Option<f64>, json:
     ExitCode::SUCCESS
 }
 
-fn inspect(files: &[PathBuf], medium: Option<MediumArg>) -> ExitCode {
-    let opts = specnn::data::ReadOptions { medium: medium.map(Into::into) };
+fn inspect(files: &[PathBuf], medium: Option<specnn::data::Medium>) -> ExitCode {
+    let opts = specnn::data::ReadOptions { medium };
     let mut failed = 0;
     for f in files {
         match specnn::data::read_spectrum(f, &opts) {
@@ -801,27 +622,6 @@ fn cli_train(req: &TrainRequest) -> specnn::Result<()> {
         t0.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-fn parse_window(s: &str) -> Result<(f64, f64), String> {
-    let bad = || format!("`{s}` is not LO,HI in Angstrom (e.g. 4000,5500)");
-    let (lo, hi) = s.split_once(',').ok_or_else(bad)?;
-    let (lo, hi): (f64, f64) = (lo.trim().parse().map_err(|_| bad())?, hi.trim().parse().map_err(|_| bad())?);
-    if !(lo < hi) {
-        return Err(format!("window {lo},{hi}: LO must be below HI"));
-    }
-    Ok((lo, hi))
-}
-
-fn parse_grid(s: &str) -> Result<(f64, f64, usize), String> {
-    let bad = || format!("`{s}` is not START,STEP,N (e.g. 4000,1,4096)");
-    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
-    let [start, step, n] = parts[..] else { return Err(bad()) };
-    let (start, step, n): (f64, f64, usize) = (start.parse().map_err(|_| bad())?, step.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
-    if !(start > 0.0 && step > 0.0 && n >= 2) {
-        return Err(format!("grid {s}: START and STEP must be positive and N at least 2"));
-    }
-    Ok((start, step, n))
 }
 
 fn parse_shard(s: &str) -> specnn::Result<(usize, usize)> {

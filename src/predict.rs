@@ -3,7 +3,8 @@
 //! the run. Files are processed in chunks, so memory stays flat however many there are.
 
 use crate::catalog::{Catalog, ColumnData};
-use crate::data::dataset::{load_timed, LoadTimes};
+use crate::data::dataset::{load_timed, LoadTimes, Prepared, Refused};
+use crate::data::Spectrum;
 use crate::gpu::GpuNet;
 use crate::data::labels::label_unit;
 use crate::data::{PrepConfig, ReadOptions};
@@ -265,15 +266,8 @@ pub fn predict_files(t: &Trained, paths: &[PathBuf], opts: &ReadOptions, chunk: 
                 }
             }
         });
-        for (mut ok, refused) in rx {
-            let x: Vec<Vec<f32>> = ok.iter_mut().map(|p| std::mem::take(&mut p.values)).collect();
-            let all: Vec<usize> = (0..x.len()).collect();
-            let t0 = std::time::Instant::now();
-            let est = runner.estimate_rows(&x, &all, &t.scaling, 128)?;
-            model_s += t0.elapsed().as_secs_f64();
-            let sig = t.sigmas(&est);
-            let flags = chunk_flags(t, &ok, &x, &est.mean)?;
-            part_rows_into(t, ok, refused, &est.mean, &sig, &flags, &mut rows);
+        for (ok, refused) in rx {
+            model_s += chunk_rows_into(t, &runner, ok, refused, &mut rows)?;
             progress(rows.len());
         }
         Ok(())
@@ -287,6 +281,37 @@ pub fn predict_files(t: &Trained, paths: &[PathBuf], opts: &ReadOptions, chunk: 
         spectra: rows.len(),
     };
     Ok((rows, tp))
+}
+
+/// Predicts spectra already in memory (the Python package's `Model.predict`): the same rows, in the
+/// same order, as `predict_files` gives for files holding them.
+pub fn predict_spectra(t: &Trained, spectra: Vec<Spectrum>, device: &Device) -> Result<Vec<Row>> {
+    let runner = t.model.runner(device)?;
+    let mut rows = Vec::with_capacity(spectra.len());
+    let mut spectra = spectra.into_iter().peekable();
+    while spectra.peek().is_some() {
+        let part: Vec<Spectrum> = spectra.by_ref().take(PREDICT_CHUNK).collect();
+        let (ok, refused) = crate::data::dataset::prepare_spectra(part, &t.prep);
+        chunk_rows_into(t, &runner, ok, refused, &mut rows)?;
+    }
+    Ok(rows)
+}
+
+/// Spectra preprocessed and estimated at a time by `predict_spectra`.
+const PREDICT_CHUNK: usize = 1024;
+
+/// Estimates one chunk of prepared spectra `ok` and appends its rows (and those of the `refused`
+/// ones) to `rows`, in input order; returns the wall seconds spent in the estimator.
+fn chunk_rows_into(t: &Trained, runner: &Runner, mut ok: Vec<Prepared>, refused: Vec<Refused>, rows: &mut Vec<Row>) -> Result<f64> {
+    let x: Vec<Vec<f32>> = ok.iter_mut().map(|p| std::mem::take(&mut p.values)).collect();
+    let all: Vec<usize> = (0..x.len()).collect();
+    let t0 = std::time::Instant::now();
+    let est = runner.estimate_rows(&x, &all, &t.scaling, 128)?;
+    let model_s = t0.elapsed().as_secs_f64();
+    let sig = t.sigmas(&est);
+    let flags = chunk_flags(t, &ok, &x, &est.mean)?;
+    part_rows_into(t, ok, refused, &est.mean, &sig, &flags, rows);
+    Ok(model_s)
 }
 
 /// The out-of-domain flags of one chunk of prepared spectra `ok` (`x`: their network inputs) with
@@ -314,21 +339,21 @@ pub fn chunk_flags(t: &Trained, ok: &[crate::data::dataset::Prepared], x: &[Vec<
 
 /// Appends one chunk's rows (predicted and refused) to `rows`, in input order.
 #[allow(clippy::too_many_arguments)]
-fn part_rows_into(t: &Trained, ok: Vec<crate::data::dataset::Prepared>, refused: Vec<crate::data::dataset::Refused>, pred: &ndarray::Array2<f64>, sig: &ndarray::Array2<f64>, flags: &[u32], rows: &mut Vec<Row>) {
-    let mut part_rows: Vec<(PathBuf, Row)> = ok
+fn part_rows_into(t: &Trained, ok: Vec<Prepared>, refused: Vec<Refused>, pred: &ndarray::Array2<f64>, sig: &ndarray::Array2<f64>, flags: &[u32], rows: &mut Vec<Row>) {
+    let mut part_rows: Vec<(usize, Row)> = ok
         .iter()
         .enumerate()
         .map(|(i, p)| {
             let m = &p.meta;
             let errors = sig.row(i).iter().map(|v| v.is_finite().then_some(*v)).collect();
-            (p.path.clone(), Row { file: p.file.clone(), obsid: m.obsid, ra: m.ra, dec: m.dec, snr: m.snr_catalog(), synthetic: m.synthetic, values: pred.row(i).iter().map(|v| Some(*v)).collect(), errors, flags: Some(flags[i]), reason: String::new() })
+            (p.index, Row { file: p.file.clone(), obsid: m.obsid, ra: m.ra, dec: m.dec, snr: m.snr_catalog(), synthetic: m.synthetic, values: pred.row(i).iter().map(|v| Some(*v)).collect(), errors, flags: Some(flags[i]), reason: String::new() })
         })
         .collect();
     part_rows.extend(refused.into_iter().map(|r| {
-        (r.path.clone(), Row { file: r.file, obsid: None, ra: None, dec: None, snr: None, synthetic: false, values: vec![None; t.targets.len()], errors: vec![None; t.targets.len()], flags: None, reason: r.reason })
+        (r.index, Row { file: r.file, obsid: None, ra: None, dec: None, snr: None, synthetic: false, values: vec![None; t.targets.len()], errors: vec![None; t.targets.len()], flags: None, reason: r.reason })
     }));
     // Keep the input order.
-    part_rows.sort_by(|a, b| a.0.cmp(&b.0));
+    part_rows.sort_by_key(|r| r.0);
     rows.extend(part_rows.into_iter().map(|(_, r)| r));
 }
 

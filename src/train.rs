@@ -78,7 +78,7 @@ pub struct TrainOptions {
 }
 
 /// Named sets of training options (`--recipe`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Recipe {
     /// A few hundred to ~2,000 real stars (MILES): Teff learnt as log10, a dense network's inputs
     /// standardised pixel by pixel, an ensemble of 5, a slow learning rate (5e-5) over up to 300

@@ -6,7 +6,7 @@ use crate::catalog::Catalog;
 use crate::data::store::{DiskRowsWriter, Rows};
 use crate::data::dataset::{list_spectra, load};
 use crate::data::labels::label_unit;
-use crate::data::{read_spectrum, Grid, Labels, PrepConfig, ReadOptions, LABEL_NAMES};
+use crate::data::{read_spectrum, Grid, Labels, PrepConfig, ReadOptions, Spectrum, LABEL_NAMES};
 use crate::error::{Error, Result};
 use crate::eval::{curve, metrics, Confusion, Metrics};
 use crate::nn::{Activation, Arch};
@@ -18,16 +18,21 @@ use std::fmt::Write as _;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// The networks `train` builds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The networks (and baselines) `train` builds (`--arch`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
     VmpCnn,
     ResAnn,
     Ann,
+    #[value(name = "starnet")]
     StarNet,
+    /// The Cannon (quadratic in the labels, per pixel; Ness et al. 2015).
     Cannon,
+    /// Random-forest regression (smartcore), one forest per label.
     Rf,
+    /// Epsilon-SVR with an RBF kernel (smartcore), one per label.
     Svr,
+    /// PCA (50 components) + the mean of the 3 nearest training stars: the bar to beat.
     Knn,
 }
 
@@ -173,6 +178,25 @@ pub struct Labelled {
 }
 
 impl Labelled {
+    /// Labelled spectra from memory: `spectra` with targets `y` (`[spectra, targets]`, NaN =
+    /// unknown), preprocessed with `prep`; the spectra the pipeline refuses are left out with their
+    /// reason, as `load_labelled` leaves out files.
+    pub fn from_spectra(spectra: Vec<Spectrum>, y: &Array2<f64>, prep: &PrepConfig) -> Result<Labelled> {
+        if spectra.len() != y.nrows() {
+            return Err(Error::invalid("train", format!("{} spectra and {} label rows", spectra.len(), y.nrows())));
+        }
+        let (ok, bad) = crate::data::dataset::prepare_spectra(spectra, prep);
+        let rows: Vec<usize> = ok.iter().map(|p| p.index).collect();
+        Ok(Labelled {
+            files: ok.iter().map(|p| p.path.clone()).collect(),
+            snr: ok.iter().map(|p| p.meta.snr_catalog()).collect(),
+            synthetic: ok.iter().any(|p| p.meta.synthetic),
+            x: Rows::Memory(ok.into_iter().map(|p| p.values).collect()),
+            y: y.select(ndarray::Axis(0), &rows),
+            refused: bad.into_iter().map(|r| (r.file, r.reason)).collect(),
+        })
+    }
+
     /// The rows, which callers other than training load into memory (`rows_file` None).
     pub fn in_memory(&self) -> &[Vec<f32>] {
         self.x.in_memory().expect("loaded with rows_file None")
@@ -187,10 +211,8 @@ const LOAD_CHUNK: usize = 1024;
 /// never all sit in memory; without, they are kept in memory.
 pub fn load_labelled(spectra: &Path, labels: &Path, targets: &[String], prep: &PrepConfig, read: &ReadOptions, rows_file: Option<&Path>) -> Result<Labelled> {
     let table = Labels::read(labels)?;
+    known_targets(targets)?;
     for t in targets {
-        if !LABEL_NAMES.contains(&t.as_str()) {
-            return Err(Error::invalid("targets", format!("`{t}` is not a label specnn knows ({})", LABEL_NAMES.join(", "))));
-        }
         if !table.columns.contains(t) {
             return Err(Error::file(labels, format!("no `{t}` column (it has {})", table.columns.join(", "))));
         }
@@ -240,6 +262,14 @@ pub fn load_labelled(spectra: &Path, labels: &Path, targets: &[String], prep: &P
     Ok(Labelled { files, x, y, refused, synthetic, snr })
 }
 
+/// An error unless every target is a label specnn knows.
+fn known_targets(targets: &[String]) -> Result<()> {
+    match targets.iter().find(|t| !LABEL_NAMES.contains(&t.as_str())) {
+        Some(t) => Err(Error::invalid("targets", format!("`{t}` is not a label specnn knows ({})", LABEL_NAMES.join(", ")))),
+        None => Ok(()),
+    }
+}
+
 /// A hidden file beside `path` for its run's scratch data: `.NAME.SUFFIX-PID`.
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -256,7 +286,15 @@ pub fn run_train(r: &TrainRequest, on_epoch: impl FnMut(&EpochStats), on_batch: 
     let rows_file = r.stream.then(|| sibling(&r.out, ".rows.tmp"));
     let data = load_labelled(&r.spectra, &r.labels, &r.targets, &prep, &r.read, rows_file.as_deref())?;
     on_loaded(&data);
-    let validation = r.validation.as_deref().map(|l| validation_rows(l, &data)).transpose()?;
+    train_labelled(r, &data, on_epoch, on_batch)
+}
+
+/// Trains as `r` asks on spectra already loaded and preprocessed (`r.spectra` and `r.labels` are not
+/// read): `run_train`'s second half, and the Python package's `train` from arrays.
+pub fn train_labelled(r: &TrainRequest, data: &Labelled, on_epoch: impl FnMut(&EpochStats), on_batch: impl Fn(usize, f64)) -> Result<Outcome> {
+    known_targets(&r.targets)?;
+    let prep = prep_for(r)?;
+    let validation = r.validation.as_deref().map(|l| validation_rows(l, data)).transpose()?;
     if let Some(kind) = r.kind.baseline() {
         if r.resume {
             return Err(Error::invalid("train", "--resume is for networks: a baseline is fitted in one go"));

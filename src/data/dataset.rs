@@ -3,7 +3,7 @@
 use super::pipeline::{prepare, PrepConfig};
 use super::prep::fold_s;
 use super::read::{read_spectrum, ReadOptions};
-use super::spectrum::Meta;
+use super::spectrum::{Meta, Spectrum};
 use crate::error::{Error, Result};
 use crate::nn::Arch;
 use ndarray::{Array2, ArrayD, IxDyn};
@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 /// A spectrum ready for a network.
 #[derive(Clone, Debug)]
 pub struct Prepared {
+    /// Its position in the list that was loaded.
+    pub index: usize,
     pub path: PathBuf,
     pub file: String,
     pub meta: Meta,
@@ -24,6 +26,8 @@ pub struct Prepared {
 /// A spectrum that could not be used, and why.
 #[derive(Clone, Debug)]
 pub struct Refused {
+    /// Its position in the list that was loaded.
+    pub index: usize,
     pub path: PathBuf,
     pub file: String,
     pub reason: String,
@@ -67,9 +71,10 @@ pub fn load_timed(paths: &[PathBuf], prep: &PrepConfig, opts: &ReadOptions, time
     use std::sync::atomic::Ordering::Relaxed;
     let results: Vec<std::result::Result<Prepared, Refused>> = paths
         .par_iter()
-        .map(|p| {
+        .enumerate()
+        .map(|(index, p)| {
             let file = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let refuse = |e: Error| Refused { path: p.clone(), file: file.clone(), reason: e.to_string() };
+            let refuse = |e: Error| Refused { index, path: p.clone(), file: file.clone(), reason: e.to_string() };
             let t0 = std::time::Instant::now();
             let s = read_spectrum(p, opts);
             let t1 = std::time::Instant::now();
@@ -77,11 +82,32 @@ pub fn load_timed(paths: &[PathBuf], prep: &PrepConfig, opts: &ReadOptions, time
             let s = s.map_err(refuse)?;
             let v = prepare(&s, prep, None);
             times.prep_ns.fetch_add(t1.elapsed().as_nanos() as u64, Relaxed);
-            let v = v.map_err(refuse)?;
-            let bad_fraction = s.bad.iter().filter(|b| **b).count() as f64 / s.bad.len().max(1) as f64;
-            Ok(Prepared { path: p.clone(), file: file.clone(), meta: s.meta, values: v.iter().map(|&x| x as f32).collect(), bad_fraction })
+            Ok(prepared(index, s, v.map_err(refuse)?))
         })
         .collect();
+    partition(results)
+}
+
+/// Preprocesses spectra already in memory, in parallel (order kept), as `load` does files.
+pub fn prepare_spectra(spectra: Vec<Spectrum>, prep: &PrepConfig) -> (Vec<Prepared>, Vec<Refused>) {
+    let results: Vec<std::result::Result<Prepared, Refused>> = spectra
+        .into_par_iter()
+        .enumerate()
+        .map(|(index, s)| match prepare(&s, prep, None) {
+            Ok(v) => Ok(prepared(index, s, v)),
+            Err(e) => Err(Refused { index, file: s.file_name(), path: s.path, reason: e.to_string() }),
+        })
+        .collect();
+    partition(results)
+}
+
+/// A spectrum `s` and its pipeline output `values`, ready for a network.
+fn prepared(index: usize, s: Spectrum, values: Vec<f64>) -> Prepared {
+    let bad_fraction = s.bad.iter().filter(|b| **b).count() as f64 / s.bad.len().max(1) as f64;
+    Prepared { index, file: s.file_name(), path: s.path, meta: s.meta, values: values.iter().map(|&x| x as f32).collect(), bad_fraction }
+}
+
+fn partition(results: Vec<std::result::Result<Prepared, Refused>>) -> (Vec<Prepared>, Vec<Refused>) {
     let (mut ok, mut bad) = (Vec::new(), Vec::new());
     for r in results {
         match r {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// The medium wavelengths are measured in. specnn works in vacuum (LAMOST's and SDSS's convention);
 /// air wavelengths (MILES) are converted on the way in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Medium {
     Air,
@@ -27,6 +27,8 @@ pub enum Layout {
     Table,
     /// A CSV file with wavelength and flux columns (ivar optional).
     Csv,
+    /// Arrays handed over in memory (the Python package's `predict` and `train`).
+    Memory,
 }
 
 /// What the header says about the observation (all optional: synthetic and library spectra lack most).
@@ -67,6 +69,19 @@ pub struct Spectrum {
 }
 
 impl Spectrum {
+    /// A spectrum from arrays in memory, checked as the readers check a file's (`read::validate`):
+    /// `name` stands for the file in messages and catalogs. Without `ivar` every pixel weighs 1; a
+    /// pixel is bad where `bad` says so or its inverse variance is 0, and a non-finite flux elsewhere
+    /// is an error.
+    pub fn from_arrays(name: &str, wavelength: Vec<f64>, flux: Vec<f64>, ivar: Option<Vec<f64>>, bad: Option<Vec<bool>>, medium: Medium, meta: Meta) -> crate::Result<Spectrum> {
+        let n = wavelength.len();
+        let ivar = ivar.unwrap_or_else(|| vec![1.0; n]);
+        let bad = bad.unwrap_or_else(|| vec![false; n]);
+        let mut s = Spectrum { path: PathBuf::from(name), layout: Layout::Memory, medium, wavelength, flux, ivar, bad, meta };
+        super::read::validate(&mut s)?;
+        Ok(s)
+    }
+
     /// The file name (without folders), used to join labels.
     pub fn file_name(&self) -> String {
         self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
