@@ -182,15 +182,24 @@ fn pipeline_on_real_spectra() {
 #[test]
 fn pipeline_rejects_flat_spectra_and_shifts_to_rest_frame() {
     let dir = common::tempdir();
-    let flat = dir.path().join("flat.csv");
-    let mut body = String::from("wavelength,flux\n");
-    for i in 0..5000 {
-        body += &format!("{},{}\n", 3900 + i, 2.5);
-    }
-    std::fs::write(&flat, &body).unwrap();
-    let s = read_spectrum(&flat, &ReadOptions::default()).unwrap();
+    let write = |name: &str, f: &dyn Fn(usize) -> f64| {
+        let path = dir.path().join(name);
+        let mut body = String::from("wavelength,flux\n");
+        for i in 0..5000 {
+            body += &format!("{},{:e}\n", 3900 + i, f(i));
+        }
+        std::fs::write(&path, &body).unwrap();
+        path
+    };
+    // Exactly constant: the reader refuses it.
+    let flat = write("flat.csv", &|_| 2.5);
+    let e = read_spectrum(&flat, &ReadOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("flat.csv") && e.contains("zero-range"), "{e}");
+    // Constant to rounding level: read, then refused by the pipeline instead of normalised into noise.
+    let ripple = write("ripple.csv", &|i| 2.5 * (1.0 + 1e-13 * (i % 3) as f64));
+    let s = read_spectrum(&ripple, &ReadOptions::default()).unwrap();
     let e = prepare(&s, &PrepConfig::default(), None).unwrap_err().to_string();
-    assert!(e.contains("flat.csv") && e.contains("flat"), "{e}");
+    assert!(e.contains("ripple.csv") && e.contains("flat"), "{e}");
 
     // A line at 5000 A observed at +300 km/s sits at 5005.0 A; the rest frame brings it back.
     let line = dir.path().join("line.csv");

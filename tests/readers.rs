@@ -133,16 +133,17 @@ fn csv_spectra_and_bad_values() {
         ("text.csv", "wavelength,flux\n4000,abc\n", "`abc` is not a number"),
         ("nowave.csv", "lam_bda,flux\n1,2\n", "no wavelength column"),
         ("allbad.csv", "wavelength,flux,ivar\n4000,1,0\n4001,2,0\n", "every pixel is masked"),
+        ("constant.csv", "wavelength,flux,ivar\n4000,2,1\n4001,7,0\n4002,2,1\n", "the flux is 2 at every good pixel: a zero-range spectrum"),
     ];
     for (name, body, want) in cases {
         let e = read(&csv(dir.path(), name, body)).unwrap_err().to_string();
         assert!(e.contains(name) && e.contains(want), "{name}: {e}");
     }
     // NaN flux where the pixel is already masked is just a bad pixel.
-    let masked = csv(dir.path(), "masked.csv", "wavelength,flux,ivar\n4000,1,1\n4001,NaN,0\n4002,1,1\n");
+    let masked = csv(dir.path(), "masked.csv", "wavelength,flux,ivar\n4000,1,1\n4001,NaN,0\n4002,2,1\n");
     assert_eq!(read(&masked).unwrap().bad, vec![false, true, false]);
     // Infinite ivar is accepted and marks the pixel bad, as zero does.
-    let inf = csv(dir.path(), "infivar.csv", "wavelength,flux,ivar\n4000,1,1\n4001,2,inf\n4002,1,1\n");
+    let inf = csv(dir.path(), "infivar.csv", "wavelength,flux,ivar\n4000,1,1\n4001,2,inf\n4002,3,1\n");
     assert_eq!(read(&inf).unwrap().bad, vec![false, true, false]);
 }
 

@@ -115,6 +115,12 @@ pub fn prepare(spec: &Spectrum, cfg: &PrepConfig, rv_kms: Option<f64>) -> Result
         }
         out.iter_mut().zip(&c).for_each(|(f, c)| *f /= c);
     }
+    // Resampling a constant spectrum can leave rounding-level ripples that min-max would blow up
+    // into a pattern: a range below 1e-9 of the flux level is flat.
+    let (lo, hi) = out.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    if hi - lo <= 1e-9 * lo.abs().max(hi.abs()) {
+        return Err(Error::file(&spec.path, format!("after resampling, the spectrum is flat (every value is {lo:.6e} to within 1e-9): it cannot be normalised")));
+    }
     let row = Array2::from_shape_vec((1, out.len()), out).expect("one row");
     let mut out = minmax(row.view()).map_err(|e| Error::file(&spec.path, e.to_string().replace("minmax: row 0", "after resampling, the spectrum")))?.into_raw_vec_and_offset().0;
     if let Some((lo, hi)) = cfg.window {

@@ -72,6 +72,10 @@ pub fn validate(s: &mut Spectrum) -> Result<()> {
     if s.bad.iter().all(|&b| b) {
         return Err(Error::file(&p, "every pixel is masked (ivar = 0 or flagged): the spectrum holds no information"));
     }
+    let (lo, hi) = s.flux.iter().zip(&s.bad).filter(|(_, b)| !**b).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (&f, _)| (lo.min(f), hi.max(f)));
+    if lo == hi {
+        return Err(Error::file(&p, format!("the flux is {lo} at every good pixel: a zero-range spectrum holds no information")));
+    }
     Ok(())
 }
 
