@@ -3,7 +3,10 @@
 //! never leaves a half-written catalog where a good one was.
 //!
 //! In FITS, floating-point NULL is NaN (the FITS convention), integer and flag columns declare a TNULL
-//! value, and every column with a unit has a TUNIT card. In CSV, NULL is an empty cell.
+//! value, every column with a unit the FITS standard knows has a TUNIT card (logarithmic `dex` is not
+//! one: those columns say `dex` in their comment and have no TUNIT, which astropy would reject), a
+//! column comment (TCOMMn, shown by TOPCAT) and a display format (TDISPn); numeric and logical header
+//! cards are written as numbers and logicals. In CSV, NULL is an empty cell.
 
 use crate::error::{Error, Result};
 use fitsio::tables::{ColumnDataType, ColumnDescription};
@@ -30,19 +33,59 @@ impl ColumnData {
     }
 }
 
-/// A named column with a unit ("" for none).
+/// A named column with a unit ("" for none), a one-line description and a FITS display format
+/// (e.g. `F7.1`; "" for the default).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Column {
     pub name: String,
     pub unit: String,
+    pub comment: String,
+    pub display: String,
     pub data: ColumnData,
+}
+
+/// A header card's value, written with its FITS type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CardValue {
+    Str(String),
+    F64(f64),
+    Bool(bool),
+}
+
+impl From<&str> for CardValue {
+    fn from(s: &str) -> Self {
+        CardValue::Str(s.into())
+    }
+}
+impl From<String> for CardValue {
+    fn from(s: String) -> Self {
+        CardValue::Str(s)
+    }
+}
+impl From<f64> for CardValue {
+    fn from(v: f64) -> Self {
+        CardValue::F64(v)
+    }
+}
+impl From<bool> for CardValue {
+    fn from(v: bool) -> Self {
+        CardValue::Bool(v)
+    }
 }
 
 /// A table of columns of equal length, with header cards (key, value, comment).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Catalog {
     pub columns: Vec<Column>,
-    pub cards: Vec<(String, String, String)>,
+    pub cards: Vec<(String, CardValue, String)>,
+}
+
+/// The header cards `read` brings back (those specnn writes), with the type each is read as.
+const READ_CARDS: [&str; 7] = ["MODEL", "MODELSHA", "ERRCAL", "SNRBAND", "SELECT", "VMPFEH", "CEMPCFE"];
+
+/// The FITS form of a unit: None for the ones the FITS standard does not define (`dex`).
+fn fits_unit(unit: &str) -> Option<&str> {
+    (!unit.is_empty() && !unit.starts_with("dex")).then_some(unit)
 }
 
 const INT_NULL: i64 = i64::MIN;
@@ -51,7 +94,25 @@ const FLAG_NULL: i16 = -1;
 impl Catalog {
     /// Adds a column.
     pub fn push(&mut self, name: &str, unit: &str, data: ColumnData) {
-        self.columns.push(Column { name: name.into(), unit: unit.into(), data });
+        self.columns.push(Column { name: name.into(), unit: unit.into(), comment: String::new(), display: String::new(), data });
+    }
+
+    /// Gives the last column added its description and display format (FITS TDISP, e.g. `F7.1`).
+    pub fn describe(&mut self, comment: &str, display: &str) {
+        if let Some(c) = self.columns.last_mut() {
+            c.comment = comment.into();
+            c.display = display.into();
+        }
+    }
+
+    /// Adds a header card.
+    pub fn card(&mut self, key: &str, value: impl Into<CardValue>, comment: &str) {
+        self.cards.push((key.into(), value.into(), comment.into()));
+    }
+
+    /// The value of header card `key`, if present.
+    pub fn card_value(&self, key: &str) -> Option<&CardValue> {
+        self.cards.iter().find(|(k, _, _)| k == key).map(|(_, v, _)| v)
     }
 
     /// The number of rows (0 for no column).
@@ -156,14 +217,47 @@ impl Catalog {
                     hdu.write_col(&mut f, &c.name, v).map_err(err)?;
                 }
             }
-            if !c.unit.is_empty() {
-                hdu.write_key(&mut f, &format!("TUNIT{}", i + 1), c.unit.as_str()).map_err(err)?;
+            if let Some(u) = fits_unit(&c.unit) {
+                hdu.write_key(&mut f, &format!("TUNIT{}", i + 1), u).map_err(err)?;
+            }
+            let comment = match (c.comment.as_str(), fits_unit(&c.unit).is_none() && !c.unit.is_empty()) {
+                ("", true) => c.unit.clone(),
+                (text, true) if !text.contains(c.unit.as_str()) => format!("{text} [{}]", c.unit),
+                (text, _) => text.to_string(),
+            };
+            if !comment.is_empty() {
+                hdu.write_key(&mut f, &format!("TCOMM{}", i + 1), comment.as_str()).map_err(err)?;
+            }
+            if !c.display.is_empty() {
+                hdu.write_key(&mut f, &format!("TDISP{}", i + 1), c.display.as_str()).map_err(err)?;
             }
         }
         for (k, v, comment) in &self.cards {
-            hdu.write_key(&mut f, k, (v.as_str(), comment.as_str())).map_err(err)?;
+            match v {
+                CardValue::Str(s) => hdu.write_key(&mut f, k, (s.as_str(), comment.as_str())).map_err(err)?,
+                CardValue::F64(x) => hdu.write_key(&mut f, k, (*x, comment.as_str())).map_err(err)?,
+                CardValue::Bool(b) => write_logical(&mut f, k, *b, comment).map_err(|e| Error::file(tmp, format!("writing FITS card {k}: {e}")))?,
+            }
         }
         Ok(())
+    }
+}
+
+/// Writes a logical (T/F) header card: fitsio's `write_key` has no boolean form, so this calls
+/// cfitsio's `ffpkyl` on the open file.
+fn write_logical(f: &mut fitsio::FitsFile, key: &str, value: bool, comment: &str) -> std::result::Result<(), String> {
+    let k = std::ffi::CString::new(key).map_err(|e| e.to_string())?;
+    let c = std::ffi::CString::new(comment).map_err(|e| e.to_string())?;
+    let mut status = 0;
+    // SAFETY: `f` is an open FITS file positioned on the table HDU (fitsio made it current when the
+    // table was created); the strings are NUL-terminated and outlive the call.
+    unsafe {
+        fitsio::sys::ffpkyl(f.as_raw(), k.as_ptr(), value as i32, c.as_ptr(), &mut status);
+    }
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(format!("cfitsio status {status}"))
     }
 }
 
@@ -223,12 +317,31 @@ impl Catalog {
                 ColumnDataType::Short => ColumnData::Flag(hdu.read_col::<i16>(&mut f, &c.name).map_err(err)?.into_iter().map(|v| (v != FLAG_NULL).then_some(v == 1)).collect()),
                 _ => ColumnData::Str(hdu.read_col::<String>(&mut f, &c.name).map_err(err)?.into_iter().map(|s| s.trim_end().to_string()).collect()),
             };
+            let mut key = |k: &str| hdu.read_key::<String>(&mut f, &format!("{k}{}", i + 1)).unwrap_or_default();
+            let (comment, display) = (key("TCOMM"), key("TDISP"));
+            // A dex column has its unit in its comment only.
+            let unit = if unit.is_empty() && comment.ends_with("[dex]") { "dex".to_string() } else { unit };
             cat.push(&c.name, &unit, data);
+            cat.describe(&comment, &display);
         }
-        for key in ["MODEL", "VMPFEH", "CEMPCFE", "SYNTHETI"] {
-            if let Ok(v) = hdu.read_key::<String>(&mut f, key) {
-                cat.cards.push((key.into(), v, String::new()));
+        for key in READ_CARDS {
+            let numeric = matches!(key, "VMPFEH" | "CEMPCFE");
+            if numeric {
+                if let Ok(v) = hdu.read_key::<f64>(&mut f, key) {
+                    cat.card(key, v, "");
+                }
+            } else if let Ok(v) = hdu.read_key::<String>(&mut f, key) {
+                cat.card(key, v, "");
             }
+        }
+        for bit in 0..16 {
+            let key = format!("FLAG{}", 1u32 << bit);
+            if let Ok(v) = hdu.read_key::<String>(&mut f, &key) {
+                cat.card(&key, v, "");
+            }
+        }
+        if hdu.read_key::<String>(&mut f, "SYNTHETI").is_ok_and(|v| v.trim() == "T") {
+            cat.card("SYNTHETI", true, "");
         }
         Ok(cat)
     }

@@ -6,11 +6,11 @@ use crate::catalog::{Catalog, ColumnData};
 use crate::data::dataset::{load_timed, LoadTimes, Prepared, Refused};
 use crate::data::Spectrum;
 use crate::gpu::GpuNet;
-use crate::data::labels::label_unit;
+use crate::data::labels::{label_display, label_symbol, label_unit};
 use crate::data::{PrepConfig, ReadOptions};
 use crate::error::{Error, Result};
 use crate::baselines::{Baseline, BaselineKind, BASELINE_KEY};
-use crate::io::read_safetensors;
+use crate::io::parse_safetensors;
 use crate::nn::{members_from, Model};
 use crate::trust::{Calibration, Domain, CALIBRATION_KEY, DOMAIN_KEY};
 use crate::gpu::Device;
@@ -141,6 +141,8 @@ pub struct Trained {
     pub calibration: Option<Calibration>,
     /// The training set's domain, for the out-of-domain flags (likewise).
     pub domain: Option<Domain>,
+    /// SHA-256 of the model file (hex), written into catalogs so a row can be traced to its model.
+    pub sha256: String,
 }
 
 impl Trained {
@@ -153,8 +155,11 @@ impl Trained {
 
 /// Loads a model file written by `specnn train`.
 pub fn load_trained(path: &Path) -> Result<Trained> {
+    let sha256;
     let (model, meta, domain) = {
-        let (mut tensors, meta) = read_safetensors::<f32>(path)?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        sha256 = sha256_hex(&bytes);
+        let (mut tensors, meta) = parse_safetensors::<f32>(path, &bytes)?;
         let domain = match meta.get(DOMAIN_KEY) {
             Some(m) => Some(Domain::take(m, &mut tensors).map_err(|e| Error::file(path, e.to_string()))?),
             None => None,
@@ -185,7 +190,13 @@ pub fn load_trained(path: &Path) -> Result<Trained> {
     if calibration.as_ref().is_some_and(|c| c.scale.len() != targets.len() || c.floor.len() != targets.len()) {
         return Err(Error::file(path, format!("metadata `{CALIBRATION_KEY}` is not for {} targets", targets.len())));
     }
-    Ok(Trained { path: path.into(), model, targets, scaling, prep, history, synthetic: meta.get(SYNTHETIC_KEY).is_some_and(|v| v == "true"), calibration, domain })
+    Ok(Trained { path: path.into(), model, targets, scaling, prep, history, synthetic: meta.get(SYNTHETIC_KEY).is_some_and(|v| v == "true"), calibration, domain, sha256 })
+}
+
+/// The SHA-256 digest of `bytes`, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The 1-sigma uncertainties (label units) of estimates `e` under `calibration` (NaN without one).
@@ -362,18 +373,27 @@ fn part_rows_into(t: &Trained, ok: Vec<Prepared>, refused: Vec<Refused>, pred: &
 pub fn catalog(t: &Trained, rows: &[Row], th: &Thresholds) -> Catalog {
     let mut c = Catalog::default();
     c.push("file", "", ColumnData::Str(rows.iter().map(|r| r.file.clone()).collect()));
+    c.describe("spectrum file name", "");
     c.push("obsid", "", ColumnData::I64(rows.iter().map(|r| r.obsid).collect()));
+    c.describe("survey observation id (OBSID card)", "");
     c.push("ra", "deg", ColumnData::F64(rows.iter().map(|r| r.ra).collect()));
+    c.describe("right ascension from the header", "F11.6");
     c.push("dec", "deg", ColumnData::F64(rows.iter().map(|r| r.dec).collect()));
+    c.describe("declination from the header", "F11.6");
     c.push("snr", "", ColumnData::F64(rows.iter().map(|r| r.snr).collect()));
+    c.describe("S/N per pixel from the header: r band (SNRR), g (SNRG) where r is absent", "F8.2");
     let calibrated = t.calibration.is_some();
     for (j, name) in t.targets.iter().enumerate() {
-        c.push(name, label_unit(name), ColumnData::F64(rows.iter().map(|r| r.values[j]).collect()));
+        let (unit, display) = (label_unit(name), label_display(name));
+        c.push(name, unit, ColumnData::F64(rows.iter().map(|r| r.values[j]).collect()));
+        c.describe(&format!("{} estimate [{unit}]", label_symbol(name)), display);
         if calibrated {
-            c.push(&format!("{name}_err"), label_unit(name), ColumnData::F64(rows.iter().map(|r| r.errors[j]).collect()));
+            c.push(&format!("{name}_err"), unit, ColumnData::F64(rows.iter().map(|r| r.errors[j]).collect()));
+            c.describe(&format!("{} 1-sigma uncertainty, calibrated [{unit}]", label_symbol(name)), display);
         }
     }
     c.push("flags", "", ColumnData::I64(rows.iter().map(|r| r.flags.map(i64::from)).collect()));
+    c.describe("out-of-domain bitmask: see the FLAGn cards; NULL when refused", "I3");
     let col = |n: &str| t.targets.iter().position(|x| x == n);
     if let (Some(f), true) = (col("feh"), calibrated) {
         // The probability that [Fe/H] is below the VMP threshold, from the estimate and its sigma.
@@ -381,43 +401,49 @@ pub fn catalog(t: &Trained, rows: &[Row], th: &Thresholds) -> Catalog {
             (Some(v), Some(s)) if s > 0.0 => Some(crate::trust::normal_cdf((th.vmp_feh - v) / s)),
             _ => None,
         }).collect();
+        c.push("p_vmp", "", ColumnData::F64(p.clone()));
+        c.describe("probability that [Fe/H] < VMPFEH, from the estimate and its sigma", "F6.4");
         if let Some(cf) = col("cfe") {
             let pc: Vec<Option<f64>> = rows.iter().zip(&p).map(|(r, pv)| match (pv, r.values[cf], r.errors[cf]) {
                 (Some(pv), Some(v), Some(s)) if s > 0.0 => Some(pv * crate::trust::normal_cdf((v - th.cemp_cfe) / s)),
                 _ => None,
             }).collect();
-            c.push("p_vmp", "", ColumnData::F64(p));
             c.push("p_cemp", "", ColumnData::F64(pc));
-        } else {
-            c.push("p_vmp", "", ColumnData::F64(p));
+            c.describe("probability of VMP and [C/Fe] > CEMPCFE", "F6.4");
         }
     }
     if let Some(f) = col("feh") {
         let vmp: Vec<Option<bool>> = rows.iter().map(|r| r.values[f].map(|v| v < th.vmp_feh)).collect();
+        c.push("vmp", "", ColumnData::Flag(vmp.clone()));
+        c.describe("very metal-poor: estimated [Fe/H] < VMPFEH", "I1");
         if let Some(cf) = col("cfe") {
             let cemp = rows.iter().zip(&vmp).map(|(r, v)| match (v, r.values[cf]) {
                 (Some(v), Some(c)) => Some(*v && c > th.cemp_cfe),
                 _ => None,
             });
-            let cemp: Vec<Option<bool>> = cemp.collect();
-            c.push("vmp", "", ColumnData::Flag(vmp));
-            c.push("cemp", "", ColumnData::Flag(cemp));
-        } else {
-            c.push("vmp", "", ColumnData::Flag(vmp));
+            c.push("cemp", "", ColumnData::Flag(cemp.collect()));
+            c.describe("carbon-enhanced VMP: vmp and estimated [C/Fe] > CEMPCFE", "I1");
         }
     }
     c.push("reason", "", ColumnData::Str(rows.iter().map(|r| r.reason.clone()).collect()));
-    c.cards.push(("MODEL".into(), t.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), "specnn model file".into()));
-    c.cards.push(("VMPFEH".into(), format!("{}", th.vmp_feh), "VMP flag: [Fe/H] below this".into()));
-    c.cards.push(("CEMPCFE".into(), format!("{}", th.cemp_cfe), "CEMP flag: VMP and [C/Fe] above this".into()));
+    c.describe("why the row has no estimate (empty when it has one)", "");
+    c.card("MODEL", t.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), "specnn model file");
+    c.card("MODELSHA", t.sha256.clone(), "SHA-256 of the model file");
+    c.card("SNRBAND", "r (g where SNRR is absent)", "band of the snr column");
+    if col("feh").is_some() {
+        c.card("VMPFEH", th.vmp_feh, "VMP flag: [Fe/H] below this [dex]");
+        if col("cfe").is_some() {
+            c.card("CEMPCFE", th.cemp_cfe, "CEMP flag: VMP and [C/Fe] above this [dex]");
+        }
+    }
     for (bit, what) in crate::trust::FLAG_DOCS {
-        c.cards.push((format!("FLAG{bit}"), what.into(), format!("flags bit value {bit}")));
+        c.card(&format!("FLAG{bit}"), what, &format!("flags bit value {bit}"));
     }
     if calibrated {
-        c.cards.push(("ERRCAL".into(), "validation".into(), "*_err: 1-sigma, calibrated on validation stars".into()));
+        c.card("ERRCAL", "validation", "*_err: 1-sigma, calibrated on validation stars");
     }
     if t.synthetic || rows.iter().any(|r| r.synthetic) {
-        c.cards.push(("SYNTHETI".into(), "T".into(), "synthetic spectra or a model trained on them".into()));
+        c.card("SYNTHETI", true, "synthetic spectra or a model trained on them");
     }
     c
 }

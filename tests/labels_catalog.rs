@@ -57,8 +57,10 @@ fn catalog() -> Catalog {
     c.push("obsid", "", ColumnData::I64(vec![Some(7), None]));
     c.push("teff", "K", ColumnData::F64(vec![Some(5000.5), None]));
     c.push("feh", "dex", ColumnData::F64(vec![Some(-2.5), Some(0.1)]));
+    c.describe("metallicity estimate", "F7.3");
     c.push("vmp", "", ColumnData::Flag(vec![Some(true), None]));
-    c.cards.push(("SYNTHETI".into(), "T".into(), "a test".into()));
+    c.card("SYNTHETI", true, "a test");
+    c.card("VMPFEH", -2.0, "a number");
     c
 }
 
@@ -81,6 +83,22 @@ fn catalogs_as_csv_and_fits_with_nulls_and_units() {
     assert_eq!(hdu.read_key::<String>(&mut f, "TUNIT3").unwrap(), "K");
     assert_eq!(hdu.read_key::<i64>(&mut f, "TNULL2").unwrap(), i64::MIN);
     assert_eq!(hdu.read_key::<String>(&mut f, "SYNTHETI").unwrap(), "T");
+    assert_eq!(hdu.read_key::<f64>(&mut f, "VMPFEH").unwrap(), -2.0);
+    // `dex` is not a FITS unit: no TUNIT, the unit in the column comment; the display format.
+    assert!(hdu.read_key::<String>(&mut f, "TUNIT4").is_err());
+    assert_eq!(hdu.read_key::<String>(&mut f, "TCOMM4").unwrap(), "metallicity estimate [dex]");
+    assert_eq!(hdu.read_key::<String>(&mut f, "TDISP4").unwrap(), "F7.3");
+    drop(f);
+    // The raw header: SYNTHETI a logical, VMPFEH a number (not quoted strings).
+    let text = String::from_utf8_lossy(&std::fs::read(&fits).unwrap()).into_owned();
+    let card = |k: &str| text.as_bytes().chunks(80).map(|c| String::from_utf8_lossy(c).into_owned()).find(|c| c.starts_with(k)).unwrap();
+    assert!(card("SYNTHETI").starts_with("SYNTHETI=                    T"), "{}", card("SYNTHETI"));
+    assert!(!card("VMPFEH").contains('\''), "{}", card("VMPFEH"));
+    // Read back: the units, comments and typed cards survive (merge relies on it).
+    let back = Catalog::read(&fits).unwrap();
+    assert_eq!(back.columns[3].unit, "dex");
+    assert_eq!(back.card_value("SYNTHETI"), Some(&specnn::catalog::CardValue::Bool(true)));
+    assert_eq!(back.card_value("VMPFEH"), Some(&specnn::catalog::CardValue::F64(-2.0)));
     // A FITS catalog with file and label columns is a label table too; NULL reads back as unknown.
     let l = Labels::read(&fits).unwrap();
     assert_eq!(l.rows[1].values["teff"], None);

@@ -21,6 +21,39 @@ pub fn label_unit(name: &str) -> &'static str {
     }
 }
 
+/// The astronomer's symbol of each label, for catalogs, reports and figures: `Teff`, `log g`,
+/// `[Fe/H]`, `[C/Fe]`, ...
+pub fn label_symbol(name: &str) -> String {
+    match name {
+        "teff" => "Teff".into(),
+        "logg" => "log g".into(),
+        "feh" => "[Fe/H]".into(),
+        "afe" => "[alpha/Fe]".into(),
+        other => match other.strip_suffix("fe") {
+            Some(el) if !el.is_empty() => {
+                let mut e = el.chars();
+                let first = e.next().map(|c| c.to_ascii_uppercase()).unwrap_or_default();
+                format!("[{first}{}/Fe]", e.as_str())
+            }
+            _ => other.into(),
+        },
+    }
+}
+
+/// The FITS display format of a label's values: whole Kelvin, abundances and gravities to 0.001 dex.
+pub fn label_display(name: &str) -> &'static str {
+    if name == "teff" {
+        "F8.0"
+    } else {
+        "F7.3"
+    }
+}
+
+/// A label with its unit, for axis titles: `Teff [K]`, `[Fe/H] [dex]`.
+pub fn label_axis(name: &str) -> String {
+    format!("{} [{}]", label_symbol(name), label_unit(name))
+}
+
 /// One row of a label table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LabelRow {
