@@ -4,8 +4,8 @@
 use crate::gpu::Device;
 use crate::catalog::Catalog;
 use crate::data::store::{DiskRowsWriter, Rows};
-use crate::data::dataset::{list_spectra, load};
-use crate::data::labels::label_unit;
+use crate::data::dataset::load;
+use crate::data::labels::{label_axis, label_symbol, label_unit};
 use crate::data::{read_spectrum, Grid, Labels, PrepConfig, ReadOptions, Spectrum, LABEL_NAMES};
 use crate::error::{Error, Result};
 use crate::eval::{curve, metrics, Confusion, Metrics};
@@ -208,16 +208,17 @@ const LOAD_CHUNK: usize = 1024;
 
 /// Reads the label table, joins it to the folder's spectra, and preprocesses the labelled ones, a
 /// chunk of files at a time. With `rows_file`, the preprocessed rows go to that file (`store`) and
-/// never all sit in memory; without, they are kept in memory.
-pub fn load_labelled(spectra: &Path, labels: &Path, targets: &[String], prep: &PrepConfig, read: &ReadOptions, rows_file: Option<&Path>) -> Result<Labelled> {
+/// never all sit in memory; without, they are kept in memory. Every target needs a column, unless
+/// `partial` (evaluation), where one is enough and the others are unknown for every star.
+pub fn load_labelled(spectra: &Path, labels: &Path, targets: &[String], prep: &PrepConfig, read: &ReadOptions, rows_file: Option<&Path>, partial: bool) -> Result<Labelled> {
     let table = Labels::read(labels)?;
     known_targets(targets)?;
-    for t in targets {
-        if !table.columns.contains(t) {
-            return Err(Error::file(labels, format!("no `{t}` column (it has {})", table.columns.join(", "))));
-        }
+    let missing: Vec<&String> = targets.iter().filter(|t| !table.columns.contains(t)).collect();
+    if !missing.is_empty() && (!partial || missing.len() == targets.len()) {
+        let names: Vec<&str> = missing.iter().map(|t| t.as_str()).collect();
+        return Err(Error::file(labels, format!("no `{}` column (it has {})", names.join("`, `"), table.columns.join(", "))));
     }
-    let paths = list_spectra(spectra)?;
+    let paths = input_list(&[spectra.to_path_buf()], read.recursive)?;
     let by_file = table.rows.iter().any(|r| r.file.is_some());
     let keys: Vec<(String, Option<i64>)> = if by_file {
         paths.iter().map(|p| (p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), None)).collect()
@@ -284,7 +285,7 @@ pub fn run_train(r: &TrainRequest, on_epoch: impl FnMut(&EpochStats), on_batch: 
         return Err(Error::invalid("train", "--stream is for networks: a baseline fits on the whole training set in memory"));
     }
     let rows_file = r.stream.then(|| sibling(&r.out, ".rows.tmp"));
-    let data = load_labelled(&r.spectra, &r.labels, &r.targets, &prep, &r.read, rows_file.as_deref())?;
+    let data = load_labelled(&r.spectra, &r.labels, &r.targets, &prep, &r.read, rows_file.as_deref(), false)?;
     on_loaded(&data);
     train_labelled(r, &data, on_epoch, on_batch)
 }
@@ -311,11 +312,13 @@ pub fn train_labelled(r: &TrainRequest, data: &Labelled, on_epoch: impl FnMut(&E
 
 /// The spectrum files named by `inputs` (folders are listed), sorted and without repeats: the list
 /// that shards slice and `merge` checks against.
-pub fn input_list(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+pub fn input_list(inputs: &[PathBuf], recursive: bool) -> Result<Vec<PathBuf>> {
     let mut paths = Vec::new();
     for p in inputs {
         if p.is_dir() {
-            paths.extend(list_spectra(p)?);
+            paths.extend(crate::data::dataset::list_spectra(p, recursive)?);
+        } else if p.is_file() && crate::data::dataset::is_file_list(p) {
+            paths.extend(crate::data::dataset::read_file_list(p)?);
         } else if p.exists() {
             paths.push(p.clone());
         } else {
@@ -342,7 +345,7 @@ pub fn shard(paths: &[PathBuf], k: usize, n: usize) -> Result<Vec<PathBuf>> {
 #[allow(clippy::too_many_arguments)]
 pub fn run_predict(model: &Path, inputs: &[PathBuf], out: &Path, th: &Thresholds, read: &ReadOptions, shard_of: Option<(usize, usize)>, device: &Device, progress: impl Fn(usize, usize)) -> Result<(Trained, Vec<Row>, crate::predict::Throughput)> {
     let t = load_trained(model)?;
-    let mut paths = input_list(inputs)?;
+    let mut paths = input_list(inputs, read.recursive)?;
     if let Some((k, n)) = shard_of {
         paths = shard(&paths, k, n)?;
     }
@@ -368,10 +371,16 @@ pub struct Evaluation {
 /// Runs `specnn evaluate`: the seed's metrics on a labelled folder, `report.md` and PNG figures.
 pub fn run_evaluate(model: &Path, spectra: &Path, labels: &Path, report: &Path, th: &Thresholds, read: &ReadOptions, device: &Device) -> Result<Evaluation> {
     let t = load_trained(model)?;
-    let data = load_labelled(spectra, labels, &t.targets, &t.prep, read, None)?;
+    let data = load_labelled(spectra, labels, &t.targets, &t.prep, read, None, true)?;
     if data.x.is_empty() {
-        return Err(Error::file(spectra, "no labelled spectrum could be used"));
+        let why = match data.refused.first() {
+            Some((f, reason)) => format!("all {} labelled spectra were refused, e.g. {f}: {reason}", data.refused.len()),
+            None => "no spectrum matches a row of the label table".into(),
+        };
+        return Err(Error::file(spectra, format!("no labelled spectrum could be used: {why}")));
     }
+    let table = Labels::read(labels)?;
+    let unscored: Vec<&str> = t.targets.iter().filter(|n| !table.columns.contains(n)).map(String::as_str).collect();
     let rows: Vec<usize> = (0..data.x.len()).collect();
     let e = t.model.runner(device)?.estimate_rows(data.in_memory(), &rows, &t.scaling, 128)?;
     let sig = t.sigmas(&e);
@@ -381,6 +390,10 @@ pub fn run_evaluate(model: &Path, spectra: &Path, labels: &Path, report: &Path, 
         format!("targets: {}; trained {} epochs (best: {}){}", t.targets.join(", "), t.history.epochs.len(), t.history.best_epoch, if t.history.stopped_early { ", stopped early" } else { "" }),
         format!("spectra: `{}`, labels: `{}`", spectra.display(), labels.display()),
     ];
+    let mut header = header;
+    if !unscored.is_empty() {
+        header.push(format!("not scored (the label table has no column): {}", unscored.join(", ")));
+    }
     let ctx = ReportContext { header, targets: &t.targets, prep: &t.prep, history: Some(&t.history), synthetic: data.synthetic || t.synthetic };
     write_report(report, &ctx, &data, &est, t.calibration.as_ref().map(|_| &sig), th)
 }
@@ -399,6 +412,27 @@ pub struct ReportContext<'a> {
 pub const HOT_TEFF: f64 = 8000.0;
 
 /// A value for a report: Teff in whole kelvin, others to 3 decimals; empty for NaN.
+/// A fraction as a percentage with `d` decimals; empty when undefined (no star to count).
+fn pct(x: f64, d: usize) -> String {
+    if x.is_finite() {
+        format!("{:.d$}%", 100.0 * x)
+    } else {
+        String::new()
+    }
+}
+
+/// `s`, or "undefined (no star)" where it is empty, for prose.
+fn or_dash(s: String) -> String {
+    if s.is_empty() {
+        "undefined (no star to count)".into()
+    } else {
+        s
+    }
+}
+
+/// Below this skill (1 - MAE / MAE of predicting the median) a report warns that a label is not learnt.
+const MIN_SKILL: f64 = 0.1;
+
 fn fmt_value(label: &str, v: f64) -> String {
     if !v.is_finite() {
         String::new()
@@ -462,11 +496,20 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
         let _ = writeln!(md, "  - refused `{f}`: {why}");
     }
     let _ = writeln!(md, "\n## Metrics (E = truth - estimate; MAE = mean |E|, SD = standard deviation of E, M = median of E)\n");
-    let _ = writeln!(md, "| label | unit | n | MAE | SD | M | VMP n | VMP MAE | normal n | normal MAE |\n|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "| label | unit | n | MAE | SD | M | MAE of the median | skill | VMP n | VMP MAE | normal n | normal MAE |\n|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut all = Vec::new();
+    let mut no_skill = Vec::new();
+    // Figures made, in order, for the list at the end: (alt text, file).
+    let mut figs: Vec<(String, String)> = Vec::new();
     for (j, name) in targets.iter().enumerate() {
         let (tr, es) = col(j);
         let m = metrics(&tr, &es);
+        if m.n == 0 {
+            // No star has this label (a table without its column): nothing to score or draw.
+            let _ = writeln!(md, "| {name} | {} | 0 | | | | | | | | | |", label_unit(name));
+            all.push((name.clone(), m, m, m));
+            continue;
+        }
         let pick = |want: bool| -> Metrics {
             match &true_vmp {
                 Some(v) => {
@@ -477,16 +520,37 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
             }
         };
         let (mv, mn) = (pick(true), pick(false));
-        let _ = writeln!(md, "| {name} | {} | {} | {:.4} | {:.4} | {:.4} | {} | {:.4} | {} | {:.4} |", label_unit(name), m.n, m.mae, m.sd, m.median, mv.n, mv.mae, mn.n, mn.mae);
-        crate::plot::one_to_one(&report.join(format!("one_to_one_{name}.png")), &format!("{tag}{name}: MAE {:.3}, SD {:.3}", m.mae, m.sd), name, &tr, &es)?;
+        // The bar every estimate must clear: predicting the median of the evaluated stars' labels.
+        let known: Vec<f64> = tr.iter().copied().filter(|v| v.is_finite()).collect();
+        let med = crate::trust::quantile(&known, 0.5);
+        let mae_med = known.iter().map(|v| (v - med).abs()).sum::<f64>() / known.len().max(1) as f64;
+        let skill = 1.0 - m.mae / mae_med;
+        if !(skill >= MIN_SKILL) {
+            no_skill.push(format!("{} (MAE {} against {} for the median)", label_symbol(name), fmt_value(name, m.mae), fmt_value(name, mae_med)));
+        }
+        let vmp_cells = |x: &Metrics| if true_vmp.is_some() { format!("{} | {}", x.n, fmt_value(name, x.mae)) } else { " | ".into() };
+        let skill_cell = if skill.is_finite() { format!("{skill:.2}") } else { String::new() };
+        let (f, u) = (|v: f64| fmt_value(name, v), label_unit(name));
+        let _ = writeln!(md, "| {name} | {u} | {} | {} | {} | {} | {} | {skill_cell} | {} | {} |", m.n, f(m.mae), f(m.sd), f(m.median), f(mae_med), vmp_cells(&mv), vmp_cells(&mn));
+        let (axis, sym) = (label_axis(name), label_symbol(name));
+        let one = format!("one_to_one_{name}.png");
+        crate::plot::one_to_one(&report.join(&one), &format!("{tag}{sym}: MAE {}, SD {} {u}", f(m.mae), f(m.sd)), &axis, &tr, &es)?;
+        figs.push((format!("{name}: estimate against truth"), one));
         let resid: Vec<f64> = tr.iter().zip(&es).map(|(a, b)| a - b).collect();
-        crate::plot::residuals(&report.join(format!("residuals_{name}.png")), &format!("{tag}{name} residuals"), name, &tr, &resid)?;
+        let res = format!("residuals_{name}.png");
+        crate::plot::residuals(&report.join(&res), &format!("{tag}{sym} residuals"), &format!("true {axis}"), &format!("truth - estimate [{u}]"), &tr, &resid)?;
+        figs.push((format!("{name} residuals"), res));
         if let Some(f) = fe.filter(|&f| f != j) {
-            crate::plot::residuals(&report.join(format!("residuals_{name}_vs_feh.png")), &format!("{tag}{name} residuals against [Fe/H]"), "feh", &data.y.column(f).to_vec(), &resid)?;
+            let res_feh = format!("residuals_{name}_vs_feh.png");
+            crate::plot::residuals(&report.join(&res_feh), &format!("{tag}{sym} residuals against [Fe/H]"), &format!("true {}", label_axis("feh")), &format!("{sym} truth - estimate [{u}]"), &data.y.column(f).to_vec(), &resid)?;
+            figs.push((format!("{name} residuals against [Fe/H]"), res_feh));
         }
         all.push((name.clone(), m, mv, mn));
     }
-    let _ = writeln!(md, "\nVMP: true [Fe/H] < {}; normal: true [Fe/H] >= {} (columns empty when [Fe/H] is not a target).", th.vmp_feh, th.vmp_feh);
+    let _ = writeln!(md, "\nMAE of the median: the MAE of predicting every star's label as the median of the evaluated stars' labels; skill = 1 - MAE / that (0: no better than the median; 1: perfect). VMP: true [Fe/H] < {}; normal: true [Fe/H] >= {} (columns empty when [Fe/H] is not a target).", th.vmp_feh, th.vmp_feh);
+    if !no_skill.is_empty() {
+        let _ = writeln!(md, "\n> **Little or no skill (below {MIN_SKILL}):** {}. These estimates are barely better than predicting the median; do not use them as results.", no_skill.join("; "));
+    }
     if let Some(t) = targets.iter().position(|x| x == "teff") {
         // Hot stars are few in most libraries and dominate a Teff MAE in kelvin: show both sides.
         let _ = writeln!(md, "\n### Below and above Teff = {HOT_TEFF} K (true Teff)\n\n| label | n cool | MAE cool | n hot | MAE hot |\n|---|---|---|---|---|");
@@ -513,13 +577,14 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
             let pairs = error_sigma(sig, &mut (0..data.y.nrows()), j);
             let (c1, c2) = (crate::trust::coverage(&pairs, 1.0), crate::trust::coverage(&pairs, 2.0));
             let med = crate::trust::quantile(&pairs.iter().map(|p| p.1).collect::<Vec<_>>(), 0.5);
-            let _ = writeln!(md, "| {name} | {} | {} | {:.1}% | {:.1}% |", pairs.len(), fmt_value(name, med), 100.0 * c1, 100.0 * c2);
+            let _ = writeln!(md, "| {name} | {} | {} | {} | {} |", pairs.len(), fmt_value(name, med), pct(c1, 1), pct(c2, 1));
             curves.push((name.clone(), (0..=30).map(|k| { let k = k as f64 / 10.0; (k, 100.0 * crate::trust::coverage(&pairs, k)) }).collect::<Vec<_>>()));
             coverage.push((name.clone(), pairs.len(), c1, c2));
         }
         curves.push(("Gaussian".into(), (0..=30).map(|k| { let k = k as f64 / 10.0; (k, 100.0 * (2.0 * crate::trust::normal_cdf(k) - 1.0)) }).collect()));
         crate::plot::lines(&report.join("coverage.png"), &format!("{tag}coverage: stars with |error| < k sigma"), "k (stated sigmas)", "stars within (%)", &curves, &[])?;
         let _ = writeln!(md, "\n![coverage](coverage.png)");
+        figs.push(("coverage".into(), "coverage.png".into()));
     }
     // Metrics by the header's S/N.
     let known: Vec<usize> = (0..data.snr.len()).filter(|&i| data.snr[i].is_some()).collect();
@@ -546,7 +611,7 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
                 if let Some(sig) = sig {
                     let pairs = error_sigma(sig, &mut rows.iter().copied(), j);
                     let c = crate::trust::coverage(&pairs, 1.0);
-                    let _ = write!(md, " {} |", if c.is_finite() { format!("{:.1}%", 100.0 * c) } else { String::new() });
+                    let _ = write!(md, " {} |", pct(c, 1));
                 }
             }
             let _ = writeln!(md);
@@ -562,17 +627,25 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
         let c = Confusion::from_pairs(tr.iter().zip(&es).filter(|(a, b)| a.is_finite() && b.is_finite()).map(|(a, b)| (*a < th.vmp_feh, *b < th.vmp_feh)));
         let _ = writeln!(md, "\n## VMP identification (estimated [Fe/H] < {})\n", th.vmp_feh);
         let _ = writeln!(md, "| estimate \\ truth | [Fe/H] < {0} | [Fe/H] >= {0} |\n|---|---|---|\n| [Fe/H] < {0} | {1} | {2} |\n| [Fe/H] >= {0} | {3} | {4} |", th.vmp_feh, c.tp, c.fp, c.fn_, c.tn);
-        let _ = writeln!(md, "\nRecall {:.2}% ({}/{}); {} of {} normal stars flagged ({:.2}%).", 100.0 * c.recall(), c.tp, c.tp + c.fn_, c.fp, c.fp + c.tn, 100.0 * c.fpr());
+        let _ = writeln!(md, "\nRecall {} ({}/{}); {} of {} normal stars flagged ({}).", or_dash(pct(c.recall(), 2)), c.tp, c.tp + c.fn_, c.fp, c.fp + c.tn, or_dash(pct(c.fpr(), 2)));
         crate::plot::confusion(&report.join("confusion_vmp.png"), &format!("{tag}VMP: estimate (rows) vs truth"), ("VMP", "normal"), &c)?;
+        figs.push(("VMP confusion".into(), "confusion_vmp.png".into()));
         let ths: Vec<f64> = (0..=24).map(|i| th.vmp_feh - 0.6 + 0.05 * i as f64).collect();
         let cv = curve(&tr, &es, th.vmp_feh, &ths);
         let _ = writeln!(md, "\n### Recall and false-positive rate against the threshold on estimated [Fe/H]\n\n| threshold | recall | false-positive rate |\n|---|---|---|");
         for (t_, r, f) in cv.iter().step_by(4) {
             let mark = if (t_ - th.vmp_feh).abs() < 1e-9 { " (operating point)" } else { "" };
-            let _ = writeln!(md, "| {t_:.2}{mark} | {:.2}% | {:.2}% |", 100.0 * r, 100.0 * f);
+            let _ = writeln!(md, "| {t_:.2}{mark} | {} | {} |", pct(*r, 2), pct(*f, 2));
         }
         let pts: Vec<(f64, f64)> = cv.iter().map(|(_, r, f)| (100.0 * f, 100.0 * r)).collect();
-        crate::plot::lines(&report.join("vmp_recall_fpr.png"), &format!("{tag}VMP flag: recall against false-positive rate"), "false-positive rate (%)", "recall (%)", &[("thresholds -2.6..-1.4".into(), pts)], &[(100.0 * c.fpr(), 100.0 * c.recall())])?;
+        // Every fourth threshold annotated; the operating point in its words.
+        let marks: Vec<((f64, f64), String)> = cv.iter().step_by(4).map(|(t_, r, f)| {
+            let op = (t_ - th.vmp_feh).abs() < 1e-9;
+            ((100.0 * f, 100.0 * r), if op { format!("[Fe/H] < {t_:.2} (operating point)") } else { format!("{t_:.2}") })
+        }).collect();
+        let series = format!("threshold on estimated [Fe/H], {:.2} to {:.2}", ths[0], ths[ths.len() - 1]);
+        crate::plot::lines(&report.join("vmp_recall_fpr.png"), &format!("{tag}VMP flag: recall against false-positive rate"), "false-positive rate [%]", "recall [%]", &[(series, pts)], &marks)?;
+        figs.push(("VMP recall against false-positive rate".into(), "vmp_recall_fpr.png".into()));
         vmp = Some(c);
     }
     let mut cemp = None;
@@ -581,30 +654,33 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
         let c = Confusion::from_pairs(pairs);
         let _ = writeln!(md, "\n## CEMP identification among true VMP stars (estimated [C/Fe] > {})\n", th.cemp_cfe);
         let _ = writeln!(md, "| estimate \\ truth | [C/Fe] > {0} | [C/Fe] <= {0} |\n|---|---|---|\n| [C/Fe] > {0} | {1} | {2} |\n| [C/Fe] <= {0} | {3} | {4} |", th.cemp_cfe, c.tp, c.fp, c.fn_, c.tn);
-        let _ = writeln!(md, "\nRecall {:.2}%; false-positive rate {:.2}%.", 100.0 * c.recall(), 100.0 * c.fpr());
+        let _ = writeln!(md, "\nRecall {}; false-positive rate {}.", or_dash(pct(c.recall(), 2)), or_dash(pct(c.fpr(), 2)));
         crate::plot::confusion(&report.join("confusion_cemp.png"), &format!("{tag}CEMP among VMP: estimate vs truth"), ("CEMP", "not CEMP"), &c)?;
+        figs.push(("CEMP confusion".into(), "confusion_cemp.png".into()));
         cemp = Some(c);
     }
     // Training curves and a few spectra.
     if let Some(h) = ctx.history.filter(|h| !h.epochs.is_empty()) {
         let train_pts: Vec<(f64, f64)> = h.epochs.iter().map(|e| (e.epoch as f64, e.train_loss)).collect();
         let val_pts: Vec<(f64, f64)> = h.epochs.iter().map(|e| (e.epoch as f64, e.val_score)).collect();
-        crate::plot::lines(&report.join("training_curve.png"), &format!("{tag}training: standardised MAE"), "epoch", "MAE / label SD", &[("training loss".into(), train_pts), ("validation".into(), val_pts)], &[])?;
+        let best: Vec<((f64, f64), String)> = h.epochs.iter().find(|e| e.epoch == h.best_epoch).map(|e| ((e.epoch as f64, e.val_score), format!("best epoch {} (kept)", e.epoch))).into_iter().collect();
+        crate::plot::lines(&report.join("training_curve.png"), &format!("{tag}training: standardised MAE"), "epoch", "MAE / label SD", &[("training loss".into(), train_pts), ("validation".into(), val_pts)], &best)?;
+        figs.push(("training curve".into(), "training_curve.png".into()));
     }
     let grid = ctx.prep.grid.wavelengths();
     let panels: Vec<(String, Vec<f64>, Vec<f64>)> = (0..data.x.len().min(4))
         .map(|i| {
             let name = data.files[i].file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let labels: Vec<String> = targets.iter().enumerate().map(|(j, n)| format!("{n} {:.2} (true {:.2})", est[[i, j]], data.y[[i, j]])).collect();
+            let labels: Vec<String> = targets.iter().enumerate().map(|(j, n)| format!("{} {} (true {})", label_symbol(n), fmt_value(n, est[[i, j]]), fmt_value(n, data.y[[i, j]]))).collect();
             (format!("{tag}{name}: {}", labels.join(", ")), grid.clone(), data.in_memory()[i].iter().map(|v| *v as f64).collect())
         })
         .collect();
     crate::plot::spectra(&report.join("spectra.png"), &panels)?;
+    figs.push(("the first spectra as the network sees them".into(), "spectra.png".into()));
     let _ = writeln!(md, "\n## Figures\n");
-    for name in targets.iter() {
-        let _ = writeln!(md, "- ![{name}](one_to_one_{name}.png) ![{name} residuals](residuals_{name}.png)");
+    for (alt, file) in &figs {
+        let _ = writeln!(md, "- {alt}: ![{alt}]({file})");
     }
-    let _ = writeln!(md, "- ![VMP confusion](confusion_vmp.png) ![VMP curve](vmp_recall_fpr.png) ![CEMP confusion](confusion_cemp.png)\n- ![training](training_curve.png)\n- ![spectra](spectra.png)");
     crate::io::write_atomic(&report.join("report.md"), md.as_bytes())?;
     Ok(Evaluation { metrics: all, coverage, vmp, cemp, evaluated: data.x.len(), refused: data.refused.len(), synthetic })
 }
@@ -614,7 +690,7 @@ pub fn candidates(t: &Trained, rows: &[Row], th: &Thresholds, out: &Path) -> Res
     let fe = t.targets.iter().position(|x| x == "feh").ok_or_else(|| Error::invalid("candidates", "the model does not estimate [Fe/H]"))?;
     let picked: Vec<Row> = rows.iter().filter(|r| r.values[fe].is_some_and(|v| v < th.vmp_feh)).cloned().collect();
     let mut c: Catalog = catalog(t, &picked, th);
-    c.cards.push(("SELECT".into(), format!("[Fe/H] < {}", th.vmp_feh), "VMP candidates".into()));
+    c.card("SELECT", format!("[Fe/H] < {}", th.vmp_feh), "VMP candidates");
     c.write(out)?;
     Ok(picked.len())
 }
@@ -628,7 +704,7 @@ pub fn run_crossval(r: &TrainRequest, folds: usize, report: &Path, th: &Threshol
         return Err(Error::invalid("crossval", "--stream is for `train`: cross-validation keeps its (smaller) set in memory"));
     }
     let prep = prep_for(r)?;
-    let data = load_labelled(&r.spectra, &r.labels, &r.targets, &prep, &r.read, None)?;
+    let data = load_labelled(&r.spectra, &r.labels, &r.targets, &prep, &r.read, None, false)?;
     let n = data.x.len();
     if folds < 2 || n < 4 * folds {
         return Err(Error::invalid("crossval", format!("{folds} folds over {n} usable spectra: need at least 2 folds and 4 stars per fold")));
@@ -692,8 +768,8 @@ pub fn run_crossval(r: &TrainRequest, folds: usize, report: &Path, th: &Threshol
 
 /// Runs `specnn merge`: joins shard catalogs (in the order given) into `out`, checking against the
 /// input list that every spectrum appears exactly once.
-pub fn run_merge(shards: &[PathBuf], inputs: &[PathBuf], out: &Path) -> Result<usize> {
-    let expected: Vec<String> = input_list(inputs)?.iter().map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect();
+pub fn run_merge(shards: &[PathBuf], inputs: &[PathBuf], recursive: bool, out: &Path) -> Result<usize> {
+    let expected: Vec<String> = input_list(inputs, recursive)?.iter().map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect();
     let mut merged: Option<Catalog> = None;
     for s in shards {
         let c = Catalog::read(s)?;

@@ -50,6 +50,42 @@ fn train_predict_evaluate() {
     let feh: Vec<f64> = hdu.read_col(&mut f, "feh").unwrap();
     assert_eq!(feh.len(), 40);
     assert!(feh.iter().all(|v| v.is_finite()));
+    // The catalog names its model by file and SHA-256, says what each column is, and gives numbers as
+    // numbers: the thresholds, the display formats.
+    let sha = hdu.read_key::<String>(&mut f, "MODELSHA").unwrap();
+    assert_eq!(sha, specnn::predict::sha256_hex(&std::fs::read(&model).unwrap()));
+    assert_eq!(hdu.read_key::<f64>(&mut f, "VMPFEH").unwrap(), -2.0);
+    let feh_col = 6; // file, obsid, ra, dec, snr, feh
+    assert_eq!(hdu.read_key::<String>(&mut f, &format!("TCOMM{feh_col}")).unwrap(), "[Fe/H] estimate [dex]");
+    assert_eq!(hdu.read_key::<String>(&mut f, &format!("TDISP{feh_col}")).unwrap(), "F7.3");
+    assert!(hdu.read_key::<String>(&mut f, &format!("TUNIT{feh_col}")).is_err(), "dex is not a FITS unit");
+    assert_eq!(hdu.read_key::<String>(&mut f, "TUNIT3").unwrap(), "deg");
+
+    // Folders of folders (LAMOST's date/plan layout) need --recursive; a .txt list names files.
+    let nested = dir.path().join("nested");
+    std::fs::create_dir_all(nested.join("20240101/plan-a")).unwrap();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&test).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().ends_with(".fits")).collect();
+    names.sort();
+    for p in &names[..3] {
+        std::fs::copy(p, nested.join("20240101/plan-a").join(p.file_name().unwrap())).unwrap();
+    }
+    let ncat = dir.path().join("nested.csv");
+    let (code, _, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&nested), "--out", s(&ncat)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("nested") && err.contains("--recursive"), "{err}");
+    let (code, _, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&nested), "--recursive", "--out", s(&ncat)]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(&ncat).unwrap().lines().count(), 4);
+    let list = dir.path().join("list.txt");
+    std::fs::write(&list, format!("# two of the test stars\n{}\n\n{}\n", names[0].display(), names[5].display())).unwrap();
+    let (code, _, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&list), "--out", s(&ncat)]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&ncat).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    std::fs::write(&list, "no-such-star.fits\n").unwrap();
+    let (code, _, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&list), "--out", s(&ncat)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("list.txt") && err.contains("line 1") && err.contains("no-such-star.fits"), "{err}");
 
     // The same command writes the same catalog.
     let again = dir.path().join("again.csv");
@@ -68,6 +104,36 @@ fn train_predict_evaluate() {
     for png in ["one_to_one_feh.png", "residuals_cfe.png", "residuals_cfe_vs_feh.png", "confusion_vmp.png", "confusion_cemp.png", "vmp_recall_fpr.png", "training_curve.png", "spectra.png"] {
         let bytes = std::fs::read(report.join(png)).unwrap_or_else(|e| panic!("{png}: {e}"));
         assert_eq!(&bytes[1..4], b"PNG", "{png}");
+        assert!(md.contains(&format!("]({png})")), "report does not link {png}");
+    }
+    assert_linked_figures_exist(&report);
+    // Skill against predicting the median, for every label; no NaN printed.
+    assert!(md.contains("MAE of the median | skill"), "{md}");
+    assert!(!md.contains("NaN"), "{md}");
+
+    // A label table without one of the model's targets: the others are scored, the missing one said.
+    let partial = dir.path().join("partial.csv");
+    let full = std::fs::read_to_string(test.join("labels.csv")).unwrap();
+    let header: Vec<&str> = full.lines().next().unwrap().split(',').collect();
+    let drop = header.iter().position(|h| *h == "mgfe").unwrap();
+    let cut: String = full.lines().map(|l| l.split(',').enumerate().filter(|(i, _)| *i != drop).map(|(_, c)| c).collect::<Vec<_>>().join(",") + "\n").collect();
+    std::fs::write(&partial, cut).unwrap();
+    let report2 = dir.path().join("report2");
+    let (code, out, err) = specnn(&["evaluate", "--model", s(&model), "--spectra", s(&test), "--labels", s(&partial), "--report", s(&report2)]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let md = std::fs::read_to_string(report2.join("report.md")).unwrap();
+    assert!(md.contains("not scored (the label table has no column): mgfe") && md.contains("| feh | dex | 40 |") && md.contains("| mgfe | dex | 0 |"), "{md}");
+    assert!(!report2.join("one_to_one_mgfe.png").exists());
+    assert_linked_figures_exist(&report2);
+}
+
+/// Every figure `report.md` links exists.
+fn assert_linked_figures_exist(report: &Path) {
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    let linked: Vec<&str> = md.split("](").skip(1).filter_map(|r| r.split(')').next()).filter(|l| l.ends_with(".png")).collect();
+    assert!(!linked.is_empty());
+    for l in linked {
+        assert!(report.join(l).exists(), "report.md links {l}, which does not exist");
     }
 }
 
