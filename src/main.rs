@@ -40,6 +40,9 @@ struct FlagArgs {
     /// Take wavelengths as air or vacuum whatever the files say.
     #[arg(long, value_enum)]
     medium: Option<specnn::data::Medium>,
+    /// Search the folders given to --spectra with all their subfolders (LAMOST's date/plan folders).
+    #[arg(long)]
+    recursive: bool,
     /// Where the network runs: auto (the first hardware GPU, else the CPU), cpu, gpu (the first adapter
     /// of any kind, a CPU Vulkan device included) or gpu:N (adapter N of `specnn devices`).
     #[arg(long, default_value = "auto")]
@@ -51,14 +54,14 @@ impl FlagArgs {
         Thresholds { vmp_feh: self.vmp_feh, cemp_cfe: self.cemp_cfe }
     }
     fn read(&self) -> specnn::data::ReadOptions {
-        specnn::data::ReadOptions { medium: self.medium }
+        specnn::data::ReadOptions { medium: self.medium, recursive: self.recursive }
     }
 }
 
 /// `specnn train`'s inputs and output; every other option is the library's [`TrainSettings`].
 #[derive(clap::Args, Debug)]
 struct TrainArgs {
-    /// Folder of spectra (FITS or CSV).
+    /// Folder of spectra (FITS or CSV; --recursive for its subfolders too), or a .txt list of files.
     #[arg(long)]
     spectra: PathBuf,
     /// CSV or FITS table with a `file` (or `obsid`) column and label columns.
@@ -141,7 +144,7 @@ enum Command {
     Predict {
         #[arg(long)]
         model: PathBuf,
-        /// Folders and/or files.
+        /// Folders (--recursive: with their subfolders), files, and .txt lists of files (one per line).
         #[arg(long, required = true, num_args = 1..)]
         spectra: Vec<PathBuf>,
         /// Catalog: .fits or .csv.
@@ -165,6 +168,9 @@ enum Command {
         /// The inputs given to predict (folders and/or files).
         #[arg(long, required = true, num_args = 1..)]
         spectra: Vec<PathBuf>,
+        /// As given to predict: folders searched with their subfolders.
+        #[arg(long)]
+        recursive: bool,
         #[arg(long)]
         out: PathBuf,
     },
@@ -178,6 +184,7 @@ enum Command {
     Evaluate {
         #[arg(long)]
         model: PathBuf,
+        /// Folder of spectra (--recursive: with its subfolders), or a .txt list of files.
         #[arg(long)]
         spectra: PathBuf,
         #[arg(long)]
@@ -309,7 +316,7 @@ fn main() -> ExitCode {
             };
             report(open_device(&flags.device).and_then(|d| cli_predict(&model, &spectra, &out, &flags.thresholds(), &flags.read(), shard, &d)).map(|_| ()))
         }
-        Command::Merge { shards, spectra, out } => report(specnn::workflow::run_merge(&shards, &spectra, &out).map(|n| println!("wrote {n} rows to {}", out.display()))),
+        Command::Merge { shards, spectra, recursive, out } => report(specnn::workflow::run_merge(&shards, &spectra, recursive, &out).map(|n| println!("wrote {n} rows to {}", out.display()))),
         Command::Evaluate { model, spectra, labels, report: dir, flags } => {
             report(open_device(&flags.device).and_then(|d| specnn::workflow::run_evaluate(&model, &spectra, &labels, &dir, &flags.thresholds(), &flags.read(), &d)).map(|e| print_evaluation(&e, &dir)))
         }
@@ -483,7 +490,7 @@ fn bench(reps: specnn::bench::Reps, only: Option<&str>, peak: Option<f64>, json:
 }
 
 fn inspect(files: &[PathBuf], medium: Option<specnn::data::Medium>) -> ExitCode {
-    let opts = specnn::data::ReadOptions { medium };
+    let opts = specnn::data::ReadOptions { medium, recursive: false };
     let mut failed = 0;
     for f in files {
         match specnn::data::read_spectrum(f, &opts) {

@@ -68,6 +68,9 @@ pub struct TrainSettings {
     /// Take wavelengths as air or vacuum whatever the files say.
     #[arg(long, value_enum)]
     pub medium: Option<Medium>,
+    /// Search the --spectra folder with all its subfolders (LAMOST's date/plan folders).
+    #[arg(long)]
+    pub recursive: bool,
     /// Where the network runs: auto (the first hardware GPU, else the CPU), cpu, gpu (the first adapter
     /// of any kind, a CPU Vulkan device included) or gpu:N (adapter N of `specnn devices`).
     #[arg(long, default_value = "auto")]
@@ -143,7 +146,7 @@ impl TrainSettings {
             grid: self.grid,
             min_coverage: self.min_coverage,
             resume: self.resume,
-            read: ReadOptions { medium: self.medium },
+            read: ReadOptions { medium: self.medium, recursive: self.recursive },
             stream: self.stream,
             options,
             continuum: self.continuum,

@@ -176,15 +176,16 @@ class Model:
             return {k: v[0] for k, v in cols.items()}
         return cols
 
-    def predict_files(self, paths, *, medium=None, device="auto", vmp_feh=-2.0, cemp_cfe=1.0):
-        """Estimates every spectrum file of ``paths`` (a file, a folder, or a list of them): the rows
+    def predict_files(self, paths, *, medium=None, recursive=False, device="auto", vmp_feh=-2.0, cemp_cfe=1.0):
+        """Estimates every spectrum file of ``paths`` (a file, a folder, a ``.txt`` list of files, or a
+        list of them; ``recursive=True`` searches folders' subfolders too): the rows
         of ``specnn predict``'s catalog, as a dict of columns (``file``, ``obsid`` (-1 if unknown),
         ``ra``, ``dec``, ``snr``, the targets, ``*_err``, ``flags``, ``p_vmp``, ``vmp``, ...,
         ``reason``). A file that cannot be read or used gets a row with NaN labels, ``flags`` -1
         and the reason, as in the CLI. A path that does not exist raises."""
         if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__"):
             paths = [paths]
-        return self._m.predict_files([str(p) for p in paths], medium, str(device), float(vmp_feh), float(cemp_cfe))
+        return self._m.predict_files([str(p) for p in paths], medium, bool(recursive), str(device), float(vmp_feh), float(cemp_cfe))
 
 
 def _argv(options):

@@ -43,7 +43,7 @@ fn opt_f64(v: Option<f64>) -> f64 {
 #[pyfunction]
 #[pyo3(signature = (path, medium = None))]
 fn read<'py>(py: Python<'py>, path: PathBuf, medium: Option<&str>) -> PyResult<Bound<'py, PyDict>> {
-    let opts = ReadOptions { medium: medium.map(medium_of).transpose()? };
+    let opts = ReadOptions { medium: medium.map(medium_of).transpose()?, recursive: false };
     if !path.exists() {
         return Err(PyFileNotFoundError::new_err(format!("{}: no such file", path.display())));
     }
@@ -255,14 +255,15 @@ impl Model {
     }
 
     /// The CLI catalog's rows for files (folders are listed), as columns.
-    #[pyo3(signature = (paths, medium, device, vmp_feh, cemp_cfe))]
-    fn predict_files<'py>(&self, py: Python<'py>, paths: Vec<PathBuf>, medium: Option<&str>, device: &str, vmp_feh: f64, cemp_cfe: f64) -> PyResult<Bound<'py, PyDict>> {
-        let opts = ReadOptions { medium: medium.map(medium_of).transpose()? };
+    #[pyo3(signature = (paths, medium, recursive, device, vmp_feh, cemp_cfe))]
+    #[allow(clippy::too_many_arguments)]
+    fn predict_files<'py>(&self, py: Python<'py>, paths: Vec<PathBuf>, medium: Option<&str>, recursive: bool, device: &str, vmp_feh: f64, cemp_cfe: f64) -> PyResult<Bound<'py, PyDict>> {
+        let opts = ReadOptions { medium: medium.map(medium_of).transpose()?, recursive };
         let device = device_of(device)?;
         let t = &self.t;
         let rows = py
             .detach(|| -> specnn::Result<Vec<Row>> {
-                let files = specnn::workflow::input_list(&paths)?;
+                let files = specnn::workflow::input_list(&paths, recursive)?;
                 Ok(specnn::predict::predict_files(t, &files, &opts, 256, &device, |_| {})?.0)
             })
             .map_err(py_err)?;

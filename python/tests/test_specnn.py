@@ -122,6 +122,12 @@ def test_predict_files_takes_a_folder_and_names_a_missing_path(knn_model, data, 
     m = specnn.Model.load(knn_model[0])
     folder = m.predict_files(data / "lamost" / "lamost_lrs_cmost", device="cpu")
     assert len(folder["file"]) == 8 and folder["file"] == sorted(folder["file"])
+    # The LAMOST folder holds only folders: found with recursive=True, said without.
+    with pytest.raises(specnn.SpecnnError, match="recursive"):
+        m.predict_files(data / "lamost", device="cpu")
+    every = m.predict_files(data / "lamost", recursive=True, device="cpu")
+    assert len(every["file"]) == len([p for p in (data / "lamost").rglob("*.fits*")])
+    assert set(folder["file"]) <= set(every["file"])
     with pytest.raises(specnn.SpecnnError, match="nowhere"):
         m.predict_files([data / "lamost" / "lamost_lrs_cmost", tmp_path / "nowhere"], device="cpu")
 

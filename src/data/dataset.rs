@@ -35,20 +35,63 @@ pub struct Refused {
 
 /// The spectrum files of a folder: FITS (`.fits`, `.fit`, gzipped too) and CSV files, except CSV files
 /// whose name contains `label` or `catalog`; sorted by name.
-pub fn list_spectra(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    let mut out: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
+pub fn list_spectra(dir: &Path, recursive: bool) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(d) = folders.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))?;
+        for p in entries.filter_map(|e| e.ok().map(|e| e.path())) {
             let n = p.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+            if n.starts_with('.') {
+                continue;
+            }
+            if p.is_dir() {
+                if recursive {
+                    folders.push(p);
+                }
+                continue;
+            }
             let fits = [".fits", ".fit", ".fits.gz", ".fit.gz", ".fits.fz"].iter().any(|e| n.ends_with(e));
             let csv = n.ends_with(".csv") && !n.contains("label") && !n.contains("catalog");
-            p.is_file() && !n.starts_with('.') && (fits || csv)
-        })
-        .collect();
+            if p.is_file() && (fits || csv) {
+                out.push(p);
+            }
+        }
+    }
     out.sort();
     if out.is_empty() {
-        return Err(Error::file(dir, "no spectrum files (.fits, .fits.gz, .csv) in this folder"));
+        let hint = if recursive { "in this folder or its subfolders" } else { "in this folder (--recursive searches its subfolders too)" };
+        return Err(Error::file(dir, format!("no spectrum files (.fits, .fits.gz, .csv) {hint}")));
+    }
+    Ok(out)
+}
+
+/// Whether `path` names a list of spectrum files (one per line) rather than a spectrum.
+pub fn is_file_list(path: &Path) -> bool {
+    let n = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    [".txt", ".lst", ".list"].iter().any(|e| n.ends_with(e))
+}
+
+/// The spectrum files a list names: one path per line, relative to the list's folder unless absolute;
+/// blank lines and `#` comments skipped. A listed file that does not exist is an error naming it and
+/// the line.
+pub fn read_file_list(list: &Path) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(list).map_err(|e| Error::io(list, e))?;
+    let base = list.parent().unwrap_or(Path::new(""));
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let p = base.join(line);
+        if !p.is_file() {
+            return Err(Error::file(list, format!("line {}: `{line}` is not a file", i + 1)));
+        }
+        out.push(p);
+    }
+    if out.is_empty() {
+        return Err(Error::file(list, "the list names no spectrum file"));
     }
     Ok(out)
 }

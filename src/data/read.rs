@@ -24,6 +24,9 @@ use std::path::Path;
 pub struct ReadOptions {
     /// Overrides the medium a reader infers (for files whose headers do not say).
     pub medium: Option<Medium>,
+    /// Folders given as inputs are searched with all their subfolders (LAMOST archives are
+    /// date/plan folders), not only their own files.
+    pub recursive: bool,
 }
 
 /// Reads one spectrum file, detecting its layout.
