@@ -763,9 +763,15 @@ fn demo(out: &std::path::Path, n: usize, seed: u64, channels: &[usize], cnn_epoc
         let dir = out.join(format!("report_{name}"));
         let e = specnn::workflow::run_evaluate(&req.out, &test_dir, &test_dir.join("labels.csv"), &dir, &th, &Default::default(), device)?;
         print_evaluation(&e, &dir);
-        summary += &format!("## {name}: {}\n\nTrained on {} SYNTHETIC stars (70% train, 30% validation); evaluated on {} held-out SYNTHETIC stars. Report: `report_{name}/report.md`; catalog: `catalog_{name}.fits`.\n\n| label | MAE | SD | M |\n|---|---|---|---|\n", req.targets.join(", "), n, e.evaluated);
-        for (l, m, _, _) in &e.metrics {
-            summary += &format!("| {l} | {:.4} | {:.4} | {:.4} |\n", m.mae, m.sd, m.median);
+        summary += &format!("## {name}: {}\n\nTrained on {} SYNTHETIC stars (70% train, 30% validation); evaluated on {} held-out SYNTHETIC stars. Report: `report_{name}/report.md`; catalog: `catalog_{name}.fits`.\n\n| label | unit | MAE | SD | M | MAE of the median | skill |\n|---|---|---|---|---|---|---|\n", req.targets.join(", "), n, e.evaluated);
+        use specnn::workflow::{fmt_value, MIN_SKILL};
+        for ((l, m, _, _), (_, mae_med, skill)) in e.metrics.iter().zip(&e.skill) {
+            let unit = specnn::data::labels::label_unit(l);
+            summary += &format!("| {l} | {unit} | {} | {} | {} | {} | {skill:.2} |\n", fmt_value(l, m.mae), fmt_value(l, m.sd), fmt_value(l, m.median), fmt_value(l, *mae_med));
+        }
+        let weak: Vec<&str> = e.skill.iter().filter(|s| !(s.2 >= MIN_SKILL)).map(|s| s.0.as_str()).collect();
+        if !weak.is_empty() {
+            summary += &format!("\n**Little or no skill** (below {MIN_SKILL} against predicting the median): {}. Not a result, even on synthetic data.\n", weak.join(", "));
         }
         if name == "vmp_cnn" {
             let k = specnn::workflow::candidates(&trained, &rows, &th, &out.join("vmp_candidates.fits"))?;

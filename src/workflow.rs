@@ -361,6 +361,9 @@ pub struct Evaluation {
     /// Per label: stars with an uncertainty, and the fractions with |error| under 1 and 2 sigma
     /// (empty when the model gives no uncertainties).
     pub coverage: Vec<(String, usize, f64, f64)>,
+    /// Per label: the MAE of predicting the evaluated stars' median, and the skill 1 - MAE / that
+    /// (NaN for a label no star has).
+    pub skill: Vec<(String, f64, f64)>,
     pub vmp: Option<Confusion>,
     pub cemp: Option<Confusion>,
     pub evaluated: usize,
@@ -431,9 +434,9 @@ fn or_dash(s: String) -> String {
 }
 
 /// Below this skill (1 - MAE / MAE of predicting the median) a report warns that a label is not learnt.
-const MIN_SKILL: f64 = 0.1;
+pub const MIN_SKILL: f64 = 0.1;
 
-fn fmt_value(label: &str, v: f64) -> String {
+pub fn fmt_value(label: &str, v: f64) -> String {
     if !v.is_finite() {
         String::new()
     } else if label == "teff" {
@@ -499,6 +502,7 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
     let _ = writeln!(md, "| label | unit | n | MAE | SD | M | MAE of the median | skill | VMP n | VMP MAE | normal n | normal MAE |\n|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut all = Vec::new();
     let mut no_skill = Vec::new();
+    let mut skills = Vec::new();
     // Figures made, in order, for the list at the end: (alt text, file).
     let mut figs: Vec<(String, String)> = Vec::new();
     for (j, name) in targets.iter().enumerate() {
@@ -508,6 +512,7 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
             // No star has this label (a table without its column): nothing to score or draw.
             let _ = writeln!(md, "| {name} | {} | 0 | | | | | | | | | |", label_unit(name));
             all.push((name.clone(), m, m, m));
+            skills.push((name.clone(), f64::NAN, f64::NAN));
             continue;
         }
         let pick = |want: bool| -> Metrics {
@@ -525,6 +530,7 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
         let med = crate::trust::quantile(&known, 0.5);
         let mae_med = known.iter().map(|v| (v - med).abs()).sum::<f64>() / known.len().max(1) as f64;
         let skill = 1.0 - m.mae / mae_med;
+        skills.push((name.clone(), mae_med, skill));
         if !(skill >= MIN_SKILL) {
             no_skill.push(format!("{} (MAE {} against {} for the median)", label_symbol(name), fmt_value(name, m.mae), fmt_value(name, mae_med)));
         }
@@ -682,7 +688,7 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
         let _ = writeln!(md, "- {alt}: ![{alt}]({file})");
     }
     crate::io::write_atomic(&report.join("report.md"), md.as_bytes())?;
-    Ok(Evaluation { metrics: all, coverage, vmp, cemp, evaluated: data.x.len(), refused: data.refused.len(), synthetic })
+    Ok(Evaluation { metrics: all, coverage, skill: skills, vmp, cemp, evaluated: data.x.len(), refused: data.refused.len(), synthetic })
 }
 
 /// Writes the VMP (and CEMP) candidates of a prediction run as a catalog.

@@ -251,6 +251,7 @@ fn the_demo_runs_small() {
     }
     let summary = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(summary.contains("SYNTHETIC") && summary.contains("channel widths [4, 8, 8]"), "{summary}");
+    assert!(summary.contains("| MAE of the median | skill |") && !summary.contains("NaN"), "{summary}");
 }
 
 #[test]
