@@ -652,6 +652,27 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
         let series = format!("threshold on estimated [Fe/H], {:.2} to {:.2}", ths[0], ths[ths.len() - 1]);
         crate::plot::lines(&report.join("vmp_recall_fpr.png"), &format!("{tag}VMP flag: recall against false-positive rate"), "false-positive rate [%]", "recall [%]", &[(series, pts)], &marks)?;
         figs.push(("VMP recall against false-positive rate".into(), "vmp_recall_fpr.png".into()));
+        if let Some(sig) = sig {
+            // The same choice over the catalog's p_vmp (from each estimate and its sigma): flag a star
+            // when p_vmp >= P.
+            let p: Vec<(bool, f64)> = (0..data.y.nrows())
+                .filter(|&i| tr[i].is_finite() && es[i].is_finite() && sig[[i, j]].is_finite() && sig[[i, j]] > 0.0)
+                .map(|i| (tr[i] < th.vmp_feh, crate::trust::normal_cdf((th.vmp_feh - es[i]) / sig[[i, j]])))
+                .collect();
+            let levels: Vec<f64> = (1..20).map(|k| k as f64 * 0.05).collect();
+            let at = |level: f64| Confusion::from_pairs(p.iter().map(|(t, pv)| (*t, *pv >= level)));
+            let _ = writeln!(md, "\n### Recall and false-positive rate against a threshold on p_vmp\n\nA star is flagged when p_vmp (the catalog's probability of [Fe/H] < {}, from its estimate and calibrated sigma) is at least P.\n\n| P | flagged | recall | false-positive rate |\n|---|---|---|---|", th.vmp_feh);
+            for &level in levels.iter().skip(1).step_by(2) {
+                let c = at(level);
+                let _ = writeln!(md, "| {level:.2} | {} | {} | {} |", c.tp + c.fp, pct(c.recall(), 2), pct(c.fpr(), 2));
+            }
+            let pts: Vec<(f64, f64)> = levels.iter().map(|&l| { let c = at(l); (100.0 * c.fpr(), 100.0 * c.recall()) }).filter(|(f, r)| f.is_finite() && r.is_finite()).collect();
+            let marks: Vec<((f64, f64), String)> = [0.1, 0.5, 0.9].iter().map(|&l| { let c = at(l); ((100.0 * c.fpr(), 100.0 * c.recall()), format!("p_vmp >= {l:.1}")) }).filter(|((f, r), _)| f.is_finite() && r.is_finite()).collect();
+            if !pts.is_empty() {
+                crate::plot::lines(&report.join("vmp_probability_curve.png"), &format!("{tag}VMP by p_vmp: recall against false-positive rate"), "false-positive rate [%]", "recall [%]", &[("threshold P on p_vmp, 0.05 to 0.95".into(), pts)], &marks)?;
+                figs.push(("VMP recall against false-positive rate over p_vmp".into(), "vmp_probability_curve.png".into()));
+            }
+        }
         vmp = Some(c);
     }
     let mut cemp = None;

@@ -107,6 +107,8 @@ fn train_predict_evaluate() {
         assert!(md.contains(&format!("]({png})")), "report does not link {png}");
     }
     assert_linked_figures_exist(&report);
+    // The VMP choice over the catalog's probability, drawn as well as tabulated.
+    assert!(md.contains("against a threshold on p_vmp") && md.contains("| 0.50 |") && report.join("vmp_probability_curve.png").exists(), "{md}");
     // Skill against predicting the median, for every label; no NaN printed.
     assert!(md.contains("MAE of the median | skill"), "{md}");
     assert!(!md.contains("NaN"), "{md}");
