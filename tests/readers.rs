@@ -105,7 +105,7 @@ fn every_miles_star_reads_in_air() {
     assert_eq!(n, 788);
     // The medium can be overridden.
     let any = data.join("miles/MILES_res2.50_star_m0001V.fits");
-    assert_eq!(read_spectrum(&any, &ReadOptions { medium: Some(Medium::Vacuum) }).unwrap().medium, Medium::Vacuum);
+    assert_eq!(read_spectrum(&any, &ReadOptions { medium: Some(Medium::Vacuum), ..Default::default() }).unwrap().medium, Medium::Vacuum);
 }
 
 fn csv(dir: &Path, name: &str, body: &str) -> PathBuf {
