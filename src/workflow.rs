@@ -175,6 +175,9 @@ pub struct Labelled {
     pub synthetic: bool,
     /// Each spectrum's header S/N (r band, else g), when it has one.
     pub snr: Vec<Option<f64>>,
+    /// Targets the label table has no column for (only with `load_labelled`'s `partial`): NaN for
+    /// every star.
+    pub missing_targets: Vec<String>,
 }
 
 impl Labelled {
@@ -194,6 +197,7 @@ impl Labelled {
             x: Rows::Memory(ok.into_iter().map(|p| p.values).collect()),
             y: y.select(ndarray::Axis(0), &rows),
             refused: bad.into_iter().map(|r| (r.file, r.reason)).collect(),
+            missing_targets: Vec::new(),
         })
     }
 
@@ -213,10 +217,9 @@ const LOAD_CHUNK: usize = 1024;
 pub fn load_labelled(spectra: &Path, labels: &Path, targets: &[String], prep: &PrepConfig, read: &ReadOptions, rows_file: Option<&Path>, partial: bool) -> Result<Labelled> {
     let table = Labels::read(labels)?;
     known_targets(targets)?;
-    let missing: Vec<&String> = targets.iter().filter(|t| !table.columns.contains(t)).collect();
-    if !missing.is_empty() && (!partial || missing.len() == targets.len()) {
-        let names: Vec<&str> = missing.iter().map(|t| t.as_str()).collect();
-        return Err(Error::file(labels, format!("no `{}` column (it has {})", names.join("`, `"), table.columns.join(", "))));
+    let missing_targets: Vec<String> = targets.iter().filter(|t| !table.columns.contains(t)).cloned().collect();
+    if !missing_targets.is_empty() && (!partial || missing_targets.len() == targets.len()) {
+        return Err(Error::file(labels, format!("no `{}` column (it has {})", missing_targets.join("`, `"), table.columns.join(", "))));
     }
     let paths = input_list(&[spectra.to_path_buf()], read.recursive)?;
     let by_file = table.rows.iter().any(|r| r.file.is_some());
@@ -260,7 +263,7 @@ pub fn load_labelled(spectra: &Path, labels: &Path, targets: &[String], prep: &P
         Some(w) => Rows::Disk(w.finish()?),
         None => Rows::Memory(memory),
     };
-    Ok(Labelled { files, x, y, refused, synthetic, snr })
+    Ok(Labelled { files, x, y, refused, synthetic, snr, missing_targets })
 }
 
 /// An error unless every target is a label specnn knows.
@@ -382,8 +385,6 @@ pub fn run_evaluate(model: &Path, spectra: &Path, labels: &Path, report: &Path, 
         };
         return Err(Error::file(spectra, format!("no labelled spectrum could be used: {why}")));
     }
-    let table = Labels::read(labels)?;
-    let unscored: Vec<&str> = t.targets.iter().filter(|n| !table.columns.contains(n)).map(String::as_str).collect();
     let rows: Vec<usize> = (0..data.x.len()).collect();
     let e = t.model.runner(device)?.estimate_rows(data.in_memory(), &rows, &t.scaling, 128)?;
     let sig = t.sigmas(&e);
@@ -394,8 +395,8 @@ pub fn run_evaluate(model: &Path, spectra: &Path, labels: &Path, report: &Path, 
         format!("spectra: `{}`, labels: `{}`", spectra.display(), labels.display()),
     ];
     let mut header = header;
-    if !unscored.is_empty() {
-        header.push(format!("not scored (the label table has no column): {}", unscored.join(", ")));
+    if !data.missing_targets.is_empty() {
+        header.push(format!("not scored (the label table has no column): {}", data.missing_targets.join(", ")));
     }
     let ctx = ReportContext { header, targets: &t.targets, prep: &t.prep, history: Some(&t.history), synthetic: data.synthetic || t.synthetic };
     write_report(report, &ctx, &data, &est, t.calibration.as_ref().map(|_| &sig), th)
