@@ -6,7 +6,7 @@ use crate::data::{Medium, ReadOptions};
 use crate::error::Result;
 use crate::gpu::Device;
 use crate::ops::conv2d::Padding;
-use crate::train::{Recipe, TrainOptions};
+use crate::train::{Loss, Recipe, TrainOptions};
 use crate::workflow::{Kind, TrainRequest};
 use std::path::PathBuf;
 
@@ -102,6 +102,15 @@ pub struct TrainSettings {
     /// holds the equivalent network on the pipeline's inputs (folded into the first layer).
     #[arg(long)]
     pub standardise_inputs: bool,
+    /// What training minimises: `mae` (the seed's), or `nll`: a heteroscedastic head, the Gaussian
+    /// negative log-likelihood of a predicted mean and log-variance per label; the predicted variance
+    /// joins the ensemble's spread in each star's uncertainty. Networks only.
+    #[arg(long, value_enum, default_value = "mae")]
+    pub loss: Loss,
+    /// With --loss nll: beta of beta-NLL (Seitzer et al. 2022), each star's term weighted by its
+    /// predicted variance to the power beta; 0 is the plain Gaussian NLL.
+    #[arg(long, default_value_t = 0.0)]
+    pub nll_beta: f64,
     /// Hidden layer widths of `--arch ann`, e.g. 256,256 (default 512,512,512).
     #[arg(long, value_delimiter = ',')]
     pub hidden: Option<Vec<usize>>,
@@ -124,7 +133,21 @@ impl TrainSettings {
             Some(a) => crate::augment::Augment::parse(a)?,
             None => d.augment,
         };
-        let options = TrainOptions { log_targets, augment, ensemble: self.ensemble.unwrap_or(d.ensemble).max(1), init: self.init.clone(), standardise_inputs: self.standardise_inputs || d.standardise_inputs };
+        if !(0.0..=1.0).contains(&self.nll_beta) {
+            return Err(crate::error::Error::invalid("--nll-beta", format!("{} is not between 0 and 1", self.nll_beta)));
+        }
+        if self.loss == Loss::Nll && kind.baseline().is_some() {
+            return Err(crate::error::Error::invalid("--loss", "`nll` trains a network's variance head; the baselines take no loss"));
+        }
+        let options = TrainOptions {
+            log_targets,
+            augment,
+            ensemble: self.ensemble.unwrap_or(d.ensemble).max(1),
+            init: self.init.clone(),
+            standardise_inputs: self.standardise_inputs || d.standardise_inputs,
+            loss: self.loss,
+            nll_beta: self.nll_beta,
+        };
         Ok(TrainRequest {
             device: Device::open(&self.device)?,
             validation: self.validation,

@@ -14,7 +14,7 @@ use crate::io::parse_safetensors;
 use crate::nn::{members_from, Model};
 use crate::trust::{Calibration, Domain, CALIBRATION_KEY, DOMAIN_KEY};
 use crate::gpu::Device;
-use crate::train::{predict_rows, predict_rows_with, History, Scaling, HISTORY_KEY, PREP_KEY, SCALING_KEY, SYNTHETIC_KEY, TARGETS_KEY};
+use crate::train::{estimate_rows, estimate_rows_with, History, Loss, Scaling, HISTORY_KEY, LOSS_KEY, PREP_KEY, SCALING_KEY, SYNTHETIC_KEY, TARGETS_KEY};
 use std::path::{Path, PathBuf};
 
 /// What estimates the labels: a network, or one of the seed's baselines.
@@ -90,30 +90,35 @@ impl Runner<'_> {
         Ok(self.estimate_rows(x, rows, s, batch)?.mean)
     }
 
-    /// Label estimates and their spread for `x[rows]`.
+    /// Label estimates and their spread for `x[rows]`. A network's spread is its variance head's
+    /// predicted sigma (`--loss nll`); an ensemble's is its members' spread, combined with their mean
+    /// predicted variance where they have a head (`sqrt(var of the means + mean of the variances)`,
+    /// Lakshminarayanan et al. 2017).
     pub fn estimate_rows(&self, x: &[Vec<f32>], rows: &[usize], s: &Scaling, batch: usize) -> Result<Estimates> {
-        let single = |mean: ndarray::Array2<f64>| Estimates { spread_z: ndarray::Array2::from_elem(mean.dim(), f64::NAN), mean };
+        type Each = (ndarray::Array2<f64>, Option<ndarray::Array2<f64>>);
+        let single = |(mean, var): Each| Estimates { spread_z: var.map_or_else(|| ndarray::Array2::from_elem(mean.dim(), f64::NAN), |v| v.mapv(f64::sqrt)), mean };
         // Members' estimates are averaged in standardised units (for a log label: in log10).
-        let combine = |each: Vec<ndarray::Array2<f64>>| -> Estimates {
-            let (n, k) = each[0].dim();
+        let combine = |each: Vec<Each>| -> Estimates {
+            let (n, k) = each[0].0.dim();
             let m = each.len() as f64;
             let mut mean = ndarray::Array2::zeros((n, k));
             let mut spread_z = ndarray::Array2::zeros((n, k));
             for i in 0..n {
                 for j in 0..k {
-                    let z: Vec<f64> = each.iter().map(|e| s.to_z(j, e[[i, j]])).collect();
+                    let z: Vec<f64> = each.iter().map(|e| s.to_z(j, e.0[[i, j]])).collect();
                     let zm = z.iter().sum::<f64>() / m;
                     mean[[i, j]] = s.to_label(j, zm);
-                    spread_z[[i, j]] = (z.iter().map(|v| (v - zm).powi(2)).sum::<f64>() / (m - 1.0).max(1.0)).sqrt();
+                    let aleatoric = each.iter().map(|e| e.1.as_ref().map_or(0.0, |v| v[[i, j]])).sum::<f64>() / m;
+                    spread_z[[i, j]] = (z.iter().map(|v| (v - zm).powi(2)).sum::<f64>() / (m - 1.0).max(1.0) + aleatoric).sqrt();
                 }
             }
             Estimates { mean, spread_z }
         };
         Ok(match self {
-            Runner::Gpu(m, net) => single(predict_rows_with(m.arch(), x, rows, s, batch, |b| net.predict(b))?),
-            Runner::GpuEnsemble(nets) => combine(nets.iter().map(|(m, net)| predict_rows_with(m.arch(), x, rows, s, batch, |b| net.predict(b))).collect::<Result<_>>()?),
-            Runner::Cpu(Estimator::Ensemble(ms)) => combine(ms.iter().map(|m| predict_rows(m, x, rows, s, batch)).collect::<Result<_>>()?),
-            Runner::Cpu(Estimator::Net(m)) => single(predict_rows(m, x, rows, s, batch)?),
+            Runner::Gpu(m, net) => single(estimate_rows_with(m.arch(), x, rows, s, batch, |b| net.predict(b))?),
+            Runner::GpuEnsemble(nets) => combine(nets.iter().map(|(m, net)| estimate_rows_with(m.arch(), x, rows, s, batch, |b| net.predict(b))).collect::<Result<_>>()?),
+            Runner::Cpu(Estimator::Ensemble(ms)) => combine(ms.iter().map(|m| estimate_rows(m, x, rows, s, batch)).collect::<Result<_>>()?),
+            Runner::Cpu(Estimator::Net(m)) => single(estimate_rows(m, x, rows, s, batch)?),
             Runner::Cpu(Estimator::Baseline(b)) => {
                 let (mut z, spread_z) = b.predict_spread(x, rows)?;
                 for mut row in z.rows_mut() {
@@ -183,8 +188,14 @@ pub fn load_trained(path: &Path) -> Result<Trained> {
     let scaling: Scaling = serde_json::from_str(get(SCALING_KEY)?).map_err(|e| bad(SCALING_KEY, e))?;
     let prep: PrepConfig = serde_json::from_str(get(PREP_KEY)?).map_err(|e| bad(PREP_KEY, e))?;
     let history: History = meta.get(HISTORY_KEY).map(|h| serde_json::from_str(h)).transpose().map_err(|e| bad(HISTORY_KEY, e))?.unwrap_or_default();
-    if targets.len() != model.outputs() || scaling.mean.len() != targets.len() {
-        return Err(Error::file(path, format!("{} targets for a model of {} outputs", targets.len(), model.outputs())));
+    let loss: Loss = match meta.get(LOSS_KEY) {
+        Some(l) => serde_json::from_value(serde_json::Value::String(l.clone())).map_err(|e| bad(LOSS_KEY, e))?,
+        None => Loss::Mae,
+    };
+    let per_label = if matches!(model, Estimator::Baseline(_)) { 1 } else { loss.outputs_per_label() };
+    if targets.len() * per_label != model.outputs() || scaling.mean.len() != targets.len() {
+        let head = if per_label == 2 { " (a mean and a log-variance each, `--loss nll`)" } else { "" };
+        return Err(Error::file(path, format!("{} targets{head} for a model of {} outputs", targets.len(), model.outputs())));
     }
     let calibration: Option<Calibration> = meta.get(CALIBRATION_KEY).map(|c| serde_json::from_str(c)).transpose().map_err(|e| bad(CALIBRATION_KEY, e))?;
     if calibration.as_ref().is_some_and(|c| c.scale.len() != targets.len() || c.floor.len() != targets.len()) {

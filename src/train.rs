@@ -19,6 +19,7 @@ use crate::trust::{Calibration, Domain, CALIBRATION_KEY, DOMAIN_KEY};
 use crate::nn::{save_model, Arch, Model};
 use crate::optim::{Adam, AdamConfig};
 use crate::ops::loss;
+pub use crate::ops::loss::Objective;
 use crate::tensor::Float;
 use ndarray::{Array2, ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 use rayon::prelude::*;
@@ -33,6 +34,10 @@ pub const SCALING_KEY: &str = "specnn-scaling";
 pub const PREP_KEY: &str = "specnn-prep";
 pub const HISTORY_KEY: &str = "specnn-history";
 pub const SYNTHETIC_KEY: &str = "specnn-trained-on-synthetic";
+/// The training loss (`mae` or `nll`); absent in files written before `--loss` existed (`mae`). A
+/// network trained with `nll` has twice the outputs: the means, then the log-variances (in the label
+/// standardisation's units).
+pub const LOSS_KEY: &str = "specnn-loss";
 
 /// How to train.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -75,6 +80,44 @@ pub struct TrainOptions {
     /// stars' mean and standard deviation), folded into the first layer's weights and bias when the
     /// model is written: the file is a plain network of the same architecture on the pipeline's inputs.
     pub standardise_inputs: bool,
+    /// What training minimises (`--loss`).
+    pub loss: Loss,
+    /// beta of beta-NLL (`--nll-beta`): each star's NLL term weighted by its predicted variance to
+    /// the power beta (0: the plain Gaussian NLL).
+    pub nll_beta: f64,
+}
+
+/// The training loss (`--loss`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Loss {
+    /// The masked mean absolute error of standardised labels (the seed's loss).
+    #[default]
+    Mae,
+    /// The Gaussian negative log-likelihood of a heteroscedastic head: the network predicts a mean
+    /// and a log-variance per label (twice the outputs), and the variance becomes part of each
+    /// star's uncertainty.
+    Nll,
+}
+
+impl Loss {
+    /// Network outputs per label: a mean, and for `nll` a log-variance.
+    pub fn outputs_per_label(self) -> usize {
+        match self {
+            Loss::Mae => 1,
+            Loss::Nll => 2,
+        }
+    }
+}
+
+impl TrainOptions {
+    /// The objective of `--loss` and `--nll-beta`.
+    pub fn objective(&self) -> Objective {
+        match self.loss {
+            Loss::Mae => Objective::MaskedMae,
+            Loss::Nll => Objective::GaussianNll { beta: self.nll_beta },
+        }
+    }
 }
 
 /// Named sets of training options (`--recipe`).
@@ -111,6 +154,8 @@ impl Recipe {
                 ensemble: 5,
                 init: None,
                 standardise_inputs: dense,
+                loss: Loss::Mae,
+                nll_beta: 0.0,
             },
         }
     }
@@ -124,7 +169,7 @@ impl Recipe {
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        Self { log_targets: Vec::new(), augment: Augment::default(), ensemble: 1, init: None, standardise_inputs: false }
+        Self { log_targets: Vec::new(), augment: Augment::default(), ensemble: 1, init: None, standardise_inputs: false, loss: Loss::Mae, nll_beta: 0.0 }
     }
 }
 
@@ -185,7 +230,7 @@ impl Scaling {
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochStats {
     pub epoch: usize,
-    /// Mean training loss (standardised MAE).
+    /// Mean training loss (standardised MAE, or the Gaussian NLL for `--loss nll`).
     pub train_loss: f64,
     /// Validation MAE per target, in the label's units.
     pub val_mae: Vec<f64>,
@@ -203,6 +248,9 @@ pub struct History {
     pub stopped_early: bool,
     /// Row indices of the validation stars.
     pub validation: Vec<usize>,
+    /// What the training loss is (files from before `--loss`: the MAE).
+    #[serde(default)]
+    pub loss: Loss,
 }
 
 /// The seeded split: (train, validation) row indices.
@@ -371,7 +419,12 @@ pub const STEP_PIECE_ROWS: usize = 64;
 /// leaving dense weight gradients to `Adam::step_deferred`, which forms them block by block and
 /// updates each block while it is in cache). Returns the batch's loss.
 pub fn cpu_step<T: Float>(model: &mut Model<T>, adam: &mut Adam<T>, x: ArrayViewD<'_, T>, y: ArrayViewD<'_, T>, mask: ArrayViewD<'_, T>) -> Result<f64> {
-    let (loss, grads, dense) = piece_gradients_with(model, x, y, mask, true)?;
+    cpu_step_with(model, adam, x, y, mask, Objective::MaskedMae)
+}
+
+/// `cpu_step` minimising `objective`.
+pub fn cpu_step_with<T: Float>(model: &mut Model<T>, adam: &mut Adam<T>, x: ArrayViewD<'_, T>, y: ArrayViewD<'_, T>, mask: ArrayViewD<'_, T>, objective: Objective) -> Result<f64> {
+    let (loss, grads, dense) = piece_gradients_with(model, x, y, mask, true, objective)?;
     adam.step_deferred(model.params_mut(), grads, dense)?;
     Ok(loss)
 }
@@ -389,12 +442,13 @@ pub fn cpu_step<T: Float>(model: &mut Model<T>, adam: &mut Adam<T>, x: ArrayView
 /// the batch size, never on the number of threads, so a run gives the same weights on any number of
 /// cores.
 pub fn piece_gradients<T: Float>(model: &Model<T>, x: ArrayViewD<'_, T>, y: ArrayViewD<'_, T>, mask: ArrayViewD<'_, T>) -> Result<(f64, Vec<ParamGrads<T>>)> {
-    piece_gradients_with(model, x, y, mask, false).map(|(loss, grads, _)| (loss, grads))
+    piece_gradients_with(model, x, y, mask, false, Objective::MaskedMae).map(|(loss, grads, _)| (loss, grads))
 }
 
 /// `piece_gradients`; with `defer`, each piece's dense weight gradients are left as the layers'
 /// inputs and output gradients (`autograd::Tape::defer_dense_weight_grads`, for
-/// `optim::Adam::step_deferred`), one list per piece.
+/// `optim::Adam::step_deferred`), one list per piece. The loss is `objective`'s, averaged over the
+/// known labels of the whole batch.
 #[allow(clippy::type_complexity)]
 pub fn piece_gradients_with<T: Float>(
     model: &Model<T>,
@@ -402,6 +456,7 @@ pub fn piece_gradients_with<T: Float>(
     y: ArrayViewD<'_, T>,
     mask: ArrayViewD<'_, T>,
     defer: bool,
+    objective: Objective,
 ) -> Result<(f64, Vec<ParamGrads<T>>, Vec<Vec<DeferredDense<T>>>)> {
     let n = x.shape().first().copied().unwrap_or(0);
     if y.shape().first() != Some(&n) || mask.shape() != y.shape() {
@@ -419,8 +474,13 @@ pub fn piece_gradients_with<T: Float>(
         let mut tape = if defer { Tape::defer_dense_weight_grads() } else { Tape::new() };
         let xv = tape.input_view(xs, false);
         let pred = model.forward(&mut tape, xv)?;
-        let sum = loss::masked_abs_sum(&tape.value(pred), &ys, &ms)?;
-        let grad = loss::masked_mae_grad(&tape.value(pred), &ys, &ms, k);
+        let (sum, grad) = match objective {
+            Objective::MaskedMae => (loss::masked_abs_sum(&tape.value(pred), &ys, &ms)?, loss::masked_mae_grad(&tape.value(pred), &ys, &ms, k)),
+            Objective::GaussianNll { beta } => {
+                let (p, b) = (tape.value(pred), T::of(beta));
+                (loss::masked_gaussian_nll_sum(&p, &ys, &ms, b)?, loss::masked_gaussian_nll_grad(&p, &ys, &ms, b, k)?)
+            }
+        };
         tape.backward_with(pred, grad)?;
         let (grads, dense) = tape.into_param_grads_deferred();
         Ok((sum, grads, dense))
@@ -436,6 +496,13 @@ pub fn piece_gradients_with<T: Float>(
     Ok(((sum * k).f64(), grads, dense))
 }
 
+/// Predictions in label units for `rows` and a variance head's variances (`estimate_rows_with`), on
+/// the CPU.
+#[allow(clippy::type_complexity)]
+pub fn estimate_rows<X: RowSource + ?Sized>(model: &Model<f32>, x: &X, rows: &[usize], s: &Scaling, batch: usize) -> Result<(Array2<f64>, Option<Array2<f64>>)> {
+    estimate_rows_with(model.arch(), x, rows, s, batch, |b| model.predict(b))
+}
+
 /// Predictions in label units for `rows`, in batches of `batch`, on the CPU (on any device:
 /// `predict::Estimator::runner`).
 pub fn predict_rows<X: RowSource + ?Sized>(model: &Model<f32>, x: &X, rows: &[usize], s: &Scaling, batch: usize) -> Result<Array2<f64>> {
@@ -444,18 +511,36 @@ pub fn predict_rows<X: RowSource + ?Sized>(model: &Model<f32>, x: &X, rows: &[us
 
 /// Predictions in label units for `rows`, in batches of `batch`, each batch run by `run`.
 pub(crate) fn predict_rows_with<X: RowSource + ?Sized>(arch: &Arch, x: &X, rows: &[usize], s: &Scaling, batch: usize, run: impl Fn(&ArrayD<f32>) -> Result<ArrayD<f32>>) -> Result<Array2<f64>> {
+    Ok(estimate_rows_with(arch, x, rows, s, batch, run)?.0)
+}
+
+/// Whether a network of `arch` estimating `labels` labels has a variance head (`--loss nll`): twice
+/// the outputs, the means then the log-variances.
+pub fn has_variance_head(arch: &Arch, labels: usize) -> bool {
+    arch.outputs() == 2 * labels
+}
+
+/// Predictions in label units for `rows` and, for a network with a variance head, each estimate's
+/// predicted variance in standardised units (`exp` of the clamped log-variance output).
+#[allow(clippy::type_complexity)]
+pub(crate) fn estimate_rows_with<X: RowSource + ?Sized>(arch: &Arch, x: &X, rows: &[usize], s: &Scaling, batch: usize, run: impl Fn(&ArrayD<f32>) -> Result<ArrayD<f32>>) -> Result<(Array2<f64>, Option<Array2<f64>>)> {
     let k = s.mean.len();
     let batch = batch.max(1);
+    let head = has_variance_head(arch, k);
     let mut out = Array2::<f64>::zeros((rows.len(), k));
+    let mut var = head.then(|| Array2::<f64>::zeros((rows.len(), k)));
     for (c, chunk) in rows.chunks(batch).enumerate() {
         let pred = run(&x.with_rows(chunk, |refs| to_input(arch, refs))?)?;
         for (i, row) in pred.outer_iter().enumerate() {
             for j in 0..k {
                 out[[c * batch + i, j]] = s.to_label(j, row[j] as f64);
+                if let Some(v) = var.as_mut() {
+                    v[[c * batch + i, j]] = (row[k + j] as f64).clamp(-loss::LOG_VAR_LIMIT, loss::LOG_VAR_LIMIT).exp();
+                }
             }
         }
     }
-    Ok(out)
+    Ok((out, var))
 }
 
 fn checkpoint_path(model_out: &Path) -> PathBuf {
@@ -508,7 +593,14 @@ fn load_checkpoint(path: &Path, cfg: &TrainConfig) -> Result<State> {
 
 /// Writes the trained model: weights, architecture, targets, scaling, preprocessing and history.
 pub fn save_trained(path: &Path, model: &Model<f32>, cfg: &TrainConfig, scale: &Scaling, history: &History, synthetic: bool) -> Result<()> {
-    save_model(path, model, trained_meta(&cfg.targets, scale, &cfg.prep, history, synthetic))
+    save_model(path, model, network_meta(cfg, scale, history, synthetic))
+}
+
+/// `trained_meta` for a network trained under `cfg` (with its loss).
+fn network_meta(cfg: &TrainConfig, scale: &Scaling, history: &History, synthetic: bool) -> HashMap<String, String> {
+    let mut meta = trained_meta(&cfg.targets, scale, &cfg.prep, history, synthetic);
+    meta.insert(LOSS_KEY.into(), serde_json::to_value(cfg.options.loss).expect("serialisable").as_str().expect("a unit variant").into());
+    meta
 }
 
 /// The metadata `predict` needs from any trained model file, network or baseline.
@@ -595,7 +687,7 @@ pub fn train<X: RowSource + ?Sized>(
     mut on_epoch: impl FnMut(&EpochStats),
     on_batch: impl Fn(usize, f64),
 ) -> Result<Outcome> {
-    if x.len() != y.nrows() || y.ncols() != cfg.targets.len() || cfg.targets.len() != cfg.arch.outputs() {
+    if x.len() != y.nrows() || y.ncols() != cfg.targets.len() || cfg.targets.len() * cfg.options.loss.outputs_per_label() != cfg.arch.outputs() {
         return Err(Error::invalid("train", format!("{} spectra, {} label rows, {} targets, {} network outputs", x.len(), y.nrows(), cfg.targets.len(), cfg.arch.outputs())));
     }
     if x.len() < 4 {
@@ -621,7 +713,7 @@ pub fn train<X: RowSource + ?Sized>(
             first.get_or_insert((scale, history));
         }
         let (scale, history) = first.expect("k > 1 members");
-        crate::nn::save_ensemble(model_out, &members, trained_meta(&cfg.targets, &scale, &cfg.prep, &history, synthetic))?;
+        crate::nn::save_ensemble(model_out, &members, network_meta(cfg, &scale, &history, synthetic))?;
         for m in 0..k {
             let path = suffixed(model_out, &format!(".member{m}"));
             let _ = std::fs::remove_file(checkpoint_path(&path));
@@ -717,10 +809,10 @@ fn train_member<X: RowSource + ?Sized>(
         State {
             model: match start {
                 Some((m, _)) => from_file(m)?,
-                None => Model::new(&cfg.arch, seed)?,
+                None => fresh_model(&cfg.arch, cfg.targets.len(), seed)?,
             },
             adam: Adam::new(AdamConfig { lr: cfg.lr, ..AdamConfig::default() }),
-            history: History { validation: val_rows.clone(), ..History::default() },
+            history: History { validation: val_rows.clone(), loss: cfg.options.loss, ..History::default() },
             bad_epochs: 0,
         }
     };
@@ -732,7 +824,7 @@ fn train_member<X: RowSource + ?Sized>(
     }
     let first_epoch = st.history.epochs.len();
     let mut on_gpu = match device.gpu() {
-        Some(g) => Some(GpuTrainer::new(g.clone(), st.model.clone(), &st.adam)?),
+        Some(g) => Some(GpuTrainer::new(g.clone(), st.model.clone(), &st.adam)?.with_objective(cfg.options.objective())),
         None => None,
     };
     fn standardised<'b>(inputs: &Option<InputScaling>, b: &'b ArrayD<f32>) -> std::borrow::Cow<'b, ArrayD<f32>> {
@@ -765,7 +857,7 @@ fn train_member<X: RowSource + ?Sized>(
             let loss = match on_gpu.as_mut() {
                 Some(gt) => gt.step(&input, &target, &mask, true)?.unwrap_or(f32::NAN) as f64,
                 // On a pool thread: the step's ops fork from there instead of waking the pool each time.
-                None => crate::cpu::on_pool(|| cpu_step(&mut st.model, &mut st.adam, input.view(), target.view(), mask.view()))?,
+                None => crate::cpu::on_pool(|| cpu_step_with(&mut st.model, &mut st.adam, input.view(), target.view(), mask.view(), cfg.options.objective()))?,
             };
             if !loss.is_finite() {
                 return Err(Error::Data(format!("the training loss became {loss} in epoch {}; lower the learning rate", epoch + 1)));
@@ -810,6 +902,24 @@ fn train_member<X: RowSource + ?Sized>(
     Ok((best, scale, st.history))
 }
 
+/// A network of `arch` from `seed`'s random start, for `labels` labels; with a variance head, the
+/// last layer's log-variance rows and biases start at 0, so that every star starts at a predicted
+/// sigma of one label SD (a random start's log-variances of a few units make the first steps'
+/// NLL, through e^-s, hundreds of times its settled value).
+fn fresh_model(arch: &Arch, labels: usize, seed: u64) -> Result<Model<f32>> {
+    let mut m = Model::new(arch, seed)?;
+    if has_variance_head(arch, labels) {
+        for (name, t) in m.params_mut() {
+            if name == "out.weight" || name == "out.bias" {
+                for mut row in t.outer_iter_mut().skip(labels) {
+                    row.fill(0.0);
+                }
+            }
+        }
+    }
+    Ok(m)
+}
+
 /// Fits a baseline (The Cannon, random forest, SVR) with the networks' split and label standardisation:
 /// fitted on the training stars, scored on the validation stars (one "epoch" in the history), and
 /// written to `model_out` with the same metadata as a network, so `predict` and `evaluate` take it.
@@ -844,6 +954,7 @@ pub fn train_baseline(x: &[Vec<f32>], y: &Array2<f64>, kind: BaselineKind, targe
         best_score: Some(score),
         stopped_early: false,
         validation: val_rows,
+        loss: Loss::Mae,
     };
     let Estimator::Baseline(b) = &est else { unreachable!("built above") };
     let mut meta = trained_meta(targets, &scale, prep, &history, synthetic);
@@ -878,6 +989,19 @@ mod tests {
         // Old files (no log10 field) read as no log labels.
         let old: Scaling = serde_json::from_str(r#"{"mean":[1.0],"sd":[2.0]}"#).unwrap();
         assert!(!old.is_log(0));
+    }
+
+    #[test]
+    fn a_variance_head_starts_at_one_label_sd() {
+        let arch = Arch::Ann { inputs: 9, hidden: vec![6], activation: Activation::Selu, outputs: 4 };
+        let m = fresh_model(&arch, 2, 7).unwrap();
+        let x = ArrayD::from_shape_fn(IxDyn(&[3, 9]), |i| (i[0] * 9 + i[1]) as f32 * 0.3 - 2.0);
+        let y = m.predict(&x).unwrap();
+        for r in y.outer_iter() {
+            assert!(r[0] != 0.0 && r[1] != 0.0 && r[2] == 0.0 && r[3] == 0.0, "{r:?}");
+        }
+        // Without a head (4 outputs for 4 labels) nothing is zeroed.
+        assert_eq!(fresh_model(&arch, 4, 7).unwrap().params(), Model::<f32>::new(&arch, 7).unwrap().params());
     }
 
     #[test]

@@ -85,41 +85,76 @@ pub fn quantile(v: &[f64], q: f64) -> f64 {
     if i + 1 < s.len() { s[i] * (1.0 - f) + s[i + 1] * f } else { s[i] }
 }
 
+/// The coverage targets' tolerances (issue #16, DEVELOPERS.md's tolerance table): within 1 sigma
+/// 0.683 +- 0.05, within 2 sigma 0.954 +- 0.03.
+pub const ONE_SIGMA_TOL: f64 = 0.05;
+pub const TWO_SIGMA_TOL: f64 = 0.03;
+
+/// How far coverages `(c1, c2)` miss their targets, each in units of its tolerance: (the larger
+/// miss, the sum), compared in that order.
+fn coverage_miss(c1: f64, c2: f64) -> (f64, f64) {
+    let (a, b) = ((c1 - ONE_SIGMA).abs() / ONE_SIGMA_TOL, (c2 - TWO_SIGMA).abs() / TWO_SIGMA_TOL);
+    (a.max(b), a + b)
+}
+
 impl Calibration {
     /// Fits one label's `(scale, floor)` to validation errors `err` and spreads `spread` (standardised
     /// units; spread NaN where the model has none).
+    ///
+    /// Gaussian errors would be met by the scaling that puts 68.3% within 1 sigma, and 95.4% would
+    /// follow. Real errors have heavier tails (on MILES, a 2-sigma coverage of 86-91% at 68.3% within
+    /// 1 sigma), so no scaling meets both exactly. The fit takes the pair that misses the two targets
+    /// least, each miss in units of its tolerance ([`ONE_SIGMA_TOL`], [`TWO_SIGMA_TOL`]): the larger
+    /// miss, then their sum. It searches floors from 0 to the constant sigma in 20 steps and, for
+    /// each, the scales that put 63% to 73% of the stars within 1 sigma (every 0.5%, and 68.3%). For
+    /// Gaussian errors that is the usual 68.3% scaling.
     pub fn fit_label(err: &[f64], spread: &[f64]) -> (f64, f64) {
         let pairs: Vec<(f64, f64)> = err.iter().zip(spread).filter(|(e, _)| e.is_finite()).map(|(e, s)| (e.abs(), if s.is_finite() { *s } else { 0.0 })).collect();
         if pairs.is_empty() {
             return (0.0, f64::NAN);
         }
         let abs: Vec<f64> = pairs.iter().map(|p| p.0).collect();
-        let const_sigma = quantile(&abs, ONE_SIGMA).max(1e-9);
+        let levels: Vec<f64> = std::iter::once(ONE_SIGMA).chain((0..=20).map(|i| 0.63 + 0.005 * i as f64)).collect();
+        let covs = |sig: &dyn Fn(f64) -> f64| -> (f64, f64) {
+            let with: Vec<(f64, f64)> = pairs.iter().map(|&(e, s)| (e, sig(s))).collect();
+            (coverage(&with, 1.0), coverage(&with, 2.0))
+        };
         if pairs.iter().all(|p| p.1 <= 0.0) {
-            return (0.0, const_sigma);
+            // One sigma for every star: the |error| quantile at the level that misses least.
+            let mut best = (quantile(&abs, ONE_SIGMA).max(1e-9), (f64::INFINITY, f64::INFINITY));
+            for &l in &levels {
+                let sigma = quantile(&abs, l).max(1e-9);
+                let (c1, c2) = covs(&|_| sigma);
+                let miss = coverage_miss(c1, c2);
+                if miss < best.1 {
+                    best = (sigma, miss);
+                }
+            }
+            return (0.0, best.0);
         }
-        // For each floor (a fraction of the constant sigma), the scale that gives 68.3% coverage;
-        // keep the pair whose 2-sigma coverage is nearest 95.4%.
-        let mut best = (0.0, const_sigma, f64::INFINITY);
+        let const_sigma = quantile(&abs, ONE_SIGMA).max(1e-9);
+        let mut best = (0.0, const_sigma, (f64::INFINITY, f64::INFINITY));
         for step in 0..=20 {
             let floor = const_sigma * step as f64 / 20.0;
-            // Coverage grows with the scale: bisect on it.
-            let cov = |a: f64| -> f64 { coverage(&pairs.iter().map(|&(e, s)| (e, ((a * s).powi(2) + floor * floor).sqrt())).collect::<Vec<_>>(), 1.0) };
-            if cov(0.0) > ONE_SIGMA {
-                continue;
-            }
-            let (mut lo, mut hi) = (0.0, 1.0);
-            while cov(hi) < ONE_SIGMA && hi < 1e6 {
-                hi *= 2.0;
-            }
-            for _ in 0..60 {
-                let mid = 0.5 * (lo + hi);
-                if cov(mid) < ONE_SIGMA { lo = mid } else { hi = mid }
-            }
-            let sig: Vec<(f64, f64)> = pairs.iter().map(|&(e, s)| (e, ((hi * s).powi(2) + floor * floor).sqrt())).collect();
-            let miss = (coverage(&sig, 2.0) - TWO_SIGMA).abs();
-            if miss < best.2 - 1e-12 {
-                best = (hi, floor, miss);
+            let cov1 = |a: f64| -> f64 { covs(&|s| ((a * s).powi(2) + floor * floor).sqrt()).0 };
+            for &level in &levels {
+                // Coverage grows with the scale: bisect for the smallest scale reaching `level`.
+                if cov1(0.0) > level {
+                    continue;
+                }
+                let (mut lo, mut hi) = (0.0, 1.0);
+                while cov1(hi) < level && hi < 1e6 {
+                    hi *= 2.0;
+                }
+                for _ in 0..50 {
+                    let mid = 0.5 * (lo + hi);
+                    if cov1(mid) < level { lo = mid } else { hi = mid }
+                }
+                let (c1, c2) = covs(&|s| ((hi * s).powi(2) + floor * floor).sqrt());
+                let miss = coverage_miss(c1, c2);
+                if miss < best.2 {
+                    best = (hi, floor, miss);
+                }
             }
         }
         (best.0, best.1)
@@ -272,6 +307,30 @@ mod tests {
         let pairs: Vec<(f64, f64)> = e2.iter().zip(&s2).map(|(e, s)| (*e, ((a * s).powi(2) + b * b).sqrt())).collect();
         assert!((coverage(&pairs, 1.0) - ONE_SIGMA).abs() < 0.03, "{}", coverage(&pairs, 1.0));
         assert!((coverage(&pairs, 2.0) - TWO_SIGMA).abs() < 0.02, "{}", coverage(&pairs, 2.0));
+    }
+
+    /// Errors heavier-tailed than a Gaussian (Student's t, 5 degrees of freedom, times the spread):
+    /// the fit trades a little 1-sigma coverage for 2-sigma coverage, keeping both within their
+    /// tolerances on fresh draws, where the 68.3% scaling alone leaves 2 sigma short.
+    #[test]
+    fn heavy_tails_are_met_within_both_tolerances() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let draw = |rng: &mut StdRng, n: usize| -> (Vec<f64>, Vec<f64>) {
+            let s: Vec<f64> = (0..n).map(|_| rng.random_range(0.1..1.0)).collect();
+            let e = s.iter().map(|s| { let chi2: f64 = (0..5).map(|_| gauss(rng).powi(2)).sum(); s * gauss(rng) / (chi2 / 5.0).sqrt() }).collect();
+            (e, s)
+        };
+        let (e, s) = draw(&mut rng, 3000);
+        let (a, b) = Calibration::fit_label(&e, &s);
+        let (e2, s2) = draw(&mut rng, 6000);
+        let cov = |a: f64, b: f64, k: f64| coverage(&e2.iter().zip(&s2).map(|(e, s)| (*e, ((a * s).powi(2) + b * b).sqrt())).collect::<Vec<_>>(), k);
+        let (c1, c2) = (cov(a, b, 1.0), cov(a, b, 2.0));
+        assert!((c1 - ONE_SIGMA).abs() < ONE_SIGMA_TOL && (c2 - TWO_SIGMA).abs() < TWO_SIGMA_TOL, "{c1} {c2} (scale {a}, floor {b})");
+        // The scaling that puts exactly 68.3% within 1 sigma (floor 0) leaves 2 sigma short.
+        let mut z: Vec<f64> = e.iter().zip(&s).map(|(e, s)| (e / s).abs()).collect();
+        z.sort_by(f64::total_cmp);
+        let exact = z[(ONE_SIGMA * z.len() as f64) as usize];
+        assert!(cov(exact, 0.0, 2.0) < c2 - 0.01, "{} vs {c2}", cov(exact, 0.0, 2.0));
     }
 
     #[test]

@@ -146,7 +146,7 @@ pub fn prep_for(r: &TrainRequest) -> Result<PrepConfig> {
 
 /// The architecture a request implies, for `inputs` pixels (None for a baseline, which has none).
 pub fn arch_for(r: &TrainRequest, inputs: usize) -> Option<Arch> {
-    let outputs = r.targets.len();
+    let outputs = r.targets.len() * r.options.loss.outputs_per_label();
     Some(match r.kind {
         // 4096 pixels fold into 64x64; other grids (143 pixels at R=200) into the smallest square that
         // holds them (12x12), zero-padded (the seed does not say how it folded its R=200 spectra).
@@ -692,7 +692,11 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
         let train_pts: Vec<(f64, f64)> = h.epochs.iter().map(|e| (e.epoch as f64, e.train_loss)).collect();
         let val_pts: Vec<(f64, f64)> = h.epochs.iter().map(|e| (e.epoch as f64, e.val_score)).collect();
         let best: Vec<((f64, f64), String)> = h.epochs.iter().find(|e| e.epoch == h.best_epoch).map(|e| ((e.epoch as f64, e.val_score), format!("best epoch {} (kept)", e.epoch))).into_iter().collect();
-        crate::plot::lines(&report.join("training_curve.png"), &format!("{tag}training: standardised MAE"), "epoch", "MAE / label SD", &[("training loss".into(), train_pts), ("validation".into(), val_pts)], &best)?;
+        let (title, axis, train_name) = match h.loss {
+            crate::train::Loss::Mae => ("training: standardised MAE", "MAE / label SD", "training loss"),
+            crate::train::Loss::Nll => ("training: Gaussian NLL (training), standardised MAE (validation)", "NLL; MAE / label SD", "training loss (Gaussian NLL)"),
+        };
+        crate::plot::lines(&report.join("training_curve.png"), &format!("{tag}{title}"), "epoch", axis, &[(train_name.into(), train_pts), ("validation MAE".into(), val_pts)], &best)?;
         figs.push(("training curve".into(), "training_curve.png".into()));
     }
     let grid = ctx.prep.grid.wavelengths();

@@ -157,7 +157,7 @@ fn a_mismatched_deferred_gradient_changes_nothing() {
     let mut adam = Adam::new(AdamConfig::default());
     cpu_step(&mut model, &mut adam, x.view(), y.view(), mask.view()).unwrap();
     let (before, state, step) = (model.clone(), adam.state().into_iter().map(|(n, a)| (n, a.clone())).collect::<Vec<_>>(), adam.step);
-    let (_, grads, mut dense) = piece_gradients_with(&model, x.view(), y.view(), mask.view(), true).unwrap();
+    let (_, grads, mut dense) = piece_gradients_with(&model, x.view(), y.view(), mask.view(), true, specnn::train::Objective::MaskedMae).unwrap();
     let name = dense[0][0].name.clone();
     dense[1].push(DeferredDense::new(name.clone(), ArrayD::zeros(IxDyn(&[4, 7])), ArrayD::zeros(IxDyn(&[4, 16]))));
     let e = adam.step_deferred(model.params_mut(), grads, dense).unwrap_err().to_string();

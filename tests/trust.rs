@@ -70,6 +70,59 @@ fn an_ensemble_is_one_file_whose_spread_gives_calibrated_errors() {
     assert!(rows.iter().any(|r| &r[fe] != first));
 }
 
+/// `--loss nll` on a SYNTHETIC survey: the file records the loss and has a mean and a log-variance
+/// per label; a single network (no ensemble spread) then gives each star its own uncertainty, where
+/// the same network trained on the MAE gives every star one standardised sigma; the baselines refuse
+/// the option; a file whose loss does not match its outputs is refused by name.
+#[test]
+fn a_variance_head_gives_a_single_network_per_star_errors() {
+    let dir = common::tempdir();
+    let train = survey(dir.path(), "train", 150, 61);
+    let labels = train.join("labels.csv");
+    let run = |out: &Path, extra: &[&str]| {
+        let mut a = vec!["train", "--spectra", s(&train), "--labels", s(&labels), "--arch", "res-ann", "--resolution", "200", "--targets", "logg,feh", "--epochs", "4", "--out", s(out)];
+        a.extend_from_slice(extra);
+        specnn(&a)
+    };
+    let (nll, mae) = (dir.path().join("nll.safetensors"), dir.path().join("mae.safetensors"));
+    let (code, out, err) = run(&nll, &["--loss", "nll"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(run(&mae, &[]).0, 0);
+    let (tensors, meta) = specnn::io::read_safetensors::<f32>(&nll).unwrap();
+    assert_eq!(meta.get("specnn-loss").map(String::as_str), Some("nll"));
+    assert_eq!(tensors["out.weight"].shape()[0], 4, "two labels: two means and two log-variances");
+    let t = specnn::predict::load_trained(&nll).unwrap();
+    assert_eq!(t.history.loss, specnn::train::Loss::Nll);
+    let distinct = |model: &Path| -> usize {
+        let cat = dir.path().join("cat.csv");
+        let (code, out, err) = specnn(&["predict", "--model", s(model), "--spectra", s(&train), "--out", s(&cat)]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        let (head, rows) = csv(&cat);
+        let fe = col(&head, "feh_err");
+        let mut v: Vec<String> = rows.iter().map(|r| r[fe].clone()).collect();
+        assert!(v.iter().all(|e| e.parse::<f64>().is_ok_and(|x| x > 0.0)), "{v:?}");
+        v.sort();
+        v.dedup();
+        v.len()
+    };
+    assert!(distinct(&nll) > 100, "a variance head gives star-by-star errors");
+    assert_eq!(distinct(&mae), 1, "a single MAE network has one sigma per label");
+
+    let (code, _, err) = specnn(&["train", "--spectra", s(&train), "--labels", s(&labels), "--arch", "knn", "--resolution", "200", "--targets", "feh", "--loss", "nll", "--out", s(&dir.path().join("k.safetensors"))]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--loss"), "{err}");
+
+    // The same tensors labelled as an MAE network: 4 outputs for 2 targets is refused, naming the file.
+    let (tensors, mut meta) = specnn::io::read_safetensors::<f32>(&nll).unwrap();
+    meta.insert("specnn-loss".into(), "mae".into());
+    let bad = dir.path().join("bad.safetensors");
+    let list: Vec<(String, &ndarray::ArrayD<f32>)> = tensors.iter().map(|(n, t)| (n.clone(), t)).collect();
+    specnn::io::write_safetensors(&bad, &list, meta).unwrap();
+    let (code, _, err) = specnn(&["predict", "--model", s(&bad), "--spectra", s(&train), "--out", s(&dir.path().join("x.csv"))]);
+    assert_ne!(code, 0);
+    assert!(err.contains("bad.safetensors") && err.contains("2 targets for a model of 4 outputs"), "{err}");
+}
+
 #[test]
 fn knn_baseline_trains_predicts_and_reports_coverage() {
     let dir = common::tempdir();

@@ -94,7 +94,9 @@ struct LossParams {
     len: u32,
     kind: u32,
     want_grad: u32,
-    _pad: u32,
+    labels: u32,
+    beta: f32,
+    _pad: [u32; 3],
 }
 
 #[repr(C)]
@@ -348,9 +350,28 @@ pub fn loss(gpu: &Gpu, kind: LossKind, pred: &GpuTensor, target: &GpuTensor, mas
     }
     let l = GpuTensor::empty(gpu, &[], OP)?;
     let grad = GpuTensor::empty(gpu, pred.shape(), OP)?;
-    let p = LossParams { len: u(pred.len(), OP)?, kind: kind as u32, want_grad: want_grad as u32, _pad: 0 };
+    let p = LossParams { len: u(pred.len(), OP)?, kind: kind as u32, want_grad: want_grad as u32, labels: 0, beta: 0.0, _pad: [0; 3] };
     let mask_buf = mask.unwrap_or(target).buffer();
     gpu.dispatch(OP, Kernel::Loss, &[(0, pred.buffer()), (1, target.buffer()), (2, mask_buf), (3, l.buffer()), (4, grad.buffer())], 5, bytemuck::bytes_of(&p), [1, 1, 1])?;
+    Ok((l, grad))
+}
+
+/// The masked Gaussian NLL (`ops::loss::masked_gaussian_nll_sum` over the mask's sum) of `pred`
+/// `[n, 2k]` (k means, then k log-variances) for `target` and `mask` `[n, k]`, and (when `want_grad`)
+/// its gradient with respect to `pred`: `(loss [1], grad)`.
+pub fn gaussian_nll_loss(gpu: &Gpu, pred: &GpuTensor, target: &GpuTensor, mask: &GpuTensor, beta: f64, want_grad: bool) -> Result<(GpuTensor, GpuTensor)> {
+    const OP: &str = "gaussian_nll_loss";
+    let (n, k) = match (pred.shape(), target.shape()) {
+        (&[n, k2], &[nt, k]) if n == nt && k2 == 2 * k && k > 0 => (n, k),
+        _ => return Err(Error::shape(OP, "pred must be [n, 2k] (k means, then k log-variances) for a [n, k] target", &[pred.shape(), target.shape()])),
+    };
+    if mask.shape() != target.shape() || n == 0 {
+        return Err(Error::shape(OP, "mask must have the shape of a non-empty target", &[target.shape(), mask.shape()]));
+    }
+    let l = GpuTensor::empty(gpu, &[], OP)?;
+    let grad = GpuTensor::empty(gpu, pred.shape(), OP)?;
+    let p = LossParams { len: u(target.len(), OP)?, kind: 3, want_grad: want_grad as u32, labels: u(k, OP)?, beta: beta as f32, _pad: [0; 3] };
+    gpu.dispatch(OP, Kernel::Loss, &[(0, pred.buffer()), (1, target.buffer()), (2, mask.buffer()), (3, l.buffer()), (4, grad.buffer())], 5, bytemuck::bytes_of(&p), [1, 1, 1])?;
     Ok((l, grad))
 }
 

@@ -136,6 +136,18 @@ impl<'g> GpuTape<'g> {
         Ok(self.push(l, want, Op::Loss { pred, target, grad }))
     }
 
+    /// The masked Gaussian NLL of `pred` (`[n, 2k]`: means, then log-variances) for `target` and
+    /// `mask` (`[n, k]`), a scalar, beta-NLL weighted; like [`GpuTape::loss`], its kernel writes the
+    /// gradient with respect to `pred`. The target gets none.
+    pub fn gaussian_nll(&mut self, pred: Var, target: Var, mask: Var, beta: f64) -> Result<Var> {
+        if self.needs(target) {
+            return Err(Error::invalid("gaussian_nll_loss", "the Gaussian NLL gives no gradient to its target"));
+        }
+        let want = self.needs(pred);
+        let (l, grad) = ops::gaussian_nll_loss(self.gpu, self.val(pred), self.val(target), self.val(mask), beta, want)?;
+        Ok(self.push(l, want, Op::Loss { pred, target, grad }))
+    }
+
     /// Backward pass from a scalar `loss` made by [`GpuTape::loss`] (upstream gradient 1, no upload).
     pub fn backward(&mut self, loss: Var) -> Result<()> {
         if !matches!(self.nodes[loss.0].op, Op::Loss { .. }) {

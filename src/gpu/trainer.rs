@@ -1,4 +1,4 @@
-//! A whole training step on the device: forward, masked-MAE loss, backward and Adam, with the
+//! A whole training step on the device: forward, loss (masked MAE or Gaussian NLL), backward and Adam, with the
 //! parameters and Adam's moments resident in GPU memory. The only readback in a step is the loss, and
 //! only when asked for. Inference ([`GpuNet`]) holds the parameters alone; its batches stay on the
 //! device too (only the predictions come back).
@@ -10,6 +10,7 @@ use super::tensor::GpuTensor;
 use crate::error::{Error, Result};
 use crate::nn::Model;
 use crate::optim::{Adam, AdamConfig};
+use crate::ops::loss::Objective;
 use ndarray::ArrayD;
 use std::sync::Arc;
 
@@ -51,6 +52,8 @@ pub struct GpuTrainer {
     pub config: AdamConfig,
     /// Adam updates made so far.
     pub step: u64,
+    /// What a step minimises (the masked MAE unless `with_objective` says otherwise).
+    objective: Objective,
 }
 
 impl GpuTrainer {
@@ -70,7 +73,13 @@ impl GpuTrainer {
                 v.tensors.insert(name.clone(), GpuTensor::upload(gpu, &vs.view())?);
             }
         }
-        Ok(Self { net, m, v, config: adam.config, step: adam.step })
+        Ok(Self { net, m, v, config: adam.config, step: adam.step, objective: Objective::MaskedMae })
+    }
+
+    /// The trainer minimising `objective` instead of the masked MAE.
+    pub fn with_objective(mut self, objective: Objective) -> Self {
+        self.objective = objective;
+        self
     }
 
     /// The network as it stands on the device (for validation between epochs).
@@ -92,7 +101,10 @@ impl GpuTrainer {
             let tv = tape.input(target.view(), false)?;
             let mv = tape.input(mask.view(), false)?;
             let pred = net.model.forward(&mut tape, xv)?;
-            let loss = tape.loss(LossKind::MaskedMae, pred, tv, Some(mv))?;
+            let loss = match self.objective {
+                Objective::MaskedMae => tape.loss(LossKind::MaskedMae, pred, tv, Some(mv))?,
+                Objective::GaussianNll { beta } => tape.gaussian_nll(pred, tv, mv, beta)?,
+            };
             tape.backward(loss)?;
             let l = tape.value(loss).clone();
             (l, tape.into_param_grads())
