@@ -206,6 +206,12 @@ impl Model {
         self.t.synthetic
     }
 
+    /// The training loss: "mae", or "nll" for a network with a variance head.
+    #[getter]
+    fn loss(&self) -> String {
+        serde_json::to_value(self.t.history.loss).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+    }
+
     #[getter]
     fn calibrated(&self) -> bool {
         self.t.calibration.is_some()

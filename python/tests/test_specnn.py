@@ -272,6 +272,23 @@ def test_train_a_network_from_arrays_with_options_and_a_callback(miles_arrays, t
     assert all(header[k]["dtype"] == "F32" for k in names)
 
 
+def test_a_variance_head_gives_each_star_its_own_error(miles_arrays, tmp_path):
+    # loss="nll" is the CLI's --loss nll: a single network whose predicted variance makes each star's error.
+    spectra, labels = miles_arrays
+    out = tmp_path / "nll.safetensors"
+    specnn.train(out, wave=[x["wavelength"] for x in spectra], flux=[x["flux"] for x in spectra],
+                 labels={"feh": labels["feh"]}, arch="ann", hidden=[32], epochs=3, grid=MILES_GRID, medium="air",
+                 standardise_inputs=True, loss="nll", device="cpu")
+    m = specnn.Model.load(out)
+    assert m.loss == "nll" and m.calibrated and m.targets == ["feh"]
+    cat = m.predict([x["wavelength"] for x in spectra[:20]], [x["flux"] for x in spectra[:20]], medium="air")
+    err = np.asarray(cat["feh_err"])
+    assert np.all(np.isfinite(err) & (err > 0)) and len(np.unique(err)) > 10
+    with pytest.raises(specnn.SpecnnError, match="baselines take no loss"):
+        specnn.train(tmp_path / "k.safetensors", wave=[x["wavelength"] for x in spectra], flux=[x["flux"] for x in spectra],
+                     labels={"feh": labels["feh"]}, arch="knn", grid=MILES_GRID, medium="air", loss="nll")
+
+
 def test_train_options_are_the_clis_with_clear_errors(miles_arrays, data, tmp_path):
     spectra, labels = miles_arrays
     w, f = [x["wavelength"] for x in spectra[:20]], [x["flux"] for x in spectra[:20]]
