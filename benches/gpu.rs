@@ -38,7 +38,8 @@ fn batch() -> usize {
 
 fn tensor(g: &Gpu, shape: &[usize]) -> GpuTensor {
     let n: usize = shape.iter().product();
-    let a = ArrayD::from_shape_vec(IxDyn(shape), (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect()).unwrap();
+    let a = ArrayD::from_shape_vec(IxDyn(shape), (0..n).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect())
+        .unwrap();
     GpuTensor::upload(g, &a.view()).unwrap()
 }
 
@@ -67,30 +68,57 @@ fn kernels(c: &mut Criterion) {
         let shape = format!("b{n}_c{c_in}_{side}x{side}_o{o}_k9");
         let (y, geom) = ops::conv2d(&g, &x, &w, Some(&b), spec).unwrap();
         grp.throughput(Throughput::Elements(flops as u64));
-        grp.bench_function(format!("gpu_conv2d_fwd_{shape}"), |bch| bch.iter_custom(|it| timed(&g, it, || drop(ops::conv2d(&g, &x, &w, Some(&b), spec).unwrap()))));
+        grp.bench_function(format!("gpu_conv2d_fwd_{shape}"), |bch| {
+            bch.iter_custom(|it| timed(&g, it, || drop(ops::conv2d(&g, &x, &w, Some(&b), spec).unwrap())))
+        });
         if c_in > 1 {
-            grp.bench_function(format!("gpu_conv2d_bwd_input_{shape}"), |bch| bch.iter_custom(|it| timed(&g, it, || drop(ops::conv2d_backward_input(&g, &w, &y, &geom).unwrap()))));
+            grp.bench_function(format!("gpu_conv2d_bwd_input_{shape}"), |bch| {
+                bch.iter_custom(|it| timed(&g, it, || drop(ops::conv2d_backward_input(&g, &w, &y, &geom).unwrap())))
+            });
         }
-        grp.bench_function(format!("gpu_conv2d_bwd_weight_{shape}"), |bch| bch.iter_custom(|it| timed(&g, it, || drop(ops::conv2d_backward_weight(&g, &x, &y, &geom).unwrap()))));
+        grp.bench_function(format!("gpu_conv2d_bwd_weight_{shape}"), |bch| {
+            bch.iter_custom(|it| timed(&g, it, || drop(ops::conv2d_backward_weight(&g, &x, &y, &geom).unwrap())))
+        });
     }
     // The residual ANN's 512x512 layers at batch 128, forward and both gradients.
     let (x, w, b) = (tensor(&g, &[128, 512]), tensor(&g, &[512, 512]), tensor(&g, &[512]));
     grp.throughput(Throughput::Elements(2 * 128 * 512 * 512));
-    grp.bench_function("gpu_linear_fwd_b128_512x512", |bch| bch.iter_custom(|it| timed(&g, it, || drop(ops::linear(&g, &x, &w, Some(&b)).unwrap()))));
+    grp.bench_function("gpu_linear_fwd_b128_512x512", |bch| {
+        bch.iter_custom(|it| timed(&g, it, || drop(ops::linear(&g, &x, &w, Some(&b)).unwrap())))
+    });
     grp.throughput(Throughput::Elements(2 * 2 * 128 * 512 * 512));
-    grp.bench_function("gpu_linear_bwd_b128_512x512", |bch| bch.iter_custom(|it| timed(&g, it, || drop(ops::linear_backward(&g, &x, &w, &x, [true, true, true]).unwrap()))));
+    grp.bench_function("gpu_linear_bwd_b128_512x512", |bch| {
+        bch.iter_custom(|it| timed(&g, it, || drop(ops::linear_backward(&g, &x, &w, &x, [true, true, true]).unwrap())))
+    });
     // Elementwise and pooling at the first CNN layer's activation size (32x64x64x64 = 8.4M values).
     let act = tensor(&g, &[32, 64, 64, 64]);
     grp.throughput(Throughput::Elements(act.len() as u64));
-    grp.bench_function("gpu_relu_fwd_b32_c64_64x64", |bch| bch.iter_custom(|it| timed(&g, it, || drop(ops::relu(&g, &act).unwrap()))));
-    grp.bench_function("gpu_selu_bwd_b32_c64_64x64", |bch| bch.iter_custom(|it| timed(&g, it, || drop(ops::selu_backward(&g, &act, &act).unwrap()))));
-    grp.bench_function("gpu_maxpool_fwd_b32_c64_64x64", |bch| bch.iter_custom(|it| timed(&g, it, || drop(ops::maxpool2d(&g, &act, Pool2dSpec::square(2)).unwrap()))));
+    grp.bench_function("gpu_relu_fwd_b32_c64_64x64", |bch| {
+        bch.iter_custom(|it| timed(&g, it, || drop(ops::relu(&g, &act).unwrap())))
+    });
+    grp.bench_function("gpu_selu_bwd_b32_c64_64x64", |bch| {
+        bch.iter_custom(|it| timed(&g, it, || drop(ops::selu_backward(&g, &act, &act).unwrap())))
+    });
+    grp.bench_function("gpu_maxpool_fwd_b32_c64_64x64", |bch| {
+        bch.iter_custom(|it| timed(&g, it, || drop(ops::maxpool2d(&g, &act, Pool2dSpec::square(2)).unwrap())))
+    });
     let (pooled, argmax, pg) = ops::maxpool2d(&g, &act, Pool2dSpec::square(2)).unwrap();
-    grp.bench_function("gpu_maxpool_bwd_b32_c64_64x64", |bch| bch.iter_custom(|it| timed(&g, it, || drop(ops::maxpool2d_backward(&g, &pooled, &argmax, &pg, act.shape()).unwrap()))));
+    grp.bench_function("gpu_maxpool_bwd_b32_c64_64x64", |bch| {
+        bch.iter_custom(|it| {
+            timed(&g, it, || drop(ops::maxpool2d_backward(&g, &pooled, &argmax, &pg, act.shape()).unwrap()))
+        })
+    });
     // Adam over the VMP CNN's largest weight (conv3: 256x128x9x9 = 2.65M values).
-    let (p, m, v, gr) = (tensor(&g, &[256 * 128 * 81]), tensor(&g, &[256 * 128 * 81]), tensor(&g, &[256 * 128 * 81]), tensor(&g, &[256 * 128 * 81]));
+    let (p, m, v, gr) = (
+        tensor(&g, &[256 * 128 * 81]),
+        tensor(&g, &[256 * 128 * 81]),
+        tensor(&g, &[256 * 128 * 81]),
+        tensor(&g, &[256 * 128 * 81]),
+    );
     grp.throughput(Throughput::Elements(p.len() as u64));
-    grp.bench_function("gpu_adam_2654208", |bch| bch.iter_custom(|it| timed(&g, it, || ops::adam(&g, &p, &gr, &m, &v, 1, &AdamConfig::default()).unwrap())));
+    grp.bench_function("gpu_adam_2654208", |bch| {
+        bch.iter_custom(|it| timed(&g, it, || ops::adam(&g, &p, &gr, &m, &v, 1, &AdamConfig::default()).unwrap()))
+    });
     grp.finish();
 }
 
@@ -110,7 +138,14 @@ fn steps(c: &mut Criterion) {
         grp.throughput(Throughput::Elements(specnn::bench::step_flops(&arch, batch, true) as u64));
         grp.bench_function(format!("gpu_{name}_b{batch}"), |b| {
             b.iter_custom(|iters| {
-                let r = specnn::bench::train_step_on(&device, name, &arch, batch, specnn::bench::Reps::exactly(0, iters as usize)).expect("benchmark step runs");
+                let r = specnn::bench::train_step_on(
+                    &device,
+                    name,
+                    &arch,
+                    batch,
+                    specnn::bench::Reps::exactly(0, iters as usize),
+                )
+                .expect("benchmark step runs");
                 Duration::from_secs_f64(r.seconds * iters as f64)
             })
         });

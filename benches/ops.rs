@@ -33,9 +33,15 @@ fn conv(c: &mut Criterion) {
         let flops = 2 * 32 * cout * cin * side * side * 81;
         g.throughput(Throughput::Elements(flops as u64));
         let f = flops as f64;
-        common::bench(&mut g, group, &format!("fwd/{shape}"), f, || ops::conv2d::forward(&x, &w, Some(&b), spec).unwrap());
-        common::bench(&mut g, group, &format!("bwd_input/{shape}"), f, || ops::conv2d::backward(&x, &w, &dy, spec, [true, false, false]).unwrap());
-        common::bench(&mut g, group, &format!("bwd_weight/{shape}"), f, || ops::conv2d::backward(&x, &w, &dy, spec, [false, true, true]).unwrap());
+        common::bench(&mut g, group, &format!("fwd/{shape}"), f, || {
+            ops::conv2d::forward(&x, &w, Some(&b), spec).unwrap()
+        });
+        common::bench(&mut g, group, &format!("bwd_input/{shape}"), f, || {
+            ops::conv2d::backward(&x, &w, &dy, spec, [true, false, false]).unwrap()
+        });
+        common::bench(&mut g, group, &format!("bwd_weight/{shape}"), f, || {
+            ops::conv2d::backward(&x, &w, &dy, spec, [false, true, true]).unwrap()
+        });
     }
     g.finish();
 }
@@ -49,7 +55,9 @@ fn dense_and_elementwise(c: &mut Criterion) {
     g.throughput(Throughput::Elements(fwd));
     common::bench(&mut g, group, "fwd/512x512_b128", fwd as f64, || ops::linear::forward(&x, &w, Some(&b)).unwrap());
     g.throughput(Throughput::Elements(bwd));
-    common::bench(&mut g, group, "bwd/512x512_b128", bwd as f64, || ops::linear::backward(&x, &w, &dy, [true, true, true]).unwrap());
+    common::bench(&mut g, group, "bwd/512x512_b128", bwd as f64, || {
+        ops::linear::backward(&x, &w, &dy, [true, true, true]).unwrap()
+    });
     g.finish();
 
     let group = "cpu_elementwise";
@@ -58,7 +66,9 @@ fn dense_and_elementwise(c: &mut Criterion) {
     let a = random(&[32, 64, 64, 64], 5);
     g.throughput(Throughput::Elements(a.len() as u64));
     // Memory-bound: no FLOP count, so no GFLOP/s or fraction of peak in the closing table.
-    common::bench(&mut g, group, "maxpool2d_fwd/64x64x64_b32", 0.0, || ops::maxpool2d::forward(&a, Pool2dSpec::square(2)).unwrap());
+    common::bench(&mut g, group, "maxpool2d_fwd/64x64x64_b32", 0.0, || {
+        ops::maxpool2d::forward(&a, Pool2dSpec::square(2)).unwrap()
+    });
     common::bench(&mut g, group, "relu_fwd/64x64x64_b32", 0.0, || ops::activation::relu(&a));
     common::bench(&mut g, group, "selu_fwd/64x64x64_b32", 0.0, || ops::activation::selu(&a));
     g.finish();

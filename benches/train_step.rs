@@ -19,7 +19,11 @@ fn steps(c: &mut Criterion) {
             // Each call builds its model and optimizer afresh; one untimed step first, so that the
             // first step's allocations (Adam's moments, the pieces' buffers) are not timed.
             b.iter_custom(|iters| {
-                let r = if training { train_step(name, &arch, batch, Reps::exactly(1, iters as usize)) } else { inference(name, &arch, batch, Reps::exactly(1, iters as usize)) };
+                let r = if training {
+                    train_step(name, &arch, batch, Reps::exactly(1, iters as usize))
+                } else {
+                    inference(name, &arch, batch, Reps::exactly(1, iters as usize))
+                };
                 let r = r.expect("benchmark step runs");
                 common::record(&format!("cpu_steps/{name}_b{batch}"), step_flops(&arch, batch, training), r.seconds);
                 std::time::Duration::from_secs_f64(r.seconds * iters as f64)

@@ -22,9 +22,12 @@ fn main() {
         return;
     }
     for (wide, tile) in [(false, "6x16 AVX2"), (true, "6x32 AVX-512")] {
-        for (panels, strips, what) in [(1, 2, "one panel, two strips (L1)"), (11, 32, "11 panels x 32 strips (panels in L2)")] {
+        for (panels, strips, what) in
+            [(1, 2, "one panel, two strips (L1)"), (11, 32, "11 panels x 32 strips (panels in L2)")]
+        {
             let reps = 400_000 / (panels * strips);
-            let Some(best) = (0..5).filter_map(|_| sgemm::time_tiles(panels, strips, reps, wide)).reduce(f64::min) else {
+            let Some(best) = (0..5).filter_map(|_| sgemm::time_tiles(panels, strips, reps, wide)).reduce(f64::min)
+            else {
                 println!("tile alone  {tile}: not on this CPU");
                 break;
             };
@@ -32,7 +35,10 @@ fn main() {
             println!("tile alone  {tile}, {what}: {:.1} GFLOP/s", flops / best / 1e9);
         }
     }
-    println!("products on the {} kernels (SPECNN_GEMM=avx2 for the AVX2 ones):", if sgemm::wide() { "AVX-512" } else { "AVX2" });
+    println!(
+        "products on the {} kernels (SPECNN_GEMM=avx2 for the AVX2 ones):",
+        if sgemm::wide() { "AVX-512" } else { "AVX2" }
+    );
     let r = |m: usize, n: usize| Array2::<f32>::from_shape_fn((m, n), |(i, j)| ((i * 7 + j * 13) % 17) as f32 * 0.01);
     for rows in [64usize, 128] {
         let (x, w, dy, x1, w1) = (r(rows, 512), r(512, 512), r(rows, 512), r(rows, 143), r(512, 143));

@@ -18,7 +18,8 @@ fn main() -> specnn::Result<()> {
     let (model, _) = load_model::<f32>(&path)?;
     let shape = model.arch().input_shape(batch);
     let n: usize = shape.iter().product();
-    let x = ArrayD::from_shape_vec(IxDyn(&shape), (0..n).map(|i| (i as f32).sin() / 2.0 + 0.5).collect()).expect("shape");
+    let x =
+        ArrayD::from_shape_vec(IxDyn(&shape), (0..n).map(|i| (i as f32).sin() / 2.0 + 0.5).collect()).expect("shape");
     let y = model.predict(&x)?;
     println!("{}", serde_json::to_string(&y.iter().copied().collect::<Vec<f32>>()).expect("json"));
     Ok(())

@@ -16,8 +16,8 @@
 //! Pixels that the pipeline set to 0 outside a `--window` stay 0.
 
 use crate::error::{Error, Result};
-use rand::{rngs::StdRng, Rng, SeedableRng};
 use rand::distr::{Distribution, StandardUniform};
+use rand::{rngs::StdRng, Rng, SeedableRng};
 
 /// What augmentation does (all off by default).
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -49,11 +49,20 @@ impl Augment {
             if part == "none" {
                 continue;
             }
-            let (k, v) = part.split_once('=').ok_or_else(|| bad(format!("`{part}` is not KEY=VALUE (keys: snr, rv, tilt, mask)")))?;
-            let num = |t: &str| t.trim().parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0).ok_or_else(|| bad(format!("`{part}`: `{t}` is not a non-negative number")));
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| bad(format!("`{part}` is not KEY=VALUE (keys: snr, rv, tilt, mask)")))?;
+            let num = |t: &str| {
+                t.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite() && *x >= 0.0)
+                    .ok_or_else(|| bad(format!("`{part}`: `{t}` is not a non-negative number")))
+            };
             match k.trim() {
                 "snr" => {
-                    let (lo, hi) = v.split_once(':').ok_or_else(|| bad(format!("`{part}`: give snr=LO:HI, e.g. snr=20:200")))?;
+                    let (lo, hi) =
+                        v.split_once(':').ok_or_else(|| bad(format!("`{part}`: give snr=LO:HI, e.g. snr=20:200")))?;
                     let (lo, hi) = (num(lo)?, num(hi)?);
                     if !(lo > 0.0 && hi >= lo) {
                         return Err(bad(format!("`{part}`: need 0 < LO <= HI")));
@@ -68,7 +77,9 @@ impl Augment {
                     }
                 }
                 "mask" => {
-                    let (n, l) = v.split_once('x').ok_or_else(|| bad(format!("`{part}`: give mask=RUNSxLEN, e.g. mask=3x20")))?;
+                    let (n, l) = v
+                        .split_once('x')
+                        .ok_or_else(|| bad(format!("`{part}`: give mask=RUNSxLEN, e.g. mask=3x20")))?;
                     a.runs = n.trim().parse().map_err(|_| bad(format!("`{part}`: `{n}` is not a count")))?;
                     a.run_len = l.trim().parse().map_err(|_| bad(format!("`{part}`: `{l}` is not a length")))?;
                 }
@@ -147,7 +158,9 @@ fn gauss(rng: &mut StdRng) -> f64 {
 
 /// The generator for one batch: the same for a run and its resumption.
 pub fn batch_rng(seed: u64, epoch: usize, batch: usize) -> StdRng {
-    StdRng::seed_from_u64(seed.wrapping_mul(0xA24B_AED4_963E_E407) ^ ((epoch as u64) << 32 | batch as u64).wrapping_add(0x51A7))
+    StdRng::seed_from_u64(
+        seed.wrapping_mul(0xA24B_AED4_963E_E407) ^ ((epoch as u64) << 32 | batch as u64).wrapping_add(0x51A7),
+    )
 }
 
 #[cfg(test)]
@@ -194,7 +207,10 @@ mod tests {
         // rv is drawn in [-72, 72]: find a seed that draws close to the top.
         for s in 0..200 {
             let mut rng = batch_rng(s, 0, 0);
-            let v: f64 = { let mut c = rng.clone(); c.random_range(-72.0..=72.0) };
+            let v: f64 = {
+                let mut c = rng.clone();
+                c.random_range(-72.0..=72.0)
+            };
             if v > 70.0 {
                 let x = a.apply(&r, &grid, &mut rng);
                 let min_at = x.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;

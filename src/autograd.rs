@@ -11,7 +11,9 @@
 //! optimizer by parameter name.
 
 use crate::error::{Error, Result};
-use crate::ops::{self, activation, conv2d, conv2d::Conv2dSpec, conv2d::SpectraCache, linear, loss, maxpool2d, maxpool2d::Pool2dSpec};
+use crate::ops::{
+    self, activation, conv2d, conv2d::Conv2dSpec, conv2d::SpectraCache, linear, loss, maxpool2d, maxpool2d::Pool2dSpec,
+};
 use crate::tensor::Float;
 use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
 
@@ -29,7 +31,14 @@ pub trait Graph<'a, T: Float> {
     fn conv2d(&mut self, x: Var, w: Var, b: Option<Var>, spec: Conv2dSpec) -> Result<Var>;
     /// `conv2d` whose weight spectra an inference pass may keep in `cache` between calls (CPU tape
     /// without gradients); tapes that record, and the GPU's, run plain `conv2d`.
-    fn conv2d_cached(&mut self, x: Var, w: Var, b: Option<Var>, spec: Conv2dSpec, cache: &'a SpectraCache<T>) -> Result<Var> {
+    fn conv2d_cached(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        spec: Conv2dSpec,
+        cache: &'a SpectraCache<T>,
+    ) -> Result<Var> {
         let _ = cache;
         self.conv2d(x, w, b, spec)
     }
@@ -56,7 +65,14 @@ impl<'a, T: Float> Graph<'a, T> for Tape<'a, T> {
     fn conv2d(&mut self, x: Var, w: Var, b: Option<Var>, spec: Conv2dSpec) -> Result<Var> {
         Tape::conv2d(self, x, w, b, spec)
     }
-    fn conv2d_cached(&mut self, x: Var, w: Var, b: Option<Var>, spec: Conv2dSpec, cache: &'a SpectraCache<T>) -> Result<Var> {
+    fn conv2d_cached(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        spec: Conv2dSpec,
+        cache: &'a SpectraCache<T>,
+    ) -> Result<Var> {
         if self.grad_enabled {
             return Tape::conv2d(self, x, w, b, spec);
         }
@@ -88,16 +104,48 @@ impl<'a, T: Float> Graph<'a, T> for Tape<'a, T> {
 enum Op {
     /// An input, parameter or constant; also every op none of whose inputs needs a gradient.
     Leaf,
-    Conv2d { x: Var, w: Var, b: Option<Var>, spec: Conv2dSpec },
-    MaxPool2d { x: Var, spec: Pool2dSpec, argmax: Vec<u32> },
-    Linear { x: Var, w: Var, b: Option<Var> },
-    Relu { x: Var },
-    Selu { x: Var },
-    Add { a: Var, b: Var },
-    Reshape { x: Var },
-    MaeLoss { pred: Var, target: Var },
-    MseLoss { pred: Var, target: Var },
-    MaskedMaeLoss { pred: Var, target: Var, mask: Var },
+    Conv2d {
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        spec: Conv2dSpec,
+    },
+    MaxPool2d {
+        x: Var,
+        spec: Pool2dSpec,
+        argmax: Vec<u32>,
+    },
+    Linear {
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+    },
+    Relu {
+        x: Var,
+    },
+    Selu {
+        x: Var,
+    },
+    Add {
+        a: Var,
+        b: Var,
+    },
+    Reshape {
+        x: Var,
+    },
+    MaeLoss {
+        pred: Var,
+        target: Var,
+    },
+    MseLoss {
+        pred: Var,
+        target: Var,
+    },
+    MaskedMaeLoss {
+        pred: Var,
+        target: Var,
+        mask: Var,
+    },
 }
 
 struct Node<'a, T: Float> {
@@ -154,7 +202,14 @@ impl<'a, T: Float> Default for Tape<'a, T> {
 impl<'a, T: Float> Tape<'a, T> {
     /// A tape for training: parameters need gradients.
     pub fn new() -> Self {
-        Self { nodes: Vec::new(), grads: Vec::new(), params: Vec::new(), grad_enabled: true, defer_dense: false, deferred: Vec::new() }
+        Self {
+            nodes: Vec::new(),
+            grads: Vec::new(),
+            params: Vec::new(),
+            grad_enabled: true,
+            defer_dense: false,
+            deferred: Vec::new(),
+        }
     }
 
     /// A training tape whose `backward` does not form the weight gradients of dense layers (a
@@ -293,7 +348,11 @@ impl<'a, T: Float> Tape<'a, T> {
     /// Backward pass from a scalar `loss`.
     pub fn backward(&mut self, loss: Var) -> Result<()> {
         if self.nodes[loss.0].value.len() != 1 {
-            return Err(Error::shape("backward", "backward() needs a scalar; use backward_with for a tensor", &[self.nodes[loss.0].value.shape()]));
+            return Err(Error::shape(
+                "backward",
+                "backward() needs a scalar; use backward_with for a tensor",
+                &[self.nodes[loss.0].value.shape()],
+            ));
         }
         let seed = ArrayD::from_elem(self.nodes[loss.0].value.raw_dim(), T::one());
         self.backward_with(loss, seed)
@@ -302,7 +361,11 @@ impl<'a, T: Float> Tape<'a, T> {
     /// Backward pass from `out` with upstream gradient `grad_output` (of `out`'s shape).
     pub fn backward_with(&mut self, out: Var, grad_output: ArrayD<T>) -> Result<()> {
         if grad_output.shape() != self.nodes[out.0].value.shape() {
-            return Err(Error::shape("backward", "grad_output must have the output's shape", &[grad_output.shape(), self.nodes[out.0].value.shape()]));
+            return Err(Error::shape(
+                "backward",
+                "grad_output must have the output's shape",
+                &[grad_output.shape(), self.nodes[out.0].value.shape()],
+            ));
         }
         self.accumulate(out, grad_output);
         for i in (0..=out.0).rev() {
@@ -400,14 +463,17 @@ impl<'a, T: Float> Tape<'a, T> {
     pub fn into_param_grads_deferred(mut self) -> (ParamGrads<T>, Vec<DeferredDense<T>>) {
         let params = std::mem::take(&mut self.params);
         let deferred = std::mem::take(&mut self.deferred);
-        let name_of = |w: Var| params.iter().find(|(_, p)| *p == w).map(|(n, _)| n.clone()).expect("a deferred weight is a parameter");
+        let name_of = |w: Var| {
+            params.iter().find(|(_, p)| *p == w).map(|(n, _)| n.clone()).expect("a deferred weight is a parameter")
+        };
         let dense: Vec<DeferredDense<T>> = deferred
             .into_iter()
             .map(|(w, x, dy)| {
                 // A layer input used by one dense layer is moved out of the tape, not copied.
                 let uses = self.nodes.iter().filter(|n| matches!(n.op, Op::Linear { x: u, .. } if u == x)).count();
                 let x = if uses == 1 {
-                    std::mem::replace(&mut self.nodes[x.0].value, CowArray::from(ArrayD::zeros(IxDyn(&[0])))).into_owned()
+                    std::mem::replace(&mut self.nodes[x.0].value, CowArray::from(ArrayD::zeros(IxDyn(&[0]))))
+                        .into_owned()
                 } else {
                     self.nodes[x.0].value.to_owned()
                 };

@@ -78,10 +78,8 @@ fn layer_macs(arch: &Arch) -> Vec<(f64, bool)> {
 /// weight gradient (same count) and the input gradient (same count, skipped for the first layer,
 /// whose input needs none).
 pub fn step_flops(arch: &Arch, batch: usize, training: bool) -> f64 {
-    let per_sample: f64 = layer_macs(arch)
-        .iter()
-        .map(|&(m, first)| if training { m * if first { 2.0 } else { 3.0 } } else { m })
-        .sum();
+    let per_sample: f64 =
+        layer_macs(arch).iter().map(|&(m, first)| if training { m * if first { 2.0 } else { 3.0 } } else { m }).sum();
     2.0 * per_sample * batch as f64
 }
 
@@ -91,7 +89,8 @@ fn random_batch(arch: &Arch, batch: usize, seed: u64) -> (ArrayD<f32>, ArrayD<f3
     let n: usize = shape.iter().product();
     let x = ArrayD::from_shape_vec(IxDyn(&shape), (0..n).map(|_| rng.random_range(0.0..1.0)).collect()).expect("shape");
     let k = arch.outputs();
-    let y = ArrayD::from_shape_vec(IxDyn(&[batch, k]), (0..batch * k).map(|_| rng.random_range(-1.0..1.0)).collect()).expect("shape");
+    let y = ArrayD::from_shape_vec(IxDyn(&[batch, k]), (0..batch * k).map(|_| rng.random_range(-1.0..1.0)).collect())
+        .expect("shape");
     (x, y)
 }
 
@@ -167,7 +166,9 @@ pub fn train_step(name: &str, arch: &Arch, batch: usize, reps: Reps) -> Result<B
         let mut adam = Adam::new(AdamConfig::default());
         let (x, y) = random_batch(arch, batch, 1);
         let mask = ArrayD::<f32>::ones(y.raw_dim());
-        let secs = time_steps(reps, || crate::train::cpu_step(&mut model, &mut adam, x.view(), y.view(), mask.view()).map(drop))?;
+        let secs = time_steps(reps, || {
+            crate::train::cpu_step(&mut model, &mut adam, x.view(), y.view(), mask.view()).map(drop)
+        })?;
         Ok(result(name, arch, batch, secs, true))
     })
 }

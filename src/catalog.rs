@@ -94,7 +94,13 @@ const FLAG_NULL: i16 = -1;
 impl Catalog {
     /// Adds a column.
     pub fn push(&mut self, name: &str, unit: &str, data: ColumnData) {
-        self.columns.push(Column { name: name.into(), unit: unit.into(), comment: String::new(), display: String::new(), data });
+        self.columns.push(Column {
+            name: name.into(),
+            unit: unit.into(),
+            comment: String::new(),
+            display: String::new(),
+            data,
+        });
     }
 
     /// Gives the last column added its description and display format (FITS TDISP, e.g. `F7.1`).
@@ -163,7 +169,8 @@ impl Catalog {
 
     fn write_fits(&self, path: &Path) -> Result<()> {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().expect("checked").to_string_lossy(), std::process::id()));
+        let tmp =
+            dir.join(format!(".{}.tmp-{}", path.file_name().expect("checked").to_string_lossy(), std::process::id()));
         let _ = std::fs::remove_file(&tmp);
         let result = self.write_fits_to(&tmp);
         match result {
@@ -236,7 +243,8 @@ impl Catalog {
             match v {
                 CardValue::Str(s) => hdu.write_key(&mut f, k, (s.as_str(), comment.as_str())).map_err(err)?,
                 CardValue::F64(x) => hdu.write_key(&mut f, k, (*x, comment.as_str())).map_err(err)?,
-                CardValue::Bool(b) => write_logical(&mut f, k, *b, comment).map_err(|e| Error::file(tmp, format!("writing FITS card {k}: {e}")))?,
+                CardValue::Bool(b) => write_logical(&mut f, k, *b, comment)
+                    .map_err(|e| Error::file(tmp, format!("writing FITS card {k}: {e}")))?,
             }
         }
         Ok(())
@@ -275,7 +283,8 @@ impl Catalog {
 
     fn read_csv(path: &Path) -> Result<Self> {
         let mut rdr = csv::Reader::from_path(path).map_err(|e| Error::file(path, format!("cannot read CSV: {e}")))?;
-        let headers: Vec<String> = rdr.headers().map_err(|e| Error::file(path, e.to_string()))?.iter().map(String::from).collect();
+        let headers: Vec<String> =
+            rdr.headers().map_err(|e| Error::file(path, e.to_string()))?.iter().map(String::from).collect();
         let mut cells: Vec<Vec<String>> = vec![Vec::new(); headers.len()];
         for rec in rdr.records() {
             let rec = rec.map_err(|e| Error::file(path, e.to_string()))?;
@@ -287,9 +296,13 @@ impl Catalog {
         for (h, col) in headers.iter().zip(cells) {
             let data = match h.as_str() {
                 "obsid" => ColumnData::I64(col.iter().map(|c| c.parse().ok()).collect()),
-                "vmp" | "cemp" | "synthetic" => ColumnData::Flag(col.iter().map(|c| if c.is_empty() { None } else { Some(c == "1") }).collect()),
+                "vmp" | "cemp" | "synthetic" => {
+                    ColumnData::Flag(col.iter().map(|c| if c.is_empty() { None } else { Some(c == "1") }).collect())
+                }
                 "file" | "reason" => ColumnData::Str(col),
-                _ if col.iter().all(|c| c.is_empty() || c.parse::<f64>().is_ok()) => ColumnData::F64(col.iter().map(|c| c.parse().ok()).collect()),
+                _ if col.iter().all(|c| c.is_empty() || c.parse::<f64>().is_ok()) => {
+                    ColumnData::F64(col.iter().map(|c| c.parse().ok()).collect())
+                }
                 _ => ColumnData::Str(col),
             };
             cat.push(h, "", data);
@@ -308,14 +321,34 @@ impl Catalog {
         for (i, c) in column_descriptions.iter().enumerate() {
             let unit = hdu.read_key::<String>(&mut f, &format!("TUNIT{}", i + 1)).unwrap_or_default();
             let data = match c.data_type.typ {
-                ColumnDataType::Double | ColumnDataType::Float => {
-                    ColumnData::F64(hdu.read_col::<f64>(&mut f, &c.name).map_err(err)?.into_iter().map(|v| Some(v).filter(|v| v.is_finite())).collect())
-                }
-                ColumnDataType::LongLong | ColumnDataType::Long | ColumnDataType::Int => {
-                    ColumnData::I64(hdu.read_col::<i64>(&mut f, &c.name).map_err(err)?.into_iter().map(|v| Some(v).filter(|v| *v != INT_NULL)).collect())
-                }
-                ColumnDataType::Short => ColumnData::Flag(hdu.read_col::<i16>(&mut f, &c.name).map_err(err)?.into_iter().map(|v| (v != FLAG_NULL).then_some(v == 1)).collect()),
-                _ => ColumnData::Str(hdu.read_col::<String>(&mut f, &c.name).map_err(err)?.into_iter().map(|s| s.trim_end().to_string()).collect()),
+                ColumnDataType::Double | ColumnDataType::Float => ColumnData::F64(
+                    hdu.read_col::<f64>(&mut f, &c.name)
+                        .map_err(err)?
+                        .into_iter()
+                        .map(|v| Some(v).filter(|v| v.is_finite()))
+                        .collect(),
+                ),
+                ColumnDataType::LongLong | ColumnDataType::Long | ColumnDataType::Int => ColumnData::I64(
+                    hdu.read_col::<i64>(&mut f, &c.name)
+                        .map_err(err)?
+                        .into_iter()
+                        .map(|v| Some(v).filter(|v| *v != INT_NULL))
+                        .collect(),
+                ),
+                ColumnDataType::Short => ColumnData::Flag(
+                    hdu.read_col::<i16>(&mut f, &c.name)
+                        .map_err(err)?
+                        .into_iter()
+                        .map(|v| (v != FLAG_NULL).then_some(v == 1))
+                        .collect(),
+                ),
+                _ => ColumnData::Str(
+                    hdu.read_col::<String>(&mut f, &c.name)
+                        .map_err(err)?
+                        .into_iter()
+                        .map(|s| s.trim_end().to_string())
+                        .collect(),
+                ),
             };
             let mut key = |k: &str| hdu.read_key::<String>(&mut f, &format!("{k}{}", i + 1)).unwrap_or_default();
             let (comment, display) = (key("TCOMM"), key("TDISP"));
@@ -350,7 +383,10 @@ impl Catalog {
     pub fn append(&mut self, other: Catalog, source: &Path) -> Result<()> {
         let names = |c: &Catalog| c.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
         if names(self) != names(&other) {
-            return Err(Error::file(source, format!("its columns {:?} differ from the first catalog's {:?}", names(&other), names(self))));
+            return Err(Error::file(
+                source,
+                format!("its columns {:?} differ from the first catalog's {:?}", names(&other), names(self)),
+            ));
         }
         for (a, b) in self.columns.iter_mut().zip(other.columns) {
             match (&mut a.data, b.data) {

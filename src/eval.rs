@@ -14,7 +14,8 @@ pub struct Metrics {
 
 /// Metrics over the pairs where both truth and estimate are known.
 pub fn metrics(truth: &[f64], est: &[f64]) -> Metrics {
-    let mut e: Vec<f64> = truth.iter().zip(est).filter(|(t, p)| t.is_finite() && p.is_finite()).map(|(t, p)| t - p).collect();
+    let mut e: Vec<f64> =
+        truth.iter().zip(est).filter(|(t, p)| t.is_finite() && p.is_finite()).map(|(t, p)| t - p).collect();
     let n = e.len();
     if n == 0 {
         return Metrics { n, mae: f64::NAN, sd: f64::NAN, median: f64::NAN };
@@ -69,7 +70,9 @@ pub fn curve(truth: &[f64], est: &[f64], cut: f64, thresholds: &[f64]) -> Vec<(f
     thresholds
         .iter()
         .map(|&th| {
-            let c = Confusion::from_pairs(truth.iter().zip(est).filter(|(t, e)| t.is_finite() && e.is_finite()).map(|(t, e)| (*t < cut, *e < th)));
+            let c = Confusion::from_pairs(
+                truth.iter().zip(est).filter(|(t, e)| t.is_finite() && e.is_finite()).map(|(t, e)| (*t < cut, *e < th)),
+            );
             (th, c.recall(), c.fpr())
         })
         .collect()

@@ -3,10 +3,10 @@
 //! `|got - want| <= abs + rel * |want|`, the tolerances the file gives per case.
 
 use crate::autograd::{Graph, Tape, Var};
-use crate::gpu::ops::{self as gpu_ops, LossKind};
-use crate::gpu::{Gpu, GpuTape, GpuTensor, ParamStore};
 use crate::data::prep;
 use crate::error::{Error, Result};
+use crate::gpu::ops::{self as gpu_ops, LossKind};
+use crate::gpu::{Gpu, GpuTape, GpuTensor, ParamStore};
 use crate::io::read_safetensors;
 use crate::nn::{Arch, Dense, Model, ResidualBlock};
 use crate::ops::{conv2d::Conv2dSpec, maxpool2d::Pool2dSpec};
@@ -79,8 +79,11 @@ pub fn audit(path: &Path) -> Result<Vec<CaseReport>> {
 /// through the GPU kernels there; the preprocessing cases (fold_s, minmax) are host code on both.
 pub fn audit_on(path: &Path, dev: Option<&Gpu>) -> Result<Vec<CaseReport>> {
     let (tensors, meta) = read_safetensors::<f32>(path)?;
-    let json = meta.get(GOLDEN_KEY).ok_or_else(|| Error::file(path, format!("no `{GOLDEN_KEY}` metadata: not a golden-vector file")))?;
-    let doc: Doc = serde_json::from_str(json).map_err(|e| Error::file(path, format!("malformed `{GOLDEN_KEY}` JSON: {e}")))?;
+    let json = meta
+        .get(GOLDEN_KEY)
+        .ok_or_else(|| Error::file(path, format!("no `{GOLDEN_KEY}` metadata: not a golden-vector file")))?;
+    let doc: Doc =
+        serde_json::from_str(json).map_err(|e| Error::file(path, format!("malformed `{GOLDEN_KEY}` JSON: {e}")))?;
     if doc.version != 1 {
         return Err(Error::file(path, format!("golden format version {} is not supported (1 is)", doc.version)));
     }
@@ -96,13 +99,19 @@ fn get<'t>(t: &'t Tensors, key: &str) -> Result<&'t ArrayD<f32>> {
 
 fn attr_usize(attrs: &Value, key: &str, default: Option<usize>) -> Result<usize> {
     match attrs.get(key) {
-        Some(v) => v.as_u64().map(|v| v as usize).ok_or_else(|| Error::Golden(format!("attr `{key}` is not a non-negative integer"))),
+        Some(v) => v
+            .as_u64()
+            .map(|v| v as usize)
+            .ok_or_else(|| Error::Golden(format!("attr `{key}` is not a non-negative integer"))),
         None => default.ok_or_else(|| Error::Golden(format!("attr `{key}` is missing"))),
     }
 }
 
 fn attr_f64(attrs: &Value, key: &str) -> Result<f64> {
-    attrs.get(key).and_then(Value::as_f64).ok_or_else(|| Error::Golden(format!("attr `{key}` is missing or not a number")))
+    attrs
+        .get(key)
+        .and_then(Value::as_f64)
+        .ok_or_else(|| Error::Golden(format!("attr `{key}` is missing or not a number")))
 }
 
 /// The tensors a case computes, by the key of the tensor they are compared with.
@@ -134,7 +143,8 @@ fn run_case(case: &Case, t: &Tensors, dev: Option<&Gpu>) -> CaseReport {
 }
 
 fn compare(case: &Case, t: &Tensors, got: Got, r: &mut CaseReport) -> Result<()> {
-    let mut wanted: Vec<&String> = case.output.iter().chain(case.outputs.iter().flat_map(|o| o.values())).chain(case.grads.values()).collect();
+    let mut wanted: Vec<&String> =
+        case.output.iter().chain(case.outputs.iter().flat_map(|o| o.values())).chain(case.grads.values()).collect();
     wanted.sort();
     let mut produced: Vec<&String> = got.iter().map(|(k, _)| k).collect();
     produced.sort();
@@ -179,19 +189,31 @@ fn compute(case: &Case, t: &Tensors, dev: Option<&Gpu>) -> Result<Got> {
     let out_key = || case.output.clone().ok_or_else(|| Error::Golden("case has no `output`".into()));
     match case.op.as_str() {
         "fold_s" => {
-            let x = input("x")?.view().into_dimensionality::<Ix2>().map_err(|e| Error::Golden(format!("fold_s input: {e}")))?;
+            let x = input("x")?
+                .view()
+                .into_dimensionality::<Ix2>()
+                .map_err(|e| Error::Golden(format!("fold_s input: {e}")))?;
             let side = attr_usize(&case.attrs, "side", Some(64))?;
             Ok(vec![(out_key()?, prep::fold_s(x, side)?.into_dyn())])
         }
         "minmax" => {
-            let x = input("x")?.view().into_dimensionality::<Ix2>().map_err(|e| Error::Golden(format!("minmax input: {e}")))?;
+            let x = input("x")?
+                .view()
+                .into_dimensionality::<Ix2>()
+                .map_err(|e| Error::Golden(format!("minmax input: {e}")))?;
             Ok(vec![(out_key()?, prep::minmax(x)?.into_dyn())])
         }
         "adam_step" => {
             let a = &case.attrs;
-            let cfg = AdamConfig { lr: attr_f64(a, "lr")?, beta1: attr_f64(a, "beta1")?, beta2: attr_f64(a, "beta2")?, eps: attr_f64(a, "eps")? };
+            let cfg = AdamConfig {
+                lr: attr_f64(a, "lr")?,
+                beta1: attr_f64(a, "beta1")?,
+                beta2: attr_f64(a, "beta2")?,
+                eps: attr_f64(a, "eps")?,
+            };
             let step = attr_usize(a, "step", None)? as u64;
-            let (mut p, g, mut m, mut v) = (input("param")?.clone(), input("grad")?, input("m")?.clone(), input("v")?.clone());
+            let (mut p, g, mut m, mut v) =
+                (input("param")?.clone(), input("grad")?, input("m")?.clone(), input("v")?.clone());
             if g.shape() != p.shape() || m.shape() != p.shape() || v.shape() != p.shape() {
                 return Err(Error::Golden("adam_step: param, grad, m and v differ in shape".into()));
             }
@@ -205,14 +227,19 @@ fn compute(case: &Case, t: &Tensors, dev: Option<&Gpu>) -> Result<Got> {
                 }
             }
             let outs = case.outputs.as_ref().ok_or_else(|| Error::Golden("adam_step has no `outputs`".into()))?;
-            let key = |k: &str| outs.get(k).cloned().ok_or_else(|| Error::Golden(format!("adam_step outputs lack `{k}`")));
+            let key =
+                |k: &str| outs.get(k).cloned().ok_or_else(|| Error::Golden(format!("adam_step outputs lack `{k}`")));
             Ok(vec![(key("param")?, p), (key("m")?, m), (key("v")?, v)])
         }
         "model" => {
             let arch: Arch = serde_json::from_value(case.attrs.get("arch").cloned().unwrap_or(Value::Null))
                 .map_err(|e| Error::Golden(format!("model case: bad `arch`: {e}")))?;
-            let params: BTreeMap<String, ArrayD<f32>> =
-                case.inputs.iter().filter(|(r, _)| r.as_str() != "x").map(|(r, k)| get(t, k).map(|a| (r.clone(), a.clone()))).collect::<Result<_>>()?;
+            let params: BTreeMap<String, ArrayD<f32>> = case
+                .inputs
+                .iter()
+                .filter(|(r, _)| r.as_str() != "x")
+                .map(|(r, k)| get(t, k).map(|a| (r.clone(), a.clone())))
+                .collect::<Result<_>>()?;
             let model = Prepared::Model(Model::from_tensors(&arch, params)?);
             on_device(case, t, &model, dev)
         }
@@ -220,7 +247,11 @@ fn compute(case: &Case, t: &Tensors, dev: Option<&Gpu>) -> Result<Got> {
             // A residual block registers its own parameters, so it is built first and outlives the tape.
             let block = if op == "residual_block" {
                 let layer = |n: &str| -> Result<Dense<f32>> {
-                    Ok(Dense { name: n.to_string(), weight: input(&format!("{n}.weight"))?.clone(), bias: input(&format!("{n}.bias"))?.clone() })
+                    Ok(Dense {
+                        name: n.to_string(),
+                        weight: input(&format!("{n}.weight"))?.clone(),
+                        bias: input(&format!("{n}.bias"))?.clone(),
+                    })
                 };
                 Some(ResidualBlock { fc1: layer("fc1")?, fc2: layer("fc2")? })
             } else {
@@ -276,7 +307,12 @@ fn run_case_on<'a, G: AuditTape<'a>>(case: &Case, t: &'a Tensors, prepared: &'a 
         let v = tape.input(get(t, key)?, case.grads.contains_key(role))?;
         vars.push((role.as_str(), v));
     }
-    let var = |role: &str| vars.iter().find(|(r, _)| *r == role).map(|(_, v)| *v).ok_or_else(|| Error::Golden(format!("{op} case has no input `{role}`")));
+    let var = |role: &str| {
+        vars.iter()
+            .find(|(r, _)| *r == role)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| Error::Golden(format!("{op} case has no input `{role}`")))
+    };
     let a = &case.attrs;
     let y = match op {
         "conv2d" => {
@@ -363,11 +399,15 @@ impl<'a, 'g> AuditTape<'a> for GpuTape<'g> {
 /// Collects the output, runs the backward pass with the case's `grad_output`, and collects the gradients
 /// of the inputs (`inputs`) and of the parameters registered on the tape.
 fn finish<'a, G: AuditTape<'a>>(case: &Case, t: &Tensors, mut tape: G, y: Var, inputs: &[(&str, Var)]) -> Result<Got> {
-    let mut got = vec![(case.output.clone().ok_or_else(|| Error::Golden("case has no `output`".into()))?, tape.value_of(y)?)];
+    let mut got =
+        vec![(case.output.clone().ok_or_else(|| Error::Golden("case has no `output`".into()))?, tape.value_of(y)?)];
     if case.grads.is_empty() {
         return Ok(got);
     }
-    let gy = get(t, case.grad_output.as_deref().ok_or_else(|| Error::Golden("case has grads but no `grad_output`".into()))?)?;
+    let gy = get(
+        t,
+        case.grad_output.as_deref().ok_or_else(|| Error::Golden("case has grads but no `grad_output`".into()))?,
+    )?;
     tape.backward_from(y, gy)?;
     let mut grads: BTreeMap<String, ArrayD<f32>> = BTreeMap::new();
     for (role, v) in inputs {

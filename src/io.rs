@@ -33,8 +33,10 @@ pub fn read_safetensors<T: Float>(path: &Path) -> Result<TensorFile<T>> {
 
 /// Parses safetensors bytes (`path` only names the source in errors).
 pub fn parse_safetensors<T: Float>(path: &Path, bytes: &[u8]) -> Result<TensorFile<T>> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| Error::file(path, format!("not a valid safetensors file ({e}); is it truncated?")))?;
-    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| Error::file(path, format!("bad safetensors header: {e}")))?;
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::file(path, format!("not a valid safetensors file ({e}); is it truncated?")))?;
+    let (_, meta) =
+        SafeTensors::read_metadata(bytes).map_err(|e| Error::file(path, format!("bad safetensors header: {e}")))?;
     let metadata = meta.metadata().clone().unwrap_or_default();
     let mut tensors = BTreeMap::new();
     for (name, view) in st.tensors() {
@@ -42,9 +44,12 @@ pub fn parse_safetensors<T: Float>(path: &Path, bytes: &[u8]) -> Result<TensorFi
         let values: Vec<T> = match view.dtype() {
             Dtype::F32 => data.chunks_exact(4).map(|c| T::of(f32::from_le(c) as f64)).collect(),
             Dtype::F64 => data.chunks_exact(8).map(|c| T::of(f64::from_le(c))).collect(),
-            other => return Err(Error::file(path, format!("tensor `{name}` has dtype {other:?}; specnn reads F32 and F64"))),
+            other => {
+                return Err(Error::file(path, format!("tensor `{name}` has dtype {other:?}; specnn reads F32 and F64")))
+            }
         };
-        let array = ArrayD::from_shape_vec(IxDyn(view.shape()), values).map_err(|e| Error::file(path, format!("tensor `{name}`: {e}")))?;
+        let array = ArrayD::from_shape_vec(IxDyn(view.shape()), values)
+            .map_err(|e| Error::file(path, format!("tensor `{name}`: {e}")))?;
         tensors.insert(name, array);
     }
     Ok((tensors, metadata))
@@ -72,7 +77,10 @@ impl safetensors::View for &Raw {
 }
 
 /// Serialises tensors (in `T`'s dtype) with string metadata to safetensors bytes.
-pub fn to_safetensors<T: Float>(tensors: &[(String, &ArrayD<T>)], metadata: HashMap<String, String>) -> Result<Vec<u8>> {
+pub fn to_safetensors<T: Float>(
+    tensors: &[(String, &ArrayD<T>)],
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
     let raws: Vec<(String, Raw)> = tensors
         .iter()
         .map(|(name, a)| {
@@ -81,10 +89,15 @@ pub fn to_safetensors<T: Float>(tensors: &[(String, &ArrayD<T>)], metadata: Hash
             (name.clone(), Raw { dtype: T::DTYPE, shape: a.shape().to_vec(), bytes })
         })
         .collect();
-    safetensors::serialize(raws.iter().map(|(n, r)| (n.as_str(), r)), Some(metadata)).map_err(|e| Error::invalid("safetensors", e.to_string()))
+    safetensors::serialize(raws.iter().map(|(n, r)| (n.as_str(), r)), Some(metadata))
+        .map_err(|e| Error::invalid("safetensors", e.to_string()))
 }
 
 /// Writes tensors and metadata to a safetensors file, atomically.
-pub fn write_safetensors<T: Float>(path: &Path, tensors: &[(String, &ArrayD<T>)], metadata: HashMap<String, String>) -> Result<()> {
+pub fn write_safetensors<T: Float>(
+    path: &Path,
+    tensors: &[(String, &ArrayD<T>)],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
     write_atomic(path, &to_safetensors(tensors, metadata)?)
 }

@@ -2,8 +2,8 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use specnn::golden;
-use specnn::predict::Thresholds;
 use specnn::options::TrainSettings;
+use specnn::predict::Thresholds;
 use specnn::workflow::{Kind, TrainRequest};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +15,11 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "specnn", version, about = "Stellar labels from spectra with neural networks, audited against PyTorch")]
+#[command(
+    name = "specnn",
+    version,
+    about = "Stellar labels from spectra with neural networks, audited against PyTorch"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -305,7 +309,13 @@ fn main() -> ExitCode {
             };
             let t0 = std::time::Instant::now();
             let r = specnn::workflow::run_crossval(&req, folds, &dir, &Thresholds::default(), |f, o, mae| {
-                println!("fold {f}/{folds}: best epoch {} of {}, held-out {} MAE {mae:.4} ({:.0} s)", o.history.best_epoch, o.history.epochs.len(), req.targets[0], t0.elapsed().as_secs_f64());
+                println!(
+                    "fold {f}/{folds}: best epoch {} of {}, held-out {} MAE {mae:.4} ({:.0} s)",
+                    o.history.best_epoch,
+                    o.history.epochs.len(),
+                    req.targets[0],
+                    t0.elapsed().as_secs_f64()
+                );
             });
             report(r.map(|e| print_evaluation(&e, &dir)))
         }
@@ -314,16 +324,43 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(e) => return report(Err(e)),
             };
-            report(open_device(&flags.device).and_then(|d| cli_predict(&model, &spectra, &out, &flags.thresholds(), &flags.read(), shard, &d)).map(|_| ()))
+            report(
+                open_device(&flags.device)
+                    .and_then(|d| cli_predict(&model, &spectra, &out, &flags.thresholds(), &flags.read(), shard, &d))
+                    .map(|_| ()),
+            )
         }
-        Command::Merge { shards, spectra, recursive, out } => report(specnn::workflow::run_merge(&shards, &spectra, recursive, &out).map(|n| println!("wrote {n} rows to {}", out.display()))),
-        Command::Evaluate { model, spectra, labels, report: dir, flags } => {
-            report(open_device(&flags.device).and_then(|d| specnn::workflow::run_evaluate(&model, &spectra, &labels, &dir, &flags.thresholds(), &flags.read(), &d)).map(|e| print_evaluation(&e, &dir)))
+        Command::Merge { shards, spectra, recursive, out } => report(
+            specnn::workflow::run_merge(&shards, &spectra, recursive, &out)
+                .map(|n| println!("wrote {n} rows to {}", out.display())),
+        ),
+        Command::Evaluate { model, spectra, labels, report: dir, flags } => report(
+            open_device(&flags.device)
+                .and_then(|d| {
+                    specnn::workflow::run_evaluate(
+                        &model,
+                        &spectra,
+                        &labels,
+                        &dir,
+                        &flags.thresholds(),
+                        &flags.read(),
+                        &d,
+                    )
+                })
+                .map(|e| print_evaluation(&e, &dir)),
+        ),
+        Command::Demo { out, n, seed, channels, cnn_epochs, ann_epochs, device } => {
+            report(open_device(&device).and_then(|d| demo(&out, n, seed, &channels, cnn_epochs, ann_epochs, &d)))
         }
-        Command::Demo { out, n, seed, channels, cnn_epochs, ann_epochs, device } => report(open_device(&device).and_then(|d| demo(&out, n, seed, &channels, cnn_epochs, ann_epochs, &d))),
         Command::Simulate { n, seed, out, layout, grid } => simulate(n, seed, &out, layout, grid),
         Command::Bench { iters, warmup, min_time, only, peak_gflops, json, device } => match open_device(&device) {
-            Ok(d) => bench(specnn::bench::Reps { warmup, iters, min_seconds: min_time }, only.as_deref(), peak_gflops, json, &d),
+            Ok(d) => bench(
+                specnn::bench::Reps { warmup, iters, min_seconds: min_time },
+                only.as_deref(),
+                peak_gflops,
+                json,
+                &d,
+            ),
             Err(e) => report(Err(e)),
         },
     }
@@ -335,7 +372,10 @@ fn devices() -> ExitCode {
         println!("no GPU adapter found: --device auto runs on the CPU (install a Vulkan driver for the GPU path; mesa-vulkan-drivers gives a CPU one for testing)");
         return ExitCode::SUCCESS;
     }
-    println!("{:<6} {:<8} {:<14} {:<44} {:>14} {:>16} {:>10} {:>8}", "device", "backend", "type", "name", "max buffer", "max binding", "wg memory", "wg size");
+    println!(
+        "{:<6} {:<8} {:<14} {:<44} {:>14} {:>16} {:>10} {:>8}",
+        "device", "backend", "type", "name", "max buffer", "max binding", "wg memory", "wg size"
+    );
     for a in &all {
         println!(
             "{:<6} {:<8} {:<14} {:<44} {:>11} MiB {:>13} MiB {:>6} KiB {:>8}",
@@ -390,7 +430,10 @@ fn audit(path: &std::path::Path, device: &str, quiet: bool) -> ExitCode {
     if runs.len() == 1 {
         let (name, reports) = &runs[0];
         println!("audit of {} on {name}", path.display());
-        println!("{:<38} {:<15} {:>10} {:>10} {:>19}  result  shapes", "case", "op", "max abs", "max rel", "tol (abs, rel)");
+        println!(
+            "{:<38} {:<15} {:>10} {:>10} {:>19}  result  shapes",
+            "case", "op", "max abs", "max rel", "tol (abs, rel)"
+        );
         let (mut passed, mut failed) = (0, 0);
         for r in reports {
             if r.passed {
@@ -402,7 +445,16 @@ fn audit(path: &std::path::Path, device: &str, quiet: bool) -> ExitCode {
                 continue;
             }
             let tol = format!("{:.1e}, {:.0e}", r.tol.abs, r.tol.rel);
-            println!("{:<38} {:<15} {:>10.2e} {:>10.2e} {:>19}  {}  {}", r.name, r.op, r.max_abs, r.max_rel, tol, if r.passed { "pass" } else { "FAIL" }, r.shapes);
+            println!(
+                "{:<38} {:<15} {:>10.2e} {:>10.2e} {:>19}  {}  {}",
+                r.name,
+                r.op,
+                r.max_abs,
+                r.max_rel,
+                tol,
+                if r.passed { "pass" } else { "FAIL" },
+                r.shapes
+            );
             if let Some(why) = r.reason.as_ref().filter(|_| !r.passed) {
                 println!("    {why}");
             }
@@ -411,7 +463,11 @@ fn audit(path: &std::path::Path, device: &str, quiet: bool) -> ExitCode {
         failed_any = failed > 0;
     } else {
         // Side by side: the max abs error of each device, and pass/fail.
-        println!("audit of {} on {} devices (max abs error against PyTorch; tolerances as the file gives)", path.display(), runs.len());
+        println!(
+            "audit of {} on {} devices (max abs error against PyTorch; tolerances as the file gives)",
+            path.display(),
+            runs.len()
+        );
         for (i, (name, _)) in runs.iter().enumerate() {
             println!("  [{i}] {name}");
         }
@@ -443,7 +499,13 @@ fn audit(path: &std::path::Path, device: &str, quiet: bool) -> ExitCode {
     }
 }
 
-fn bench(reps: specnn::bench::Reps, only: Option<&str>, peak: Option<f64>, json: bool, device: &specnn::gpu::Device) -> ExitCode {
+fn bench(
+    reps: specnn::bench::Reps,
+    only: Option<&str>,
+    peak: Option<f64>,
+    json: bool,
+    device: &specnn::gpu::Device,
+) -> ExitCode {
     // The CPU's peak is measured (a fraction of a second) unless given; a GPU's is not known.
     let (peak, source) = match (peak, device) {
         (Some(p), _) => (Some(p), "given with --peak-gflops".to_string()),
@@ -459,7 +521,10 @@ fn bench(reps: specnn::bench::Reps, only: Option<&str>, peak: Option<f64>, json:
             Some(p) => println!("peak: {p:.1} GFLOP/s ({source}); GFLOP/s count a direct convolution's operations, so the FFT-convolved CNN can pass 100%"),
             None => println!("peak: unknown (give --peak-gflops for the 'of peak' column)"),
         }
-        println!("{:<22} {:>6} {:>11} {:>12} {:>9} {:>8}", "step", "batch", "ms/step", "samples/s", "GFLOP/s", "of peak");
+        println!(
+            "{:<22} {:>6} {:>11} {:>12} {:>9} {:>8}",
+            "step", "batch", "ms/step", "samples/s", "GFLOP/s", "of peak"
+        );
     }
     for (name, arch, batch, training) in specnn::bench::seed_steps() {
         if only.is_some_and(|o| !name.contains(o)) {
@@ -477,7 +542,15 @@ fn bench(reps: specnn::bench::Reps, only: Option<&str>, peak: Option<f64>, json:
                     println!("{}", serde_json::to_string(&r).expect("serialisable"));
                 } else {
                     let frac = r.of_peak.map(|f| format!("{:.0}%", 100.0 * f)).unwrap_or_else(|| "-".into());
-                    println!("{:<22} {:>6} {:>11.2} {:>12.1} {:>9.1} {:>8}", r.name, r.batch, r.seconds * 1e3, r.samples_per_s, r.gflops, frac);
+                    println!(
+                        "{:<22} {:>6} {:>11.2} {:>12.1} {:>9.1} {:>8}",
+                        r.name,
+                        r.batch,
+                        r.seconds * 1e3,
+                        r.samples_per_s,
+                        r.gflops,
+                        frac
+                    );
                 }
             }
             Err(e) => {
@@ -549,7 +622,11 @@ fn simulate(n: usize, seed: u64, out: &std::path::Path, layout: LayoutArg, grid:
     match simulate(&cfg, out, |_| bar.inc(1)) {
         Ok(k) => {
             bar.finish();
-            println!("wrote {k} SYNTHETIC spectra and labels.csv to {} in {:.1} s", out.display(), t0.elapsed().as_secs_f64());
+            println!(
+                "wrote {k} SYNTHETIC spectra and labels.csv to {} in {:.1} s",
+                out.display(),
+                t0.elapsed().as_secs_f64()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -583,8 +660,15 @@ fn cli_train(req: &TrainRequest) -> specnn::Result<()> {
         req,
         |e| {
             if let Some(b) = pb.borrow().as_ref() {
-                let maes: Vec<String> = req.targets.iter().zip(&e.val_mae).map(|(t, m)| format!("{t} {m:.3}")).collect();
-                let line = format!("epoch {:>3}: train loss {:.4}, validation MAE {}, {:.0} samples/s", e.epoch, e.train_loss, maes.join(", "), e.samples_per_s);
+                let maes: Vec<String> =
+                    req.targets.iter().zip(&e.val_mae).map(|(t, m)| format!("{t} {m:.3}")).collect();
+                let line = format!(
+                    "epoch {:>3}: train loss {:.4}, validation MAE {}, {:.0} samples/s",
+                    e.epoch,
+                    e.train_loss,
+                    maes.join(", "),
+                    e.samples_per_s
+                );
                 if b.is_hidden() {
                     println!("{line}");
                 } else {
@@ -610,7 +694,11 @@ fn cli_train(req: &TrainRequest) -> specnn::Result<()> {
                 println!("  refused {f}: {why}");
             }
             if let specnn::data::store::Rows::Disk(d) = &data.x {
-                println!("streaming the preprocessed set from {} ({:.1} MB; removed at the end)", d.path().display(), d.bytes() as f64 / 1e6);
+                println!(
+                    "streaming the preprocessed set from {} ({:.1} MB; removed at the end)",
+                    d.path().display(),
+                    d.bytes() as f64 / 1e6
+                );
             }
             let n_train = ((data.x.len() as f64) * req.split).round() as u64;
             *pb.borrow_mut() = Some(bar(n_train, "  [{bar:30}] {pos}/{len} {msg} {per_sec}"));
@@ -655,7 +743,13 @@ fn cli_predict(
     })?;
     b.finish_and_clear();
     let refused = rows.iter().filter(|r| !r.reason.is_empty()).count();
-    println!("wrote {} rows to {} ({} refused) in {:.1} s", rows.len(), out.display(), refused, t0.elapsed().as_secs_f64());
+    println!(
+        "wrote {} rows to {} ({} refused) in {:.1} s",
+        rows.len(),
+        out.display(),
+        refused,
+        t0.elapsed().as_secs_f64()
+    );
     println!(
         "  {:.0} spectra/s; reading {:.1} s and preprocessing {:.1} s (CPU time over {} threads, overlapped with the model), model {:.1} s, wall {:.1} s",
         tp.spectra as f64 / tp.wall_s.max(1e-9),
@@ -689,18 +783,44 @@ fn print_evaluation(e: &specnn::workflow::Evaluation, dir: &std::path::Path) {
         println!("{:<6} {:>6} {:>10.4} {:>10.4} {:>10.4}", name, m.n, m.mae, m.sd, m.median);
     }
     for (name, n, c1, c2) in &e.coverage {
-        println!("{name:<6} uncertainties: {n} stars, {:.1}% within 1 sigma, {:.1}% within 2 sigma", 100.0 * c1, 100.0 * c2);
+        println!(
+            "{name:<6} uncertainties: {n} stars, {:.1}% within 1 sigma, {:.1}% within 2 sigma",
+            100.0 * c1,
+            100.0 * c2
+        );
     }
     if let Some(c) = &e.vmp {
-        println!("VMP: recall {:.2}% ({}/{}), false positives {:.2}% ({}/{})", 100.0 * c.recall(), c.tp, c.tp + c.fn_, 100.0 * c.fpr(), c.fp, c.fp + c.tn);
+        println!(
+            "VMP: recall {:.2}% ({}/{}), false positives {:.2}% ({}/{})",
+            100.0 * c.recall(),
+            c.tp,
+            c.tp + c.fn_,
+            100.0 * c.fpr(),
+            c.fp,
+            c.fp + c.tn
+        );
     }
     if let Some(c) = &e.cemp {
-        println!("CEMP among VMP: recall {:.2}% ({}/{}), false positives {:.2}%", 100.0 * c.recall(), c.tp, c.tp + c.fn_, 100.0 * c.fpr());
+        println!(
+            "CEMP among VMP: recall {:.2}% ({}/{}), false positives {:.2}%",
+            100.0 * c.recall(),
+            c.tp,
+            c.tp + c.fn_,
+            100.0 * c.fpr()
+        );
     }
     println!("report: {}", dir.join("report.md").display());
 }
 
-fn demo(out: &std::path::Path, n: usize, seed: u64, channels: &[usize], cnn_epochs: usize, ann_epochs: usize, device: &specnn::gpu::Device) -> specnn::Result<()> {
+fn demo(
+    out: &std::path::Path,
+    n: usize,
+    seed: u64,
+    channels: &[usize],
+    cnn_epochs: usize,
+    ann_epochs: usize,
+    device: &specnn::gpu::Device,
+) -> specnn::Result<()> {
     use specnn::data::write::LamostLayout;
     use specnn::simulate::{simulate, SimulateConfig};
     let t0 = std::time::Instant::now();
@@ -761,13 +881,27 @@ fn demo(out: &std::path::Path, n: usize, seed: u64, channels: &[usize], cnn_epoc
         let cat = out.join(format!("catalog_{name}.fits"));
         let (trained, rows) = cli_predict(&req.out, &[test_dir.clone()], &cat, &th, &Default::default(), None, device)?;
         let dir = out.join(format!("report_{name}"));
-        let e = specnn::workflow::run_evaluate(&req.out, &test_dir, &test_dir.join("labels.csv"), &dir, &th, &Default::default(), device)?;
+        let e = specnn::workflow::run_evaluate(
+            &req.out,
+            &test_dir,
+            &test_dir.join("labels.csv"),
+            &dir,
+            &th,
+            &Default::default(),
+            device,
+        )?;
         print_evaluation(&e, &dir);
         summary += &format!("## {name}: {}\n\nTrained on {} SYNTHETIC stars (70% train, 30% validation); evaluated on {} held-out SYNTHETIC stars. Report: `report_{name}/report.md`; catalog: `catalog_{name}.fits`.\n\n| label | unit | MAE | SD | M | MAE of the median | skill |\n|---|---|---|---|---|---|---|\n", req.targets.join(", "), n, e.evaluated);
         use specnn::workflow::{fmt_value, MIN_SKILL};
         for ((l, m, _, _), (_, mae_med, skill)) in e.metrics.iter().zip(&e.skill) {
             let unit = specnn::data::labels::label_unit(l);
-            summary += &format!("| {l} | {unit} | {} | {} | {} | {} | {skill:.2} |\n", fmt_value(l, m.mae), fmt_value(l, m.sd), fmt_value(l, m.median), fmt_value(l, *mae_med));
+            summary += &format!(
+                "| {l} | {unit} | {} | {} | {} | {} | {skill:.2} |\n",
+                fmt_value(l, m.mae),
+                fmt_value(l, m.sd),
+                fmt_value(l, m.median),
+                fmt_value(l, *mae_med)
+            );
         }
         let weak: Vec<&str> = e.skill.iter().filter(|s| !(s.2 >= MIN_SKILL)).map(|s| s.0.as_str()).collect();
         if !weak.is_empty() {
@@ -777,10 +911,15 @@ fn demo(out: &std::path::Path, n: usize, seed: u64, channels: &[usize], cnn_epoc
             let k = specnn::workflow::candidates(&trained, &rows, &th, &out.join("vmp_candidates.fits"))?;
             summary += &format!("\nThe CNN here uses channel widths {:?} instead of the seed's [64, 128, 256], to fit the demo into about ten minutes on 2 CPU cores.\n\nVMP candidates ([Fe/H] < {}): {k}, in `vmp_candidates.fits` (with the CEMP flag).\n", channels, th.vmp_feh);
             if let Some(c) = e.vmp {
-                summary += &format!("VMP recall {:.2}%, false-positive rate {:.2}%.\n", 100.0 * c.recall(), 100.0 * c.fpr());
+                summary +=
+                    &format!("VMP recall {:.2}%, false-positive rate {:.2}%.\n", 100.0 * c.recall(), 100.0 * c.fpr());
             }
             if let Some(c) = e.cemp {
-                summary += &format!("CEMP (among true VMP) recall {:.2}%, false-positive rate {:.2}%.\n", 100.0 * c.recall(), 100.0 * c.fpr());
+                summary += &format!(
+                    "CEMP (among true VMP) recall {:.2}%, false-positive rate {:.2}%.\n",
+                    100.0 * c.recall(),
+                    100.0 * c.fpr()
+                );
             }
         }
         summary += "\n";

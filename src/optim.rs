@@ -82,7 +82,14 @@ impl<T: Float> AdamStep<T> {
 /// `m = b1 m + (1-b1) g`, `v = b2 v + (1-b2) g^2`,
 /// `p -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps)`.
 /// Contiguous tensors go through the element type's slice kernel (f32: vectorised) in parallel chunks.
-pub fn adam_update<T: Float>(param: &mut ArrayD<T>, grad: &ArrayD<T>, m: &mut ArrayD<T>, v: &mut ArrayD<T>, step: u64, c: &AdamConfig) {
+pub fn adam_update<T: Float>(
+    param: &mut ArrayD<T>,
+    grad: &ArrayD<T>,
+    m: &mut ArrayD<T>,
+    v: &mut ArrayD<T>,
+    step: u64,
+    c: &AdamConfig,
+) {
     adam_update_sum(param, &[grad], m, v, step, c);
 }
 
@@ -90,7 +97,14 @@ pub fn adam_update<T: Float>(param: &mut ArrayD<T>, grad: &ArrayD<T>, m: &mut Ar
 /// not be empty): the pieces of a batch each give a gradient, and the sum is made chunk by chunk,
 /// into a chunk-sized buffer that stays in cache for the chunk's update, instead of in a pass of its
 /// own. The gradients are only read.
-pub fn adam_update_sum<T: Float>(param: &mut ArrayD<T>, grads: &[&ArrayD<T>], m: &mut ArrayD<T>, v: &mut ArrayD<T>, step: u64, c: &AdamConfig) {
+pub fn adam_update_sum<T: Float>(
+    param: &mut ArrayD<T>,
+    grads: &[&ArrayD<T>],
+    m: &mut ArrayD<T>,
+    v: &mut ArrayD<T>,
+    step: u64,
+    c: &AdamConfig,
+) {
     const CHUNK: usize = 1 << 15;
     assert!(!grads.is_empty(), "adam_update_sum: no gradient");
     let k = AdamStep::<T>::new(step, c);
@@ -111,7 +125,10 @@ pub fn adam_update_sum<T: Float>(param: &mut ArrayD<T>, grads: &[&ArrayD<T>], m:
             update(0, p, m, v);
         } else {
             use rayon::prelude::*;
-            p.par_chunks_mut(CHUNK).zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK))).enumerate().for_each(|(i, (p, (m, v)))| update(i, p, m, v));
+            p.par_chunks_mut(CHUNK)
+                .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
+                .enumerate()
+                .for_each(|(i, (p, (m, v)))| update(i, p, m, v));
         }
         return;
     }
@@ -157,7 +174,8 @@ impl<T: Float> Adam<T> {
                 check_same(&name, p, g)?;
             }
             let gs: Vec<&ArrayD<T>> = gs.iter().collect();
-            let (m, v) = self.moments.entry(name).or_insert_with(|| (ArrayD::zeros(p.raw_dim()), ArrayD::zeros(p.raw_dim())));
+            let (m, v) =
+                self.moments.entry(name).or_insert_with(|| (ArrayD::zeros(p.raw_dim()), ArrayD::zeros(p.raw_dim())));
             adam_update_sum(p, &gs, m, v, self.step, &self.config);
         }
         Ok(())
@@ -169,14 +187,22 @@ impl<T: Float> Adam<T> {
     /// once, the blocks in parallel. The same products and sums as forming each piece's gradient and
     /// summing them in list order (`tests/batch_pieces.rs`), without writing, summing and reading
     /// back whole gradients.
-    pub fn step_deferred(&mut self, params: Vec<(String, &mut ArrayD<T>)>, pieces: Vec<ParamGrads<T>>, dense: Vec<Vec<DeferredDense<T>>>) -> Result<()> {
+    pub fn step_deferred(
+        &mut self,
+        params: Vec<(String, &mut ArrayD<T>)>,
+        pieces: Vec<ParamGrads<T>>,
+        dense: Vec<Vec<DeferredDense<T>>>,
+    ) -> Result<()> {
         // Each piece's `x` is read by every block of the weight's rows: in the form the products read
         // (`Reused`: packed once, on the piece's thread, by the tape), not copied once per block.
         let mut by_name: HashMap<String, Vec<(Reused<'_, T>, ArrayView2<'_, T>)>> = HashMap::new();
         for d in dense.iter().flatten() {
             let (x, dy) = (d.x.view().into_dimensionality::<Ix2>(), d.dy.view().into_dimensionality::<Ix2>());
             let (Ok(x), Ok(dy)) = (x, dy) else {
-                return Err(Error::ModelTensor { name: d.name.clone(), msg: "a deferred dense gradient needs 2-D input and output gradient".into() });
+                return Err(Error::ModelTensor {
+                    name: d.name.clone(),
+                    msg: "a deferred dense gradient needs 2-D input and output gradient".into(),
+                });
             };
             by_name.entry(d.name.clone()).or_default().push((Reused { view: x, packed: d.x_packed.as_ref() }, dy));
         }
@@ -191,11 +217,25 @@ impl<T: Float> Adam<T> {
         // they were.
         for (name, p, parts) in &fused {
             let (out, inp) = (p.shape()[0], p.shape().get(1).copied().unwrap_or(0));
-            if p.ndim() != 2 || inp == 0 || !p.is_standard_layout() || parts.iter().any(|(x, dy)| x.view.ncols() != inp || dy.ncols() != out || x.view.nrows() != dy.nrows()) {
-                return Err(Error::ModelTensor { name: name.clone(), msg: format!("deferred gradient shapes do not match the weight {:?}", p.shape()) });
+            if p.ndim() != 2
+                || inp == 0
+                || !p.is_standard_layout()
+                || parts
+                    .iter()
+                    .any(|(x, dy)| x.view.ncols() != inp || dy.ncols() != out || x.view.nrows() != dy.nrows())
+            {
+                return Err(Error::ModelTensor {
+                    name: name.clone(),
+                    msg: format!("deferred gradient shapes do not match the weight {:?}", p.shape()),
+                });
             }
-            if self.moments.get(name).is_some_and(|(m, v)| m.shape() != p.shape() || v.shape() != p.shape() || !m.is_standard_layout() || !v.is_standard_layout()) {
-                return Err(Error::ModelTensor { name: name.clone(), msg: format!("Adam's moments do not have the weight's shape {:?}", p.shape()) });
+            if self.moments.get(name).is_some_and(|(m, v)| {
+                m.shape() != p.shape() || v.shape() != p.shape() || !m.is_standard_layout() || !v.is_standard_layout()
+            }) {
+                return Err(Error::ModelTensor {
+                    name: name.clone(),
+                    msg: format!("Adam's moments do not have the weight's shape {:?}", p.shape()),
+                });
             }
         }
         self.step_summed(plain, pieces)?;
@@ -204,7 +244,10 @@ impl<T: Float> Adam<T> {
         let mut moments: Vec<(String, ArrayD<T>, ArrayD<T>)> = fused
             .iter()
             .map(|(name, p, _)| {
-                let (m, v) = self.moments.remove(name).unwrap_or_else(|| (ArrayD::zeros(p.raw_dim()), ArrayD::zeros(p.raw_dim())));
+                let (m, v) = self
+                    .moments
+                    .remove(name)
+                    .unwrap_or_else(|| (ArrayD::zeros(p.raw_dim()), ArrayD::zeros(p.raw_dim())));
                 (name.clone(), m, v)
             })
             .collect();
@@ -220,7 +263,9 @@ impl<T: Float> Adam<T> {
                 let rows = ((1usize << 15) / inp.max(1)).max(48).div_ceil(6) * 6;
                 let (p, m, v) = (p.as_slice_mut(), m.as_slice_mut(), v.as_slice_mut());
                 let (p, m, v) = (p.expect("checked above"), m.expect("checked above"), v.expect("checked above"));
-                for (i, ((p, m), v)) in p.chunks_mut(rows * inp).zip(m.chunks_mut(rows * inp)).zip(v.chunks_mut(rows * inp)).enumerate() {
+                for (i, ((p, m), v)) in
+                    p.chunks_mut(rows * inp).zip(m.chunks_mut(rows * inp)).zip(v.chunks_mut(rows * inp)).enumerate()
+                {
                     blocks.push((i * rows, p, m, v, inp, &*parts));
                 }
             }
@@ -232,11 +277,23 @@ impl<T: Float> Adam<T> {
                 // SAFETY: the product writes every element of the (r1 - r0) x inp block, rows inp apart,
                 // which only this task holds.
                 let mut g = unsafe {
-                    T::gemm_reused_fresh_on_thread(T::one(), dy0.slice(s![.., r0..r1]).reversed_axes(), x0, g.as_mut_ptr() as *mut T, inp);
+                    T::gemm_reused_fresh_on_thread(
+                        T::one(),
+                        dy0.slice(s![.., r0..r1]).reversed_axes(),
+                        x0,
+                        g.as_mut_ptr() as *mut T,
+                        inp,
+                    );
                     g.assume_init()
                 };
                 for (x, dy) in rest {
-                    crate::cpu::gemm::gemm_reused_serial(T::one(), dy.slice(s![.., r0..r1]).reversed_axes(), x, T::one(), g.view_mut());
+                    crate::cpu::gemm::gemm_reused_serial(
+                        T::one(),
+                        dy.slice(s![.., r0..r1]).reversed_axes(),
+                        x,
+                        T::one(),
+                        g.view_mut(),
+                    );
                 }
                 T::adam_slice(k, p, g.as_slice().expect("a fresh array is contiguous"), m, v);
             });
@@ -249,7 +306,8 @@ impl<T: Float> Adam<T> {
 
     /// The moment estimates (`name.m`, `name.v`) for checkpoints.
     pub fn state(&self) -> Vec<(String, &ArrayD<T>)> {
-        let mut s: Vec<_> = self.moments.iter().flat_map(|(n, (m, v))| [(format!("{n}.m"), m), (format!("{n}.v"), v)]).collect();
+        let mut s: Vec<_> =
+            self.moments.iter().flat_map(|(n, (m, v))| [(format!("{n}.m"), m), (format!("{n}.v"), v)]).collect();
         s.sort_by(|a, b| a.0.cmp(&b.0));
         s
     }
@@ -302,7 +360,10 @@ fn by_name<T: Float>(grads: ParamGrads<T>) -> HashMap<String, ArrayD<T>> {
 
 fn check_same<T: Float>(name: &str, p: &ArrayD<T>, g: &ArrayD<T>) -> Result<()> {
     if p.shape() != g.shape() {
-        return Err(Error::ModelTensor { name: name.to_string(), msg: format!("gradient shape {:?} differs from parameter shape {:?}", g.shape(), p.shape()) });
+        return Err(Error::ModelTensor {
+            name: name.to_string(),
+            msg: format!("gradient shape {:?} differs from parameter shape {:?}", g.shape(), p.shape()),
+        });
     }
     Ok(())
 }

@@ -134,10 +134,16 @@ impl TrainSettings {
             None => d.augment,
         };
         if !(0.0..=1.0).contains(&self.nll_beta) {
-            return Err(crate::error::Error::invalid("--nll-beta", format!("{} is not between 0 and 1", self.nll_beta)));
+            return Err(crate::error::Error::invalid(
+                "--nll-beta",
+                format!("{} is not between 0 and 1", self.nll_beta),
+            ));
         }
         if self.loss == Loss::Nll && kind.baseline().is_some() {
-            return Err(crate::error::Error::invalid("--loss", "`nll` trains a network's variance head; the baselines take no loss"));
+            return Err(crate::error::Error::invalid(
+                "--loss",
+                "`nll` trains a network's variance head; the baselines take no loss",
+            ));
         }
         let options = TrainOptions {
             log_targets,
@@ -194,7 +200,8 @@ pub fn parse_grid(s: &str) -> std::result::Result<(f64, f64, usize), String> {
     let bad = || format!("`{s}` is not START,STEP,N (e.g. 4000,1,4096)");
     let parts: Vec<&str> = s.split(',').map(str::trim).collect();
     let [start, step, n] = parts[..] else { return Err(bad()) };
-    let (start, step, n): (f64, f64, usize) = (start.parse().map_err(|_| bad())?, step.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+    let (start, step, n): (f64, f64, usize) =
+        (start.parse().map_err(|_| bad())?, step.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
     if !(start > 0.0 && step > 0.0 && n >= 2) {
         return Err(format!("grid {s}: START and STEP must be positive and N at least 2"));
     }

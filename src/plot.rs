@@ -69,8 +69,14 @@ pub fn one_to_one(path: &Path, title: &str, axis: &str, truth: &[f64], est: &[f6
             .y_label_formatter(&tick(d))
             .draw()
             .map_err(|e| err(path, e))?;
-        ch.draw_series(truth.iter().zip(est).filter(|(t, e)| t.is_finite() && e.is_finite()).map(|(t, e)| Circle::new((*t, *e), 2, BLUE.mix(0.5).filled())))
-            .map_err(|e| err(path, e))?;
+        ch.draw_series(
+            truth
+                .iter()
+                .zip(est)
+                .filter(|(t, e)| t.is_finite() && e.is_finite())
+                .map(|(t, e)| Circle::new((*t, *e), 2, BLUE.mix(0.5).filled())),
+        )
+        .map_err(|e| err(path, e))?;
         ch.draw_series(LineSeries::new([(lo, lo), (hi, hi)], RED)).map_err(|e| err(path, e))?;
         root.present().map_err(|e| err(path, e))
     })
@@ -99,8 +105,13 @@ pub fn residuals(path: &Path, title: &str, xdesc: &str, ydesc: &str, x: &[f64], 
             .y_label_formatter(&tick(decimals(-m, m)))
             .draw()
             .map_err(|e| err(path, e))?;
-        ch.draw_series(x.iter().zip(resid).filter(|(a, b)| a.is_finite() && b.is_finite()).map(|(a, b)| Circle::new((*a, *b), 2, BLUE.mix(0.5).filled())))
-            .map_err(|e| err(path, e))?;
+        ch.draw_series(
+            x.iter()
+                .zip(resid)
+                .filter(|(a, b)| a.is_finite() && b.is_finite())
+                .map(|(a, b)| Circle::new((*a, *b), 2, BLUE.mix(0.5).filled())),
+        )
+        .map_err(|e| err(path, e))?;
         ch.draw_series(LineSeries::new([(x0, 0.0), (x1, 0.0)], RED)).map_err(|e| err(path, e))?;
         root.present().map_err(|e| err(path, e))
     })
@@ -115,28 +126,44 @@ pub fn confusion(path: &Path, title: &str, names: (&str, &str), c: &crate::eval:
         let cells = [[c.tp, c.fp], [c.fn_, c.tn]];
         let max = cells.iter().flatten().copied().max().unwrap_or(1).max(1) as f64;
         let (x0, y0, w) = (250, 100, 230);
-        root.draw(&Text::new(format!("truth: {}", names.0), (x0 + 10, y0 - 32), ("sans-serif", 19))).map_err(|e| err(path, e))?;
-        root.draw(&Text::new(format!("truth: {}", names.1), (x0 + w + 10, y0 - 32), ("sans-serif", 19))).map_err(|e| err(path, e))?;
+        root.draw(&Text::new(format!("truth: {}", names.0), (x0 + 10, y0 - 32), ("sans-serif", 19)))
+            .map_err(|e| err(path, e))?;
+        root.draw(&Text::new(format!("truth: {}", names.1), (x0 + w + 10, y0 - 32), ("sans-serif", 19)))
+            .map_err(|e| err(path, e))?;
         for (r, row) in cells.iter().enumerate() {
             let label = if r == 0 { format!("est.: {}", names.0) } else { format!("est.: {}", names.1) };
-            root.draw(&Text::new(label, (20, y0 + r as i32 * w + w / 2), ("sans-serif", 19))).map_err(|e| err(path, e))?;
+            root.draw(&Text::new(label, (20, y0 + r as i32 * w + w / 2), ("sans-serif", 19)))
+                .map_err(|e| err(path, e))?;
             for (k, &v) in row.iter().enumerate() {
                 let (x, y) = (x0 + k as i32 * w, y0 + r as i32 * w);
                 let shade = 255 - (180.0 * v as f64 / max) as u8;
-                root.draw(&Rectangle::new([(x, y), (x + w, y + w)], RGBColor(shade, shade, 255).filled())).map_err(|e| err(path, e))?;
+                root.draw(&Rectangle::new([(x, y), (x + w, y + w)], RGBColor(shade, shade, 255).filled()))
+                    .map_err(|e| err(path, e))?;
                 root.draw(&Rectangle::new([(x, y), (x + w, y + w)], BLACK)).map_err(|e| err(path, e))?;
-                root.draw(&Text::new(v.to_string(), (x + w / 2 - 25, y + w / 2 - 15), ("sans-serif", 32))).map_err(|e| err(path, e))?;
+                root.draw(&Text::new(v.to_string(), (x + w / 2 - 25, y + w / 2 - 15), ("sans-serif", 32)))
+                    .map_err(|e| err(path, e))?;
             }
         }
-        root.draw(&Text::new(format!("recall {:.2}%   false-positive rate {:.2}%", 100.0 * c.recall(), 100.0 * c.fpr()), (20, 600), ("sans-serif", 20)))
-            .map_err(|e| err(path, e))?;
+        root.draw(&Text::new(
+            format!("recall {:.2}%   false-positive rate {:.2}%", 100.0 * c.recall(), 100.0 * c.fpr()),
+            (20, 600),
+            ("sans-serif", 20),
+        ))
+        .map_err(|e| err(path, e))?;
         root.present().map_err(|e| err(path, e))
     })
 }
 
 /// Lines on shared axes: (name, points); `marks` are points drawn and annotated with their text (a
 /// threshold, the best epoch).
-pub fn lines(path: &Path, title: &str, xdesc: &str, ydesc: &str, series: &[(String, Vec<(f64, f64)>)], marks: &[((f64, f64), String)]) -> Result<()> {
+pub fn lines(
+    path: &Path,
+    title: &str,
+    xdesc: &str,
+    ydesc: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    marks: &[((f64, f64), String)],
+) -> Result<()> {
     save(path, |tmp| {
         let root = BitMapBackend::new(tmp, (720, 460)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(path, e))?;
@@ -165,8 +192,15 @@ pub fn lines(path: &Path, title: &str, xdesc: &str, ydesc: &str, series: &[(Stri
         }
         ch.draw_series(marks.iter().map(|(p, _)| Circle::new(*p, 5, RED.filled()))).map_err(|e| err(path, e))?;
         // The text beside its point (offset in pixels), not under the dot.
-        ch.draw_series(marks.iter().map(|(p, text)| EmptyElement::at(*p) + Text::new(text.clone(), (9, -4), ("sans-serif", 14)))).map_err(|e| err(path, e))?;
-        ch.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| err(path, e))?;
+        ch.draw_series(
+            marks.iter().map(|(p, text)| EmptyElement::at(*p) + Text::new(text.clone(), (9, -4), ("sans-serif", 14))),
+        )
+        .map_err(|e| err(path, e))?;
+        ch.configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(path, e))?;
         root.present().map_err(|e| err(path, e))
     })
 }
@@ -195,7 +229,8 @@ pub fn spectra(path: &Path, panels: &[(String, Vec<f64>, Vec<f64>)]) -> Result<(
                 .y_label_formatter(&tick(decimals(y0, y1)))
                 .draw()
                 .map_err(|e| err(path, e))?;
-            ch.draw_series(LineSeries::new(w.iter().copied().zip(f.iter().copied()), BLUE)).map_err(|e| err(path, e))?;
+            ch.draw_series(LineSeries::new(w.iter().copied().zip(f.iter().copied()), BLUE))
+                .map_err(|e| err(path, e))?;
         }
         root.present().map_err(|e| err(path, e))
     })

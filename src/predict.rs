@@ -2,19 +2,22 @@
 //! cannot be read or is refused by the preprocessing gets a row with its reason instead of stopping
 //! the run. Files are processed in chunks, so memory stays flat however many there are.
 
+use crate::baselines::{Baseline, BaselineKind, BASELINE_KEY};
 use crate::catalog::{Catalog, ColumnData};
 use crate::data::dataset::{load_timed, LoadTimes, Prepared, Refused};
-use crate::data::Spectrum;
-use crate::gpu::GpuNet;
 use crate::data::labels::{label_display, label_symbol, label_unit};
+use crate::data::Spectrum;
 use crate::data::{PrepConfig, ReadOptions};
 use crate::error::{Error, Result};
-use crate::baselines::{Baseline, BaselineKind, BASELINE_KEY};
+use crate::gpu::Device;
+use crate::gpu::GpuNet;
 use crate::io::parse_safetensors;
 use crate::nn::{members_from, Model};
+use crate::train::{
+    estimate_rows, estimate_rows_with, History, Loss, Scaling, HISTORY_KEY, LOSS_KEY, PREP_KEY, SCALING_KEY,
+    SYNTHETIC_KEY, TARGETS_KEY,
+};
 use crate::trust::{Calibration, Domain, CALIBRATION_KEY, DOMAIN_KEY};
-use crate::gpu::Device;
-use crate::train::{estimate_rows, estimate_rows_with, History, Loss, Scaling, HISTORY_KEY, LOSS_KEY, PREP_KEY, SCALING_KEY, SYNTHETIC_KEY, TARGETS_KEY};
 use std::path::{Path, PathBuf};
 
 /// What estimates the labels: a network, or one of the seed's baselines.
@@ -50,7 +53,9 @@ impl Estimator {
     pub fn runner(&self, device: &Device) -> Result<Runner<'_>> {
         Ok(match (self, device.gpu()) {
             (Estimator::Net(m), Some(g)) => Runner::Gpu(m, GpuNet::new(g.clone(), m.clone())?),
-            (Estimator::Ensemble(ms), Some(g)) => Runner::GpuEnsemble(ms.iter().map(|m| Ok((m, GpuNet::new(g.clone(), m.clone())?))).collect::<Result<_>>()?),
+            (Estimator::Ensemble(ms), Some(g)) => Runner::GpuEnsemble(
+                ms.iter().map(|m| Ok((m, GpuNet::new(g.clone(), m.clone())?))).collect::<Result<_>>()?,
+            ),
             _ => Runner::Cpu(self),
         })
     }
@@ -64,7 +69,14 @@ impl Estimator {
     }
 
     /// Label estimates (in label units) for `x[rows]`; networks run in batches of `batch` on `device`.
-    pub fn predict_rows(&self, x: &[Vec<f32>], rows: &[usize], s: &Scaling, batch: usize, device: &Device) -> Result<ndarray::Array2<f64>> {
+    pub fn predict_rows(
+        &self,
+        x: &[Vec<f32>],
+        rows: &[usize],
+        s: &Scaling,
+        batch: usize,
+        device: &Device,
+    ) -> Result<ndarray::Array2<f64>> {
         self.runner(device)?.predict_rows(x, rows, s, batch)
     }
 }
@@ -86,7 +98,13 @@ pub struct Estimates {
 
 impl Runner<'_> {
     /// Label estimates (in label units) for `x[rows]`, networks in batches of `batch`.
-    pub fn predict_rows(&self, x: &[Vec<f32>], rows: &[usize], s: &Scaling, batch: usize) -> Result<ndarray::Array2<f64>> {
+    pub fn predict_rows(
+        &self,
+        x: &[Vec<f32>],
+        rows: &[usize],
+        s: &Scaling,
+        batch: usize,
+    ) -> Result<ndarray::Array2<f64>> {
         Ok(self.estimate_rows(x, rows, s, batch)?.mean)
     }
 
@@ -96,7 +114,10 @@ impl Runner<'_> {
     /// Lakshminarayanan et al. 2017).
     pub fn estimate_rows(&self, x: &[Vec<f32>], rows: &[usize], s: &Scaling, batch: usize) -> Result<Estimates> {
         type Each = (ndarray::Array2<f64>, Option<ndarray::Array2<f64>>);
-        let single = |(mean, var): Each| Estimates { spread_z: var.map_or_else(|| ndarray::Array2::from_elem(mean.dim(), f64::NAN), |v| v.mapv(f64::sqrt)), mean };
+        let single = |(mean, var): Each| Estimates {
+            spread_z: var.map_or_else(|| ndarray::Array2::from_elem(mean.dim(), f64::NAN), |v| v.mapv(f64::sqrt)),
+            mean,
+        };
         // Members' estimates are averaged in standardised units (for a log label: in log10).
         let combine = |each: Vec<Each>| -> Estimates {
             let (n, k) = each[0].0.dim();
@@ -109,15 +130,22 @@ impl Runner<'_> {
                     let zm = z.iter().sum::<f64>() / m;
                     mean[[i, j]] = s.to_label(j, zm);
                     let aleatoric = each.iter().map(|e| e.1.as_ref().map_or(0.0, |v| v[[i, j]])).sum::<f64>() / m;
-                    spread_z[[i, j]] = (z.iter().map(|v| (v - zm).powi(2)).sum::<f64>() / (m - 1.0).max(1.0) + aleatoric).sqrt();
+                    spread_z[[i, j]] =
+                        (z.iter().map(|v| (v - zm).powi(2)).sum::<f64>() / (m - 1.0).max(1.0) + aleatoric).sqrt();
                 }
             }
             Estimates { mean, spread_z }
         };
         Ok(match self {
             Runner::Gpu(m, net) => single(estimate_rows_with(m.arch(), x, rows, s, batch, |b| net.predict(b))?),
-            Runner::GpuEnsemble(nets) => combine(nets.iter().map(|(m, net)| estimate_rows_with(m.arch(), x, rows, s, batch, |b| net.predict(b))).collect::<Result<_>>()?),
-            Runner::Cpu(Estimator::Ensemble(ms)) => combine(ms.iter().map(|m| estimate_rows(m, x, rows, s, batch)).collect::<Result<_>>()?),
+            Runner::GpuEnsemble(nets) => combine(
+                nets.iter()
+                    .map(|(m, net)| estimate_rows_with(m.arch(), x, rows, s, batch, |b| net.predict(b)))
+                    .collect::<Result<_>>()?,
+            ),
+            Runner::Cpu(Estimator::Ensemble(ms)) => {
+                combine(ms.iter().map(|m| estimate_rows(m, x, rows, s, batch)).collect::<Result<_>>()?)
+            }
             Runner::Cpu(Estimator::Net(m)) => single(estimate_rows(m, x, rows, s, batch)?),
             Runner::Cpu(Estimator::Baseline(b)) => {
                 let (mut z, spread_z) = b.predict_spread(x, rows)?;
@@ -171,7 +199,8 @@ pub fn load_trained(path: &Path) -> Result<Trained> {
         };
         let (model, meta) = match meta.get(BASELINE_KEY) {
             Some(kind) => {
-                let kind: BaselineKind = serde_json::from_str(kind).map_err(|e| Error::file(path, format!("metadata `{BASELINE_KEY}` is malformed: {e}")))?;
+                let kind: BaselineKind = serde_json::from_str(kind)
+                    .map_err(|e| Error::file(path, format!("metadata `{BASELINE_KEY}` is malformed: {e}")))?;
                 let b = Baseline::from_tensors(kind, &tensors).map_err(|e| Error::file(path, e.to_string()))?;
                 (Estimator::Baseline(b), meta)
             }
@@ -182,12 +211,20 @@ pub fn load_trained(path: &Path) -> Result<Trained> {
         };
         (model, meta, domain)
     };
-    let get = |k: &str| meta.get(k).ok_or_else(|| Error::file(path, format!("no `{k}` metadata: not a model written by `specnn train`")));
+    let get = |k: &str| {
+        meta.get(k)
+            .ok_or_else(|| Error::file(path, format!("no `{k}` metadata: not a model written by `specnn train`")))
+    };
     let bad = |k: &str, e: serde_json::Error| Error::file(path, format!("metadata `{k}` is malformed: {e}"));
     let targets: Vec<String> = get(TARGETS_KEY)?.split(',').map(String::from).collect();
     let scaling: Scaling = serde_json::from_str(get(SCALING_KEY)?).map_err(|e| bad(SCALING_KEY, e))?;
     let prep: PrepConfig = serde_json::from_str(get(PREP_KEY)?).map_err(|e| bad(PREP_KEY, e))?;
-    let history: History = meta.get(HISTORY_KEY).map(|h| serde_json::from_str(h)).transpose().map_err(|e| bad(HISTORY_KEY, e))?.unwrap_or_default();
+    let history: History = meta
+        .get(HISTORY_KEY)
+        .map(|h| serde_json::from_str(h))
+        .transpose()
+        .map_err(|e| bad(HISTORY_KEY, e))?
+        .unwrap_or_default();
     let loss: Loss = match meta.get(LOSS_KEY) {
         Some(l) => serde_json::from_value(serde_json::Value::String(l.clone())).map_err(|e| bad(LOSS_KEY, e))?,
         None => Loss::Mae,
@@ -195,13 +232,28 @@ pub fn load_trained(path: &Path) -> Result<Trained> {
     let per_label = if matches!(model, Estimator::Baseline(_)) { 1 } else { loss.outputs_per_label() };
     if targets.len() * per_label != model.outputs() || scaling.mean.len() != targets.len() {
         let head = if per_label == 2 { " (a mean and a log-variance each, `--loss nll`)" } else { "" };
-        return Err(Error::file(path, format!("{} targets{head} for a model of {} outputs", targets.len(), model.outputs())));
+        return Err(Error::file(
+            path,
+            format!("{} targets{head} for a model of {} outputs", targets.len(), model.outputs()),
+        ));
     }
-    let calibration: Option<Calibration> = meta.get(CALIBRATION_KEY).map(|c| serde_json::from_str(c)).transpose().map_err(|e| bad(CALIBRATION_KEY, e))?;
+    let calibration: Option<Calibration> =
+        meta.get(CALIBRATION_KEY).map(|c| serde_json::from_str(c)).transpose().map_err(|e| bad(CALIBRATION_KEY, e))?;
     if calibration.as_ref().is_some_and(|c| c.scale.len() != targets.len() || c.floor.len() != targets.len()) {
         return Err(Error::file(path, format!("metadata `{CALIBRATION_KEY}` is not for {} targets", targets.len())));
     }
-    Ok(Trained { path: path.into(), model, targets, scaling, prep, history, synthetic: meta.get(SYNTHETIC_KEY).is_some_and(|v| v == "true"), calibration, domain, sha256 })
+    Ok(Trained {
+        path: path.into(),
+        model,
+        targets,
+        scaling,
+        prep,
+        history,
+        synthetic: meta.get(SYNTHETIC_KEY).is_some_and(|v| v == "true"),
+        calibration,
+        domain,
+        sha256,
+    })
 }
 
 /// The SHA-256 digest of `bytes`, in hex.
@@ -272,7 +324,14 @@ pub struct Throughput {
 /// Reading and preprocessing of the next chunk (on its own thread, over rayon's pool) overlaps the
 /// estimator's work on the current one; at most two chunks are in memory at once, so memory stays flat
 /// however many files there are. A network on a GPU gets its weights uploaded once.
-pub fn predict_files(t: &Trained, paths: &[PathBuf], opts: &ReadOptions, chunk: usize, device: &Device, progress: impl Fn(usize)) -> Result<(Vec<Row>, Throughput)> {
+pub fn predict_files(
+    t: &Trained,
+    paths: &[PathBuf],
+    opts: &ReadOptions,
+    chunk: usize,
+    device: &Device,
+    progress: impl Fn(usize),
+) -> Result<(Vec<Row>, Throughput)> {
     let wall = std::time::Instant::now();
     let times = LoadTimes::default();
     let runner = t.model.runner(device)?;
@@ -324,7 +383,13 @@ const PREDICT_CHUNK: usize = 1024;
 
 /// Estimates one chunk of prepared spectra `ok` and appends its rows (and those of the `refused`
 /// ones) to `rows`, in input order; returns the wall seconds spent in the estimator.
-fn chunk_rows_into(t: &Trained, runner: &Runner, mut ok: Vec<Prepared>, refused: Vec<Refused>, rows: &mut Vec<Row>) -> Result<f64> {
+fn chunk_rows_into(
+    t: &Trained,
+    runner: &Runner,
+    mut ok: Vec<Prepared>,
+    refused: Vec<Refused>,
+    rows: &mut Vec<Row>,
+) -> Result<f64> {
     let x: Vec<Vec<f32>> = ok.iter_mut().map(|p| std::mem::take(&mut p.values)).collect();
     let all: Vec<usize> = (0..x.len()).collect();
     let t0 = std::time::Instant::now();
@@ -338,7 +403,12 @@ fn chunk_rows_into(t: &Trained, runner: &Runner, mut ok: Vec<Prepared>, refused:
 
 /// The out-of-domain flags of one chunk of prepared spectra `ok` (`x`: their network inputs) with
 /// estimates `est` (label units, one row each).
-pub fn chunk_flags(t: &Trained, ok: &[crate::data::dataset::Prepared], x: &[Vec<f32>], est: &ndarray::Array2<f64>) -> Result<Vec<u32>> {
+pub fn chunk_flags(
+    t: &Trained,
+    ok: &[crate::data::dataset::Prepared],
+    x: &[Vec<f32>],
+    est: &ndarray::Array2<f64>,
+) -> Result<Vec<u32>> {
     use crate::trust::*;
     let all: Vec<usize> = (0..x.len()).collect();
     let mut flags = match &t.domain {
@@ -361,18 +431,54 @@ pub fn chunk_flags(t: &Trained, ok: &[crate::data::dataset::Prepared], x: &[Vec<
 
 /// Appends one chunk's rows (predicted and refused) to `rows`, in input order.
 #[allow(clippy::too_many_arguments)]
-fn part_rows_into(t: &Trained, ok: Vec<Prepared>, refused: Vec<Refused>, pred: &ndarray::Array2<f64>, sig: &ndarray::Array2<f64>, flags: &[u32], rows: &mut Vec<Row>) {
+fn part_rows_into(
+    t: &Trained,
+    ok: Vec<Prepared>,
+    refused: Vec<Refused>,
+    pred: &ndarray::Array2<f64>,
+    sig: &ndarray::Array2<f64>,
+    flags: &[u32],
+    rows: &mut Vec<Row>,
+) {
     let mut part_rows: Vec<(usize, Row)> = ok
         .iter()
         .enumerate()
         .map(|(i, p)| {
             let m = &p.meta;
             let errors = sig.row(i).iter().map(|v| v.is_finite().then_some(*v)).collect();
-            (p.index, Row { file: p.file.clone(), obsid: m.obsid, ra: m.ra, dec: m.dec, snr: m.snr_catalog(), synthetic: m.synthetic, values: pred.row(i).iter().map(|v| Some(*v)).collect(), errors, flags: Some(flags[i]), reason: String::new() })
+            (
+                p.index,
+                Row {
+                    file: p.file.clone(),
+                    obsid: m.obsid,
+                    ra: m.ra,
+                    dec: m.dec,
+                    snr: m.snr_catalog(),
+                    synthetic: m.synthetic,
+                    values: pred.row(i).iter().map(|v| Some(*v)).collect(),
+                    errors,
+                    flags: Some(flags[i]),
+                    reason: String::new(),
+                },
+            )
         })
         .collect();
     part_rows.extend(refused.into_iter().map(|r| {
-        (r.index, Row { file: r.file, obsid: None, ra: None, dec: None, snr: None, synthetic: false, values: vec![None; t.targets.len()], errors: vec![None; t.targets.len()], flags: None, reason: r.reason })
+        (
+            r.index,
+            Row {
+                file: r.file,
+                obsid: None,
+                ra: None,
+                dec: None,
+                snr: None,
+                synthetic: false,
+                values: vec![None; t.targets.len()],
+                errors: vec![None; t.targets.len()],
+                flags: None,
+                reason: r.reason,
+            },
+        )
     }));
     // Keep the input order.
     part_rows.sort_by_key(|r| r.0);
@@ -408,17 +514,26 @@ pub fn catalog(t: &Trained, rows: &[Row], th: &Thresholds) -> Catalog {
     let col = |n: &str| t.targets.iter().position(|x| x == n);
     if let (Some(f), true) = (col("feh"), calibrated) {
         // The probability that [Fe/H] is below the VMP threshold, from the estimate and its sigma.
-        let p: Vec<Option<f64>> = rows.iter().map(|r| match (r.values[f], r.errors[f]) {
-            (Some(v), Some(s)) if s > 0.0 => Some(crate::trust::normal_cdf((th.vmp_feh - v) / s)),
-            _ => None,
-        }).collect();
+        let p: Vec<Option<f64>> = rows
+            .iter()
+            .map(|r| match (r.values[f], r.errors[f]) {
+                (Some(v), Some(s)) if s > 0.0 => Some(crate::trust::normal_cdf((th.vmp_feh - v) / s)),
+                _ => None,
+            })
+            .collect();
         c.push("p_vmp", "", ColumnData::F64(p.clone()));
         c.describe("probability that [Fe/H] < VMPFEH, from the estimate and its sigma", "F6.4");
         if let Some(cf) = col("cfe") {
-            let pc: Vec<Option<f64>> = rows.iter().zip(&p).map(|(r, pv)| match (pv, r.values[cf], r.errors[cf]) {
-                (Some(pv), Some(v), Some(s)) if s > 0.0 => Some(pv * crate::trust::normal_cdf((v - th.cemp_cfe) / s)),
-                _ => None,
-            }).collect();
+            let pc: Vec<Option<f64>> = rows
+                .iter()
+                .zip(&p)
+                .map(|(r, pv)| match (pv, r.values[cf], r.errors[cf]) {
+                    (Some(pv), Some(v), Some(s)) if s > 0.0 => {
+                        Some(pv * crate::trust::normal_cdf((v - th.cemp_cfe) / s))
+                    }
+                    _ => None,
+                })
+                .collect();
             c.push("p_cemp", "", ColumnData::F64(pc));
             c.describe("probability of VMP and [C/Fe] > CEMPCFE", "F6.4");
         }
@@ -438,7 +553,11 @@ pub fn catalog(t: &Trained, rows: &[Row], th: &Thresholds) -> Catalog {
     }
     c.push("reason", "", ColumnData::Str(rows.iter().map(|r| r.reason.clone()).collect()));
     c.describe("why the row has no estimate (empty when it has one)", "");
-    c.card("MODEL", t.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), "specnn model file");
+    c.card(
+        "MODEL",
+        t.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        "specnn model file",
+    );
     c.card("MODELSHA", t.sha256.clone(), "SHA-256 of the model file");
     c.card("SNRBAND", "r (g where SNRR is absent)", "band of the snr column");
     if col("feh").is_some() {

@@ -62,7 +62,9 @@ pub fn simulate(cfg: &SimulateConfig, out: &Path, progress: impl Fn(usize) + Syn
     })?;
 
     let mut cat = Catalog::default();
-    let f64col = |g: &dyn Fn(&StarLabels) -> f64| ColumnData::F64(labels.iter().map(|l| Some(g(l)).filter(|v| v.is_finite())).collect());
+    let f64col = |g: &dyn Fn(&StarLabels) -> f64| {
+        ColumnData::F64(labels.iter().map(|l| Some(g(l)).filter(|v| v.is_finite())).collect())
+    };
     cat.push("file", "", ColumnData::Str((0..labels.len()).map(name).collect()));
     cat.push("obsid", "", ColumnData::I64((0..labels.len()).map(|i| Some(obsid(i))).collect()));
     cat.push("synthetic", "", ColumnData::Flag(vec![Some(true); labels.len()]));

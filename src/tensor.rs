@@ -5,12 +5,12 @@
 //! shapes are PyTorch's: images `[N, C, H, W]`, dense inputs `[N, features]`, conv weights `[O, C, KH, KW]`,
 //! dense weights `[O, I]`.
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, LinalgScalar, ScalarOperand};
-use crate::ops::activation::{SELU_ALPHA, SELU_SCALE};
 use crate::cpu::gemm::Reused;
 use crate::cpu::simd::Rows2;
+use crate::ops::activation::{SELU_ALPHA, SELU_SCALE};
 use crate::optim::AdamStep;
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, LinalgScalar, ScalarOperand};
 use std::fmt::{Debug, Display};
 use std::mem::MaybeUninit;
 use std::ops::{AddAssign, MulAssign, SubAssign};
@@ -77,7 +77,13 @@ pub trait Float:
     ///
     /// # Safety
     /// As for `gemm_fresh_on_thread`.
-    unsafe fn gemm_reused_fresh_on_thread(alpha: Self, a: ArrayView2<Self>, b: &Reused<Self>, c: *mut Self, ldc: usize) {
+    unsafe fn gemm_reused_fresh_on_thread(
+        alpha: Self,
+        a: ArrayView2<Self>,
+        b: &Reused<Self>,
+        c: *mut Self,
+        ldc: usize,
+    ) {
         Self::gemm_fresh_on_thread(alpha, a, b.view, c, ldc)
     }
     /// `y = selu(x)` over contiguous slices (f32: vectorised, `cpu::simd`); `y` is only written, so
@@ -135,7 +141,22 @@ impl Float for f32 {
             Some(layout) if m > 0 && n > 0 => crate::cpu::sgemm::gemm_raw(alpha, a, b, 0.0, c, ldc as isize, layout),
             _ => {
                 let (sa, sb) = (a.strides(), b.strides());
-                matrixmultiply::sgemm(m, k, n, alpha, a.as_ptr(), sa[0], sa[1], b.as_ptr(), sb[0], sb[1], 0.0, c, ldc as isize, 1)
+                matrixmultiply::sgemm(
+                    m,
+                    k,
+                    n,
+                    alpha,
+                    a.as_ptr(),
+                    sa[0],
+                    sa[1],
+                    b.as_ptr(),
+                    sb[0],
+                    sb[1],
+                    0.0,
+                    c,
+                    ldc as isize,
+                    1,
+                )
             }
         }
     }
@@ -144,7 +165,8 @@ impl Float for f32 {
     }
     fn pack_reused_for(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Option<crate::cpu::sgemm::PackedB> {
         use crate::cpu::sgemm;
-        (a.nrows() > 0 && b.ncols() > 0 && sgemm::layout_rows(&a, &b) == Some(sgemm::Layout::Packed)).then(|| sgemm::pack_b(b))
+        (a.nrows() > 0 && b.ncols() > 0 && sgemm::layout_rows(&a, &b) == Some(sgemm::Layout::Packed))
+            .then(|| sgemm::pack_b(b))
     }
     fn gemm_reused_on_thread(alpha: f32, a: ArrayView2<f32>, b: &Reused<f32>, beta: f32, c: ArrayViewMut2<f32>) {
         match b.packed() {
@@ -154,7 +176,9 @@ impl Float for f32 {
     }
     unsafe fn gemm_reused_fresh_on_thread(alpha: f32, a: ArrayView2<f32>, b: &Reused<f32>, c: *mut f32, ldc: usize) {
         match b.packed() {
-            Some(p) if a.nrows() > 0 && p.ncols() > 0 => crate::cpu::sgemm::gemm_packed_raw(alpha, a, p, 0.0, c, ldc as isize),
+            Some(p) if a.nrows() > 0 && p.ncols() > 0 => {
+                crate::cpu::sgemm::gemm_packed_raw(alpha, a, p, 0.0, c, ldc as isize)
+            }
             _ => Self::gemm_fresh_on_thread(alpha, a, b.view, c, ldc),
         }
     }
@@ -189,7 +213,22 @@ impl Float for f64 {
     unsafe fn gemm_fresh_on_thread(alpha: f64, a: ArrayView2<f64>, b: ArrayView2<f64>, c: *mut f64, ldc: usize) {
         let ((m, k), n) = (a.dim(), b.ncols());
         let (sa, sb) = (a.strides(), b.strides());
-        matrixmultiply::dgemm(m, k, n, alpha, a.as_ptr(), sa[0], sa[1], b.as_ptr(), sb[0], sb[1], 0.0, c, ldc as isize, 1)
+        matrixmultiply::dgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.as_ptr(),
+            sa[0],
+            sa[1],
+            b.as_ptr(),
+            sb[0],
+            sb[1],
+            0.0,
+            c,
+            ldc as isize,
+            1,
+        )
     }
 }
 

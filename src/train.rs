@@ -7,23 +7,23 @@
 
 use crate::augment::{batch_rng, Augment};
 use crate::autograd::{DeferredDense, ParamGrads, Tape};
+use crate::baselines::{Baseline, BaselineKind, BASELINE_KEY};
 use crate::data::dataset::to_input;
 use crate::data::store::RowSource;
 use crate::data::PrepConfig;
 use crate::error::{Error, Result};
-use crate::baselines::{Baseline, BaselineKind, BASELINE_KEY};
 use crate::gpu::{Device, GpuTrainer};
-use crate::predict::Estimator;
 use crate::io::{read_safetensors, write_safetensors};
-use crate::trust::{Calibration, Domain, CALIBRATION_KEY, DOMAIN_KEY};
 use crate::nn::{save_model, Arch, Model};
-use crate::optim::{Adam, AdamConfig};
 use crate::ops::loss;
 pub use crate::ops::loss::Objective;
+use crate::optim::{Adam, AdamConfig};
+use crate::predict::Estimator;
 use crate::tensor::Float;
+use crate::trust::{Calibration, Domain, CALIBRATION_KEY, DOMAIN_KEY};
 use ndarray::{Array2, ArrayD, ArrayViewD, Axis, IxDyn, Slice};
-use rayon::prelude::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
+use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -169,7 +169,15 @@ impl Recipe {
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        Self { log_targets: Vec::new(), augment: Augment::default(), ensemble: 1, init: None, standardise_inputs: false, loss: Loss::Mae, nll_beta: 0.0 }
+        Self {
+            log_targets: Vec::new(),
+            augment: Augment::default(),
+            ensemble: 1,
+            init: None,
+            standardise_inputs: false,
+            loss: Loss::Mae,
+            nll_beta: 0.0,
+        }
     }
 }
 
@@ -186,7 +194,10 @@ pub fn rows_for(n: usize, frac: f64, seed: u64, validation: Option<&[usize]>) ->
     let val: Vec<usize> = (0..n).filter(|&i| is_val[i]).collect();
     let train: Vec<usize> = (0..n).filter(|&i| !is_val[i]).collect();
     if val.is_empty() || train.len() < 2 {
-        return Err(Error::invalid("train", format!("the validation list leaves {} stars to validate and {} to train on", val.len(), train.len())));
+        return Err(Error::invalid(
+            "train",
+            format!("the validation list leaves {} stars to validate and {} to train on", val.len(), train.len()),
+        ));
     }
     Ok((train, val))
 }
@@ -211,18 +222,34 @@ impl Scaling {
     /// Label `j`'s value (in its units) of the standardised `z`.
     pub fn to_label(&self, j: usize, z: f64) -> f64 {
         let v = z * self.sd[j] + self.mean[j];
-        if self.is_log(j) { 10f64.powf(v) } else { v }
+        if self.is_log(j) {
+            10f64.powf(v)
+        } else {
+            v
+        }
     }
 
     /// The standardised value of label `j`'s value `y` (NaN for a log label that is not positive).
     pub fn to_z(&self, j: usize, y: f64) -> f64 {
-        let v = if self.is_log(j) { if y > 0.0 { y.log10() } else { f64::NAN } } else { y };
+        let v = if self.is_log(j) {
+            if y > 0.0 {
+                y.log10()
+            } else {
+                f64::NAN
+            }
+        } else {
+            y
+        };
         (v - self.mean[j]) / self.sd[j]
     }
 
     /// A spread in label units of a spread `dz` in standardised units around the estimate `z`.
     pub fn spread_to_label(&self, j: usize, z: f64, dz: f64) -> f64 {
-        if self.is_log(j) { self.to_label(j, z) * std::f64::consts::LN_10 * self.sd[j] * dz } else { self.sd[j] * dz }
+        if self.is_log(j) {
+            self.to_label(j, z) * std::f64::consts::LN_10 * self.sd[j] * dz
+        } else {
+            self.sd[j] * dz
+        }
     }
 }
 
@@ -277,12 +304,25 @@ pub(crate) fn scaling(y: &Array2<f64>, rows: &[usize], log10: &[bool]) -> Result
         let log = log10.get(j).copied().unwrap_or(false);
         if log {
             if let Some(&r) = rows.iter().find(|&&r| y[[r, j]].is_finite() && y[[r, j]] <= 0.0) {
-                return Err(Error::Data(format!("target {} is learnt as its log10, but star {} has the value {}", j + 1, r + 1, y[[r, j]])));
+                return Err(Error::Data(format!(
+                    "target {} is learnt as its log10, but star {} has the value {}",
+                    j + 1,
+                    r + 1,
+                    y[[r, j]]
+                )));
             }
         }
-        let v: Vec<f64> = rows.iter().map(|&r| y[[r, j]]).filter(|v| v.is_finite()).map(|v| if log { v.log10() } else { v }).collect();
+        let v: Vec<f64> = rows
+            .iter()
+            .map(|&r| y[[r, j]])
+            .filter(|v| v.is_finite())
+            .map(|v| if log { v.log10() } else { v })
+            .collect();
         if v.len() < 2 {
-            return Err(Error::Data(format!("target {j} is known for {} training stars; at least 2 are needed", v.len())));
+            return Err(Error::Data(format!(
+                "target {j} is known for {} training stars; at least 2 are needed",
+                v.len()
+            )));
         }
         mean[j] = v.iter().sum::<f64>() / v.len() as f64;
         sd[j] = (v.iter().map(|x| (x - mean[j]).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt().max(1e-12);
@@ -300,7 +340,15 @@ pub fn log_flags(targets: &[String], log_targets: &[String]) -> Result<Vec<bool>
 
 /// A training batch: inputs, standardised targets and their mask. With `aug` (the augmentation, the
 /// grid's wavelengths and the batch's generator) every spectrum is augmented first.
-fn batch<X: RowSource + ?Sized>(x: &X, y: &Array2<f64>, rows: &[usize], arch: &Arch, s: &Scaling, aug: Option<(&Augment, &[f64], &mut StdRng)>, inputs: Option<&InputScaling>) -> Result<(ArrayD<f32>, ArrayD<f32>, ArrayD<f32>)> {
+fn batch<X: RowSource + ?Sized>(
+    x: &X,
+    y: &Array2<f64>,
+    rows: &[usize],
+    arch: &Arch,
+    s: &Scaling,
+    aug: Option<(&Augment, &[f64], &mut StdRng)>,
+    inputs: Option<&InputScaling>,
+) -> Result<(ArrayD<f32>, ArrayD<f32>, ArrayD<f32>)> {
     let mut input = match aug {
         Some((a, grid, rng)) => x.with_rows(rows, |refs| {
             let changed: Vec<Vec<f32>> = refs.iter().map(|r| a.apply(r, grid, rng)).collect();
@@ -325,7 +373,11 @@ fn batch<X: RowSource + ?Sized>(x: &X, y: &Array2<f64>, rows: &[usize], arch: &A
             }
         }
     }
-    Ok((input, ArrayD::from_shape_vec(IxDyn(&[rows.len(), k]), t).expect("shape"), ArrayD::from_shape_vec(IxDyn(&[rows.len(), k]), m).expect("shape")))
+    Ok((
+        input,
+        ArrayD::from_shape_vec(IxDyn(&[rows.len(), k]), t).expect("shape"),
+        ArrayD::from_shape_vec(IxDyn(&[rows.len(), k]), m).expect("shape"),
+    ))
 }
 
 /// Per-pixel standardisation of network inputs: `(x - mean) / sd`.
@@ -356,7 +408,12 @@ impl InputScaling {
             })?;
         }
         let mean: Vec<f64> = sum.iter().map(|s| s / n.max(1.0)).collect();
-        let sd = sq.iter().zip(&mean).map(|(q, m)| ((q / n.max(1.0) - m * m).max(0.0)).sqrt()).map(|s| if s < 1e-6 { 1.0 } else { s }).collect();
+        let sd = sq
+            .iter()
+            .zip(&mean)
+            .map(|(q, m)| ((q / n.max(1.0) - m * m).max(0.0)).sqrt())
+            .map(|s| if s < 1e-6 { 1.0 } else { s })
+            .collect();
         Ok(Self { mean, sd })
     }
 
@@ -384,12 +441,21 @@ impl InputScaling {
         let first = Self::first_layer(model.arch())?;
         let mut m = model.clone();
         let mut params = m.params_mut();
-        let w_at = params.iter().position(|(n, _)| *n == format!("{first}.weight")).ok_or_else(|| Error::invalid("fold", "no first-layer weight"))?;
-        let b_at = params.iter().position(|(n, _)| *n == format!("{first}.bias")).ok_or_else(|| Error::invalid("fold", "no first-layer bias"))?;
+        let w_at = params
+            .iter()
+            .position(|(n, _)| *n == format!("{first}.weight"))
+            .ok_or_else(|| Error::invalid("fold", "no first-layer weight"))?;
+        let b_at = params
+            .iter()
+            .position(|(n, _)| *n == format!("{first}.bias"))
+            .ok_or_else(|| Error::invalid("fold", "no first-layer bias"))?;
         let w = params[w_at].1.clone();
         let (o, d) = (w.shape()[0], w.shape()[1]);
         if d != self.mean.len() {
-            return Err(Error::invalid("fold", format!("the first layer takes {d} inputs, the scaling has {}", self.mean.len())));
+            return Err(Error::invalid(
+                "fold",
+                format!("the first layer takes {d} inputs, the scaling has {}", self.mean.len()),
+            ));
         }
         let mut w2 = w.clone();
         let mut shift = vec![0f64; o];
@@ -418,12 +484,25 @@ pub const STEP_PIECE_ROWS: usize = 64;
 /// One training step on the CPU: forward, masked MAE loss, backward and Adam (`piece_gradients_with`
 /// leaving dense weight gradients to `Adam::step_deferred`, which forms them block by block and
 /// updates each block while it is in cache). Returns the batch's loss.
-pub fn cpu_step<T: Float>(model: &mut Model<T>, adam: &mut Adam<T>, x: ArrayViewD<'_, T>, y: ArrayViewD<'_, T>, mask: ArrayViewD<'_, T>) -> Result<f64> {
+pub fn cpu_step<T: Float>(
+    model: &mut Model<T>,
+    adam: &mut Adam<T>,
+    x: ArrayViewD<'_, T>,
+    y: ArrayViewD<'_, T>,
+    mask: ArrayViewD<'_, T>,
+) -> Result<f64> {
     cpu_step_with(model, adam, x, y, mask, Objective::MaskedMae)
 }
 
 /// `cpu_step` minimising `objective`.
-pub fn cpu_step_with<T: Float>(model: &mut Model<T>, adam: &mut Adam<T>, x: ArrayViewD<'_, T>, y: ArrayViewD<'_, T>, mask: ArrayViewD<'_, T>, objective: Objective) -> Result<f64> {
+pub fn cpu_step_with<T: Float>(
+    model: &mut Model<T>,
+    adam: &mut Adam<T>,
+    x: ArrayViewD<'_, T>,
+    y: ArrayViewD<'_, T>,
+    mask: ArrayViewD<'_, T>,
+    objective: Objective,
+) -> Result<f64> {
     let (loss, grads, dense) = piece_gradients_with(model, x, y, mask, true, objective)?;
     adam.step_deferred(model.params_mut(), grads, dense)?;
     Ok(loss)
@@ -441,7 +520,12 @@ pub fn cpu_step_with<T: Float>(model: &mut Model<T>, adam: &mut Adam<T>, x: Arra
 /// to an idle thread, which keeps both busy when one piece finishes first). The cut depends only on
 /// the batch size, never on the number of threads, so a run gives the same weights on any number of
 /// cores.
-pub fn piece_gradients<T: Float>(model: &Model<T>, x: ArrayViewD<'_, T>, y: ArrayViewD<'_, T>, mask: ArrayViewD<'_, T>) -> Result<(f64, Vec<ParamGrads<T>>)> {
+pub fn piece_gradients<T: Float>(
+    model: &Model<T>,
+    x: ArrayViewD<'_, T>,
+    y: ArrayViewD<'_, T>,
+    mask: ArrayViewD<'_, T>,
+) -> Result<(f64, Vec<ParamGrads<T>>)> {
     piece_gradients_with(model, x, y, mask, false, Objective::MaskedMae).map(|(loss, grads, _)| (loss, grads))
 }
 
@@ -460,7 +544,11 @@ pub fn piece_gradients_with<T: Float>(
 ) -> Result<(f64, Vec<ParamGrads<T>>, Vec<Vec<DeferredDense<T>>>)> {
     let n = x.shape().first().copied().unwrap_or(0);
     if y.shape().first() != Some(&n) || mask.shape() != y.shape() {
-        return Err(Error::shape("training step", "inputs, targets and mask must have one row per sample", &[x.shape(), y.shape(), mask.shape()]));
+        return Err(Error::shape(
+            "training step",
+            "inputs, targets and mask must have one row per sample",
+            &[x.shape(), y.shape(), mask.shape()],
+        ));
     }
     let count = mask.sum();
     if !(count > T::zero()) {
@@ -475,7 +563,10 @@ pub fn piece_gradients_with<T: Float>(
         let xv = tape.input_view(xs, false);
         let pred = model.forward(&mut tape, xv)?;
         let (sum, grad) = match objective {
-            Objective::MaskedMae => (loss::masked_abs_sum(&tape.value(pred), &ys, &ms)?, loss::masked_mae_grad(&tape.value(pred), &ys, &ms, k)),
+            Objective::MaskedMae => (
+                loss::masked_abs_sum(&tape.value(pred), &ys, &ms)?,
+                loss::masked_mae_grad(&tape.value(pred), &ys, &ms, k),
+            ),
             Objective::GaussianNll { beta } => {
                 let (p, b) = (tape.value(pred), T::of(beta));
                 (loss::masked_gaussian_nll_sum(&p, &ys, &ms, b)?, loss::masked_gaussian_nll_grad(&p, &ys, &ms, b, k)?)
@@ -485,7 +576,8 @@ pub fn piece_gradients_with<T: Float>(
         let (grads, dense) = tape.into_param_grads_deferred();
         Ok((sum, grads, dense))
     };
-    let results: Vec<Result<_>> = if pieces == 1 { vec![piece(0)] } else { (0..pieces).into_par_iter().map(piece).collect() };
+    let results: Vec<Result<_>> =
+        if pieces == 1 { vec![piece(0)] } else { (0..pieces).into_par_iter().map(piece).collect() };
     let (mut sum, mut grads, mut dense) = (T::zero(), Vec::with_capacity(pieces), Vec::with_capacity(pieces));
     for r in results {
         let (s, g, d) = r?;
@@ -499,18 +591,37 @@ pub fn piece_gradients_with<T: Float>(
 /// Predictions in label units for `rows` and a variance head's variances (`estimate_rows_with`), on
 /// the CPU.
 #[allow(clippy::type_complexity)]
-pub fn estimate_rows<X: RowSource + ?Sized>(model: &Model<f32>, x: &X, rows: &[usize], s: &Scaling, batch: usize) -> Result<(Array2<f64>, Option<Array2<f64>>)> {
+pub fn estimate_rows<X: RowSource + ?Sized>(
+    model: &Model<f32>,
+    x: &X,
+    rows: &[usize],
+    s: &Scaling,
+    batch: usize,
+) -> Result<(Array2<f64>, Option<Array2<f64>>)> {
     estimate_rows_with(model.arch(), x, rows, s, batch, |b| model.predict(b))
 }
 
 /// Predictions in label units for `rows`, in batches of `batch`, on the CPU (on any device:
 /// `predict::Estimator::runner`).
-pub fn predict_rows<X: RowSource + ?Sized>(model: &Model<f32>, x: &X, rows: &[usize], s: &Scaling, batch: usize) -> Result<Array2<f64>> {
+pub fn predict_rows<X: RowSource + ?Sized>(
+    model: &Model<f32>,
+    x: &X,
+    rows: &[usize],
+    s: &Scaling,
+    batch: usize,
+) -> Result<Array2<f64>> {
     predict_rows_with(model.arch(), x, rows, s, batch, |b| model.predict(b))
 }
 
 /// Predictions in label units for `rows`, in batches of `batch`, each batch run by `run`.
-pub(crate) fn predict_rows_with<X: RowSource + ?Sized>(arch: &Arch, x: &X, rows: &[usize], s: &Scaling, batch: usize, run: impl Fn(&ArrayD<f32>) -> Result<ArrayD<f32>>) -> Result<Array2<f64>> {
+pub(crate) fn predict_rows_with<X: RowSource + ?Sized>(
+    arch: &Arch,
+    x: &X,
+    rows: &[usize],
+    s: &Scaling,
+    batch: usize,
+    run: impl Fn(&ArrayD<f32>) -> Result<ArrayD<f32>>,
+) -> Result<Array2<f64>> {
     Ok(estimate_rows_with(arch, x, rows, s, batch, run)?.0)
 }
 
@@ -523,7 +634,14 @@ pub fn has_variance_head(arch: &Arch, labels: usize) -> bool {
 /// Predictions in label units for `rows` and, for a network with a variance head, each estimate's
 /// predicted variance in standardised units (`exp` of the clamped log-variance output).
 #[allow(clippy::type_complexity)]
-pub(crate) fn estimate_rows_with<X: RowSource + ?Sized>(arch: &Arch, x: &X, rows: &[usize], s: &Scaling, batch: usize, run: impl Fn(&ArrayD<f32>) -> Result<ArrayD<f32>>) -> Result<(Array2<f64>, Option<Array2<f64>>)> {
+pub(crate) fn estimate_rows_with<X: RowSource + ?Sized>(
+    arch: &Arch,
+    x: &X,
+    rows: &[usize],
+    s: &Scaling,
+    batch: usize,
+    run: impl Fn(&ArrayD<f32>) -> Result<ArrayD<f32>>,
+) -> Result<(Array2<f64>, Option<Array2<f64>>)> {
     let k = s.mean.len();
     let batch = batch.max(1);
     let head = has_variance_head(arch, k);
@@ -562,7 +680,8 @@ struct State {
 }
 
 fn save_checkpoint(path: &Path, cfg: &TrainConfig, scale: &Scaling, st: &State) -> Result<()> {
-    let mut tensors: Vec<(String, &ArrayD<f32>)> = st.model.params().into_iter().map(|(n, p)| (format!("model.{n}"), p)).collect();
+    let mut tensors: Vec<(String, &ArrayD<f32>)> =
+        st.model.params().into_iter().map(|(n, p)| (format!("model.{n}"), p)).collect();
     tensors.extend(st.adam.state().into_iter().map(|(n, p)| (format!("adam.{n}"), p)));
     let mut meta = HashMap::new();
     meta.insert("specnn-train-config".into(), serde_json::to_string(cfg).expect("serialisable"));
@@ -576,14 +695,19 @@ fn save_checkpoint(path: &Path, cfg: &TrainConfig, scale: &Scaling, st: &State) 
 fn load_checkpoint(path: &Path, cfg: &TrainConfig) -> Result<State> {
     let (mut tensors, meta) = read_safetensors::<f32>(path)?;
     let get = |k: &str| meta.get(k).ok_or_else(|| Error::file(path, format!("checkpoint lacks `{k}`")));
-    let saved: TrainConfig = serde_json::from_str(get("specnn-train-config")?).map_err(|e| Error::file(path, e.to_string()))?;
+    let saved: TrainConfig =
+        serde_json::from_str(get("specnn-train-config")?).map_err(|e| Error::file(path, e.to_string()))?;
     // The number of epochs may grow (resume an interrupted run, or train longer); nothing else may change.
     if (TrainConfig { epochs: cfg.epochs, ..saved }) != *cfg {
         return Err(Error::file(path, "the checkpoint was written by a run with other settings (architecture, targets, preprocessing, batch, lr, split, validation list, seed or patience); rerun without --resume or with the same settings"));
     }
-    let model_t: BTreeMap<String, ArrayD<f32>> = tensors.iter().filter_map(|(k, v)| k.strip_prefix("model.").map(|n| (n.to_string(), v.clone()))).collect();
+    let model_t: BTreeMap<String, ArrayD<f32>> =
+        tensors.iter().filter_map(|(k, v)| k.strip_prefix("model.").map(|n| (n.to_string(), v.clone()))).collect();
     let model = Model::from_tensors(&cfg.arch, model_t).map_err(|e| Error::file(path, e.to_string()))?;
-    let adam_t: Vec<(String, ArrayD<f32>)> = std::mem::take(&mut tensors).into_iter().filter_map(|(k, v)| k.strip_prefix("adam.").map(|n| (n.to_string(), v))).collect();
+    let adam_t: Vec<(String, ArrayD<f32>)> = std::mem::take(&mut tensors)
+        .into_iter()
+        .filter_map(|(k, v)| k.strip_prefix("adam.").map(|n| (n.to_string(), v)))
+        .collect();
     let mut adam = Adam::new(AdamConfig { lr: cfg.lr, ..AdamConfig::default() });
     adam.restore(get("specnn-adam-step")?.parse().map_err(|_| Error::file(path, "bad adam step"))?, adam_t)?;
     let history: History = serde_json::from_str(get(HISTORY_KEY)?).map_err(|e| Error::file(path, e.to_string()))?;
@@ -592,19 +716,35 @@ fn load_checkpoint(path: &Path, cfg: &TrainConfig) -> Result<State> {
 }
 
 /// Writes the trained model: weights, architecture, targets, scaling, preprocessing and history.
-pub fn save_trained(path: &Path, model: &Model<f32>, cfg: &TrainConfig, scale: &Scaling, history: &History, synthetic: bool) -> Result<()> {
+pub fn save_trained(
+    path: &Path,
+    model: &Model<f32>,
+    cfg: &TrainConfig,
+    scale: &Scaling,
+    history: &History,
+    synthetic: bool,
+) -> Result<()> {
     save_model(path, model, network_meta(cfg, scale, history, synthetic))
 }
 
 /// `trained_meta` for a network trained under `cfg` (with its loss).
 fn network_meta(cfg: &TrainConfig, scale: &Scaling, history: &History, synthetic: bool) -> HashMap<String, String> {
     let mut meta = trained_meta(&cfg.targets, scale, &cfg.prep, history, synthetic);
-    meta.insert(LOSS_KEY.into(), serde_json::to_value(cfg.options.loss).expect("serialisable").as_str().expect("a unit variant").into());
+    meta.insert(
+        LOSS_KEY.into(),
+        serde_json::to_value(cfg.options.loss).expect("serialisable").as_str().expect("a unit variant").into(),
+    );
     meta
 }
 
 /// The metadata `predict` needs from any trained model file, network or baseline.
-fn trained_meta(targets: &[String], scale: &Scaling, prep: &PrepConfig, history: &History, synthetic: bool) -> HashMap<String, String> {
+fn trained_meta(
+    targets: &[String],
+    scale: &Scaling,
+    prep: &PrepConfig,
+    history: &History,
+    synthetic: bool,
+) -> HashMap<String, String> {
     let mut meta = HashMap::new();
     meta.insert(TARGETS_KEY.into(), targets.join(","));
     meta.insert(SCALING_KEY.into(), serde_json::to_string(scale).expect("serialisable"));
@@ -617,7 +757,12 @@ fn trained_meta(targets: &[String], scale: &Scaling, prep: &PrepConfig, history:
 /// The MAE of label `j` (in its units) of the estimates `pred` (row `i` for star `rows[i]`) over the
 /// stars whose label is known; None when none is.
 pub(crate) fn label_mae(y: &Array2<f64>, rows: &[usize], pred: &Array2<f64>, j: usize) -> Option<f64> {
-    let errs: Vec<f64> = rows.iter().enumerate().filter(|(_, &r)| y[[r, j]].is_finite()).map(|(i, &r)| (y[[r, j]] - pred[[i, j]]).abs()).collect();
+    let errs: Vec<f64> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, &r)| y[[r, j]].is_finite())
+        .map(|(i, &r)| (y[[r, j]] - pred[[i, j]]).abs())
+        .collect();
     (!errs.is_empty()).then(|| errs.iter().sum::<f64>() / errs.len() as f64)
 }
 
@@ -638,8 +783,20 @@ const TRUST_ROWS: usize = 20_000;
 /// Fits the uncertainty calibration on the validation stars `val_rows` and the domain on the training
 /// stars `train_rows`, and adds both to the model file at `path` (rewritten atomically).
 #[allow(clippy::too_many_arguments)]
-fn attach_trust<X: RowSource + ?Sized>(path: &Path, est: &Estimator, scale: &Scaling, x: &X, y: &Array2<f64>, train_rows: &[usize], val_rows: &[usize], seed: u64, device: &Device) -> Result<(Calibration, Domain)> {
-    let thin = |rows: &[usize]| -> Vec<usize> { rows.iter().copied().step_by(rows.len().div_ceil(TRUST_ROWS).max(1)).collect() };
+fn attach_trust<X: RowSource + ?Sized>(
+    path: &Path,
+    est: &Estimator,
+    scale: &Scaling,
+    x: &X,
+    y: &Array2<f64>,
+    train_rows: &[usize],
+    val_rows: &[usize],
+    seed: u64,
+    device: &Device,
+) -> Result<(Calibration, Domain)> {
+    let thin = |rows: &[usize]| -> Vec<usize> {
+        rows.iter().copied().step_by(rows.len().div_ceil(TRUST_ROWS).max(1)).collect()
+    };
     let (tr, va) = (thin(train_rows), thin(val_rows));
     let both: Vec<usize> = tr.iter().chain(&va).copied().collect();
     let mut xs: Vec<Vec<f32>> = x.with_rows(&both, |refs| Ok(refs.iter().map(|r| r.to_vec()).collect()))?;
@@ -650,7 +807,11 @@ fn attach_trust<X: RowSource + ?Sized>(path: &Path, est: &Estimator, scale: &Sca
     let vall: Vec<usize> = (0..va.len()).collect();
     let e = est.runner(device)?.estimate_rows(&xv, &vall, scale, 256)?;
     let k = scale.mean.len();
-    let err: Vec<Vec<f64>> = (0..k).map(|j| va.iter().enumerate().map(|(i, &r)| scale.to_z(j, y[[r, j]]) - scale.to_z(j, e.mean[[i, j]])).collect()).collect();
+    let err: Vec<Vec<f64>> = (0..k)
+        .map(|j| {
+            va.iter().enumerate().map(|(i, &r)| scale.to_z(j, y[[r, j]]) - scale.to_z(j, e.mean[[i, j]])).collect()
+        })
+        .collect();
     let spread: Vec<Vec<f64>> = (0..k).map(|j| e.spread_z.column(j).to_vec()).collect();
     let calibration = Calibration::fit(&err, &spread);
     let (mut tensors, mut meta) = read_safetensors::<f32>(path)?;
@@ -687,8 +848,20 @@ pub fn train<X: RowSource + ?Sized>(
     mut on_epoch: impl FnMut(&EpochStats),
     on_batch: impl Fn(usize, f64),
 ) -> Result<Outcome> {
-    if x.len() != y.nrows() || y.ncols() != cfg.targets.len() || cfg.targets.len() * cfg.options.loss.outputs_per_label() != cfg.arch.outputs() {
-        return Err(Error::invalid("train", format!("{} spectra, {} label rows, {} targets, {} network outputs", x.len(), y.nrows(), cfg.targets.len(), cfg.arch.outputs())));
+    if x.len() != y.nrows()
+        || y.ncols() != cfg.targets.len()
+        || cfg.targets.len() * cfg.options.loss.outputs_per_label() != cfg.arch.outputs()
+    {
+        return Err(Error::invalid(
+            "train",
+            format!(
+                "{} spectra, {} label rows, {} targets, {} network outputs",
+                x.len(),
+                y.nrows(),
+                cfg.targets.len(),
+                cfg.arch.outputs()
+            ),
+        ));
     }
     if x.len() < 4 {
         return Err(Error::Data(format!("{} labelled spectra: too few to train and validate", x.len())));
@@ -699,7 +872,19 @@ pub fn train<X: RowSource + ?Sized>(
     };
     let k = cfg.options.ensemble.max(1);
     let (model, scale, history) = if k == 1 {
-        let (best, scale, history) = train_member(x, y, cfg, 0, init.as_ref().map(|(m, s)| (&m[0], s)), model_out, resume, synthetic, device, &mut on_epoch, &on_batch)?;
+        let (best, scale, history) = train_member(
+            x,
+            y,
+            cfg,
+            0,
+            init.as_ref().map(|(m, s)| (&m[0], s)),
+            model_out,
+            resume,
+            synthetic,
+            device,
+            &mut on_epoch,
+            &on_batch,
+        )?;
         (Estimator::Net(best), scale, history)
     } else {
         let mut members = Vec::with_capacity(k);
@@ -708,7 +893,8 @@ pub fn train<X: RowSource + ?Sized>(
             let path = suffixed(model_out, &format!(".member{m}"));
             let start = init.as_ref().map(|(ms, s)| (&ms[m % ms.len()], s));
             let resume_m = resume && checkpoint_path(&path).exists();
-            let (best, scale, history) = train_member(x, y, cfg, m, start, &path, resume_m, synthetic, device, &mut on_epoch, &on_batch)?;
+            let (best, scale, history) =
+                train_member(x, y, cfg, m, start, &path, resume_m, synthetic, device, &mut on_epoch, &on_batch)?;
             members.push(best);
             first.get_or_insert((scale, history));
         }
@@ -723,7 +909,8 @@ pub fn train<X: RowSource + ?Sized>(
         (Estimator::Ensemble(members), scale, history)
     };
     let (train_rows, val_rows) = rows_for(x.len(), cfg.split, cfg.seed, cfg.validation.as_deref())?;
-    let (calibration, domain) = attach_trust(model_out, &model, &scale, x, y, &train_rows, &val_rows, cfg.seed, device)?;
+    let (calibration, domain) =
+        attach_trust(model_out, &model, &scale, x, y, &train_rows, &val_rows, cfg.seed, device)?;
     Ok(Outcome { model, scaling: scale, history, calibration, domain })
 }
 
@@ -737,10 +924,20 @@ fn init_from(path: &Path, cfg: &TrainConfig) -> Result<(Vec<Model<f32>>, Scaling
         Estimator::Baseline(_) => return Err(Error::file(path, "--init needs a network; this file holds a baseline")),
     };
     if nets[0].arch() != &cfg.arch {
-        return Err(Error::file(path, format!("--init: its architecture {} is not this run's {}", nets[0].arch().to_json(), cfg.arch.to_json())));
+        return Err(Error::file(
+            path,
+            format!("--init: its architecture {} is not this run's {}", nets[0].arch().to_json(), cfg.arch.to_json()),
+        ));
     }
     if t.targets != cfg.targets {
-        return Err(Error::file(path, format!("--init: it estimates {} but this run's targets are {}", t.targets.join(","), cfg.targets.join(","))));
+        return Err(Error::file(
+            path,
+            format!(
+                "--init: it estimates {} but this run's targets are {}",
+                t.targets.join(","),
+                cfg.targets.join(",")
+            ),
+        ));
     }
     let want = log_flags(&cfg.targets, &cfg.options.log_targets)?;
     if (0..want.len()).any(|j| t.scaling.is_log(j) != want[j]) {
@@ -758,8 +955,17 @@ fn val_score(maes: &[f64], scale: &Scaling, y: &Array2<f64>, rows: &[usize], pre
             if !scale.is_log(j) {
                 return if maes[j].is_finite() { maes[j] / scale.sd[j] } else { 0.0 };
             }
-            let e: Vec<f64> = rows.iter().enumerate().filter(|(_, &r)| y[[r, j]].is_finite()).map(|(i, &r)| (scale.to_z(j, y[[r, j]]) - scale.to_z(j, pred[[i, j]])).abs()).collect();
-            if e.is_empty() { 0.0 } else { e.iter().sum::<f64>() / e.len() as f64 }
+            let e: Vec<f64> = rows
+                .iter()
+                .enumerate()
+                .filter(|(_, &r)| y[[r, j]].is_finite())
+                .map(|(i, &r)| (scale.to_z(j, y[[r, j]]) - scale.to_z(j, pred[[i, j]])).abs())
+                .collect();
+            if e.is_empty() {
+                0.0
+            } else {
+                e.iter().sum::<f64>() / e.len() as f64
+            }
         })
         .collect();
     per.iter().sum::<f64>() / per.len() as f64
@@ -795,8 +1001,10 @@ fn train_member<X: RowSource + ?Sized>(
         None
     };
     // Written files hold the network on raw inputs; training runs on standardised ones.
-    let to_file = |m: &Model<f32>| -> Result<Model<f32>> { inputs.as_ref().map_or_else(|| Ok(m.clone()), |i| i.fold(m, false)) };
-    let from_file = |m: &Model<f32>| -> Result<Model<f32>> { inputs.as_ref().map_or_else(|| Ok(m.clone()), |i| i.fold(m, true)) };
+    let to_file =
+        |m: &Model<f32>| -> Result<Model<f32>> { inputs.as_ref().map_or_else(|| Ok(m.clone()), |i| i.fold(m, false)) };
+    let from_file =
+        |m: &Model<f32>| -> Result<Model<f32>> { inputs.as_ref().map_or_else(|| Ok(m.clone()), |i| i.fold(m, true)) };
     let grid = cfg.prep.grid.wavelengths();
     let aug = cfg.options.augment.is_on().then_some(&cfg.options.augment);
     let ckpt = checkpoint_path(model_out);
@@ -824,7 +1032,9 @@ fn train_member<X: RowSource + ?Sized>(
     }
     let first_epoch = st.history.epochs.len();
     let mut on_gpu = match device.gpu() {
-        Some(g) => Some(GpuTrainer::new(g.clone(), st.model.clone(), &st.adam)?.with_objective(cfg.options.objective())),
+        Some(g) => {
+            Some(GpuTrainer::new(g.clone(), st.model.clone(), &st.adam)?.with_objective(cfg.options.objective()))
+        }
         None => None,
     };
     fn standardised<'b>(inputs: &Option<InputScaling>, b: &'b ArrayD<f32>) -> std::borrow::Cow<'b, ArrayD<f32>> {
@@ -850,17 +1060,30 @@ fn train_member<X: RowSource + ?Sized>(
         let (mut loss_sum, mut batches) = (0.0, 0usize);
         for (b, rows) in order.chunks(cfg.batch.max(1)).enumerate() {
             let mut brng = batch_rng(seed, epoch, b);
-            let (input, target, mask) = batch(x, y, rows, &cfg.arch, &scale, aug.map(|a| (a, grid.as_slice(), &mut brng)), inputs.as_ref())?;
+            let (input, target, mask) =
+                batch(x, y, rows, &cfg.arch, &scale, aug.map(|a| (a, grid.as_slice(), &mut brng)), inputs.as_ref())?;
             if mask.sum() == 0.0 {
                 continue;
             }
             let loss = match on_gpu.as_mut() {
                 Some(gt) => gt.step(&input, &target, &mask, true)?.unwrap_or(f32::NAN) as f64,
                 // On a pool thread: the step's ops fork from there instead of waking the pool each time.
-                None => crate::cpu::on_pool(|| cpu_step_with(&mut st.model, &mut st.adam, input.view(), target.view(), mask.view(), cfg.options.objective()))?,
+                None => crate::cpu::on_pool(|| {
+                    cpu_step_with(
+                        &mut st.model,
+                        &mut st.adam,
+                        input.view(),
+                        target.view(),
+                        mask.view(),
+                        cfg.options.objective(),
+                    )
+                })?,
             };
             if !loss.is_finite() {
-                return Err(Error::Data(format!("the training loss became {loss} in epoch {}; lower the learning rate", epoch + 1)));
+                return Err(Error::Data(format!(
+                    "the training loss became {loss} in epoch {}; lower the learning rate",
+                    epoch + 1
+                )));
             }
             loss_sum += loss;
             batches += 1;
@@ -872,13 +1095,24 @@ fn train_member<X: RowSource + ?Sized>(
                 let (m, adam) = gt.sync()?;
                 st.model = m.clone();
                 st.adam = adam;
-                predict_rows_with(&cfg.arch, x, &val_rows, &scale, 256, |b| gt.net().predict(&standardised(&inputs, b)))?
+                predict_rows_with(&cfg.arch, x, &val_rows, &scale, 256, |b| {
+                    gt.net().predict(&standardised(&inputs, b))
+                })?
             }
-            None => predict_rows_with(&cfg.arch, x, &val_rows, &scale, 256, |b| st.model.predict(&standardised(&inputs, b)))?,
+            None => predict_rows_with(&cfg.arch, x, &val_rows, &scale, 256, |b| {
+                st.model.predict(&standardised(&inputs, b))
+            })?,
         };
-        let val_mae: Vec<f64> = (0..cfg.targets.len()).map(|j| label_mae(y, &val_rows, &pred, j).unwrap_or(f64::NAN)).collect();
+        let val_mae: Vec<f64> =
+            (0..cfg.targets.len()).map(|j| label_mae(y, &val_rows, &pred, j).unwrap_or(f64::NAN)).collect();
         let score = val_score(&val_mae, &scale, y, &val_rows, &pred);
-        let stats = EpochStats { epoch: epoch + 1, train_loss: loss_sum / batches.max(1) as f64, val_mae, val_score: score, samples_per_s: train_rows.len() as f64 / secs };
+        let stats = EpochStats {
+            epoch: epoch + 1,
+            train_loss: loss_sum / batches.max(1) as f64,
+            val_mae,
+            val_score: score,
+            samples_per_s: train_rows.len() as f64 / secs,
+        };
         if st.history.best_score.is_none_or(|b| score < b) {
             st.history.best_score = Some(score);
             st.history.best_epoch = epoch + 1;
@@ -924,9 +1158,23 @@ fn fresh_model(arch: &Arch, labels: usize, seed: u64) -> Result<Model<f32>> {
 /// fitted on the training stars, scored on the validation stars (one "epoch" in the history), and
 /// written to `model_out` with the same metadata as a network, so `predict` and `evaluate` take it.
 #[allow(clippy::too_many_arguments)]
-pub fn train_baseline(x: &[Vec<f32>], y: &Array2<f64>, kind: BaselineKind, targets: &[String], log_targets: &[String], prep: &crate::data::PrepConfig, (split_frac, validation): (f64, Option<&[usize]>), seed: u64, model_out: &Path, synthetic: bool) -> Result<Outcome> {
+pub fn train_baseline(
+    x: &[Vec<f32>],
+    y: &Array2<f64>,
+    kind: BaselineKind,
+    targets: &[String],
+    log_targets: &[String],
+    prep: &crate::data::PrepConfig,
+    (split_frac, validation): (f64, Option<&[usize]>),
+    seed: u64,
+    model_out: &Path,
+    synthetic: bool,
+) -> Result<Outcome> {
     if x.len() != y.nrows() || y.ncols() != targets.len() {
-        return Err(Error::invalid("train", format!("{} spectra, {} label rows, {} targets", x.len(), y.nrows(), targets.len())));
+        return Err(Error::invalid(
+            "train",
+            format!("{} spectra, {} label rows, {} targets", x.len(), y.nrows(), targets.len()),
+        ));
     }
     if x.len() < 4 {
         return Err(Error::Data(format!("{} labelled spectra: too few to train and validate", x.len())));
@@ -944,12 +1192,20 @@ pub fn train_baseline(x: &[Vec<f32>], y: &Array2<f64>, kind: BaselineKind, targe
     let fit_rows: Vec<usize> = train_rows.iter().copied().step_by(train_rows.len().div_ceil(500).max(1)).collect();
     let fit_pred = est.predict_rows(x, &fit_rows, &scale, 256, &dev)?;
     let val_pred = est.predict_rows(x, &val_rows, &scale, 256, &dev)?;
-    let maes = |rows: &[usize], pred: &Array2<f64>| -> Vec<f64> { (0..targets.len()).map(|j| label_mae(y, rows, pred, j).unwrap_or(f64::NAN)).collect() };
+    let maes = |rows: &[usize], pred: &Array2<f64>| -> Vec<f64> {
+        (0..targets.len()).map(|j| label_mae(y, rows, pred, j).unwrap_or(f64::NAN)).collect()
+    };
     let val_mae = maes(&val_rows, &val_pred);
     let score = val_score(&val_mae, &scale, y, &val_rows, &val_pred);
     let train_loss = val_score(&maes(&fit_rows, &fit_pred), &scale, y, &fit_rows, &fit_pred);
     let history = History {
-        epochs: vec![EpochStats { epoch: 1, train_loss, val_mae, val_score: score, samples_per_s: train_rows.len() as f64 / secs.max(1e-9) }],
+        epochs: vec![EpochStats {
+            epoch: 1,
+            train_loss,
+            val_mae,
+            val_score: score,
+            samples_per_s: train_rows.len() as f64 / secs.max(1e-9),
+        }],
         best_epoch: 1,
         best_score: Some(score),
         stopped_early: false,
@@ -1006,9 +1262,14 @@ mod tests {
 
     #[test]
     fn standardised_inputs_fold_into_the_first_layer() {
-        for arch in [Arch::Ann { inputs: 7, hidden: vec![5, 4], activation: Activation::Selu, outputs: 2 }, Arch::ResAnn { inputs: 7, width: 6, blocks: 1, outputs: 2 }] {
+        for arch in [
+            Arch::Ann { inputs: 7, hidden: vec![5, 4], activation: Activation::Selu, outputs: 2 },
+            Arch::ResAnn { inputs: 7, width: 6, blocks: 1, outputs: 2 },
+        ] {
             let model = Model::<f32>::new(&arch, 3).unwrap();
-            let rows: Vec<Vec<f32>> = (0..20).map(|i| (0..7).map(|j| ((i * 7 + j) as f32 * 0.37).sin() * (1.0 + j as f32)).collect()).collect();
+            let rows: Vec<Vec<f32>> = (0..20)
+                .map(|i| (0..7).map(|j| ((i * 7 + j) as f32 * 0.37).sin() * (1.0 + j as f32)).collect())
+                .collect();
             let sc = InputScaling::fit(&rows, &(0..20).collect::<Vec<_>>()).unwrap();
             let x = ArrayD::from_shape_vec(IxDyn(&[20, 7]), rows.concat()).unwrap();
             let mut xs = x.clone();

@@ -82,7 +82,11 @@ pub fn quantile(v: &[f64], q: f64) -> f64 {
     s.sort_by(f64::total_cmp);
     let p = q.clamp(0.0, 1.0) * (s.len() - 1) as f64;
     let (i, f) = (p.floor() as usize, p.fract());
-    if i + 1 < s.len() { s[i] * (1.0 - f) + s[i + 1] * f } else { s[i] }
+    if i + 1 < s.len() {
+        s[i] * (1.0 - f) + s[i + 1] * f
+    } else {
+        s[i]
+    }
 }
 
 /// The coverage targets' tolerances (issue #16, DEVELOPERS.md's tolerance table): within 1 sigma
@@ -109,7 +113,12 @@ impl Calibration {
     /// each, the scales that put 63% to 73% of the stars within 1 sigma (every 0.5%, and 68.3%). For
     /// Gaussian errors that is the usual 68.3% scaling.
     pub fn fit_label(err: &[f64], spread: &[f64]) -> (f64, f64) {
-        let pairs: Vec<(f64, f64)> = err.iter().zip(spread).filter(|(e, _)| e.is_finite()).map(|(e, s)| (e.abs(), if s.is_finite() { *s } else { 0.0 })).collect();
+        let pairs: Vec<(f64, f64)> = err
+            .iter()
+            .zip(spread)
+            .filter(|(e, _)| e.is_finite())
+            .map(|(e, s)| (e.abs(), if s.is_finite() { *s } else { 0.0 }))
+            .collect();
         if pairs.is_empty() {
             return (0.0, f64::NAN);
         }
@@ -148,7 +157,11 @@ impl Calibration {
                 }
                 for _ in 0..50 {
                     let mid = 0.5 * (lo + hi);
-                    if cov1(mid) < level { lo = mid } else { hi = mid }
+                    if cov1(mid) < level {
+                        lo = mid
+                    } else {
+                        hi = mid
+                    }
                 }
                 let (c1, c2) = covs(&|s| ((hi * s).powi(2) + floor * floor).sqrt());
                 let miss = coverage_miss(c1, c2);
@@ -212,8 +225,12 @@ impl Domain {
             return Err(Error::Data("domain: too few training stars".into()));
         }
         let d = x[rows[0]].len();
-        let lo = (0..y.ncols()).map(|j| rows.iter().map(|&r| y[[r, j]]).filter(|v| v.is_finite()).fold(f64::INFINITY, f64::min)).collect();
-        let hi = (0..y.ncols()).map(|j| rows.iter().map(|&r| y[[r, j]]).filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max)).collect();
+        let lo = (0..y.ncols())
+            .map(|j| rows.iter().map(|&r| y[[r, j]]).filter(|v| v.is_finite()).fold(f64::INFINITY, f64::min))
+            .collect();
+        let hi = (0..y.ncols())
+            .map(|j| rows.iter().map(|&r| y[[r, j]]).filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max))
+            .collect();
         let k = DOMAIN_COMPONENTS.min(rows.len() - 1).min(d);
         let mut pca = Pca::fit_rows(x, rows, k, seed)?.rounded_to_f32();
         pca.variance.iter_mut().for_each(|v| *v = v.max(1e-12));
@@ -228,7 +245,10 @@ impl Domain {
     /// Mahalanobis distance within the components.
     pub fn measure_rows(&self, x: &[Vec<f32>], rows: &[usize]) -> Result<(Vec<f64>, Vec<f64>)> {
         let (proj, residual) = self.pca.transform_rows_with_residual(x, rows)?;
-        let dist = proj.outer_iter().map(|p| p.iter().zip(&self.pca.variance).map(|(a, v)| a * a / v).sum::<f64>().sqrt()).collect();
+        let dist = proj
+            .outer_iter()
+            .map(|p| p.iter().zip(&self.pca.variance).map(|(a, v)| a * a / v).sum::<f64>().sqrt())
+            .collect();
         Ok((residual, dist))
     }
 
@@ -250,7 +270,14 @@ impl Domain {
     }
 
     pub fn meta(&self) -> String {
-        serde_json::to_string(&DomainMeta { lo: self.lo.clone(), hi: self.hi.clone(), residual_p99: self.residual_p99, variance: self.pca.variance.clone(), distance_p99: self.distance_p99 }).expect("serialisable")
+        serde_json::to_string(&DomainMeta {
+            lo: self.lo.clone(),
+            hi: self.hi.clone(),
+            residual_p99: self.residual_p99,
+            variance: self.pca.variance.clone(),
+            distance_p99: self.distance_p99,
+        })
+        .expect("serialisable")
     }
 
     pub fn tensors(&self) -> Vec<(String, ArrayD<f32>)> {
@@ -259,7 +286,8 @@ impl Domain {
 
     /// Rebuilds the domain from a model file's metadata and `domain.*` tensors (removed from `t`).
     pub fn take(meta: &str, t: &mut BTreeMap<String, ArrayD<f32>>) -> Result<Self> {
-        let m: DomainMeta = serde_json::from_str(meta).map_err(|e| Error::invalid(DOMAIN_KEY, format!("malformed: {e}")))?;
+        let m: DomainMeta =
+            serde_json::from_str(meta).map_err(|e| Error::invalid(DOMAIN_KEY, format!("malformed: {e}")))?;
         let pca = Pca::from_tensors("domain", t, m.variance)?;
         t.retain(|k, _| !k.starts_with(crate::nn::DOMAIN_PREFIX));
         Ok(Domain { lo: m.lo, hi: m.hi, pca, residual_p99: m.residual_p99, distance_p99: m.distance_p99 })
@@ -275,10 +303,21 @@ pub fn normal_cdf(x: f64) -> f64 {
 fn erfc(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t * (-z * z - 1.265_512_23
-        + t * (1.000_023_68 + t * (0.374_091_96 + t * (0.096_784_18 + t * (-0.186_288_06 + t * (0.278_868_07 + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-        .exp();
-    if x >= 0.0 { r } else { 2.0 - r }
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
+    }
 }
 
 #[cfg(test)]
@@ -317,15 +356,26 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(5);
         let draw = |rng: &mut StdRng, n: usize| -> (Vec<f64>, Vec<f64>) {
             let s: Vec<f64> = (0..n).map(|_| rng.random_range(0.1..1.0)).collect();
-            let e = s.iter().map(|s| { let chi2: f64 = (0..5).map(|_| gauss(rng).powi(2)).sum(); s * gauss(rng) / (chi2 / 5.0).sqrt() }).collect();
+            let e = s
+                .iter()
+                .map(|s| {
+                    let chi2: f64 = (0..5).map(|_| gauss(rng).powi(2)).sum();
+                    s * gauss(rng) / (chi2 / 5.0).sqrt()
+                })
+                .collect();
             (e, s)
         };
         let (e, s) = draw(&mut rng, 3000);
         let (a, b) = Calibration::fit_label(&e, &s);
         let (e2, s2) = draw(&mut rng, 6000);
-        let cov = |a: f64, b: f64, k: f64| coverage(&e2.iter().zip(&s2).map(|(e, s)| (*e, ((a * s).powi(2) + b * b).sqrt())).collect::<Vec<_>>(), k);
+        let cov = |a: f64, b: f64, k: f64| {
+            coverage(&e2.iter().zip(&s2).map(|(e, s)| (*e, ((a * s).powi(2) + b * b).sqrt())).collect::<Vec<_>>(), k)
+        };
         let (c1, c2) = (cov(a, b, 1.0), cov(a, b, 2.0));
-        assert!((c1 - ONE_SIGMA).abs() < ONE_SIGMA_TOL && (c2 - TWO_SIGMA).abs() < TWO_SIGMA_TOL, "{c1} {c2} (scale {a}, floor {b})");
+        assert!(
+            (c1 - ONE_SIGMA).abs() < ONE_SIGMA_TOL && (c2 - TWO_SIGMA).abs() < TWO_SIGMA_TOL,
+            "{c1} {c2} (scale {a}, floor {b})"
+        );
         // The scaling that puts exactly 68.3% within 1 sigma (floor 0) leaves 2 sigma short.
         let mut z: Vec<f64> = e.iter().zip(&s).map(|(e, s)| (e / s).abs()).collect();
         z.sort_by(f64::total_cmp);
@@ -349,7 +399,13 @@ mod tests {
         let x: Vec<Vec<f32>> = (0..200)
             .map(|_| {
                 let a: f32 = rng.random();
-                (0..100).map(|i| a * (i as f32 / 20.0).sin() + (1.0 - a) * (i as f32 / 30.0).cos() + 0.01 * gauss(&mut rng) as f32).collect()
+                (0..100)
+                    .map(|i| {
+                        a * (i as f32 / 20.0).sin()
+                            + (1.0 - a) * (i as f32 / 30.0).cos()
+                            + 0.01 * gauss(&mut rng) as f32
+                    })
+                    .collect()
             })
             .collect();
         let y = Array2::from_shape_fn((200, 1), |(i, _)| 4000.0 + i as f64);
@@ -360,12 +416,18 @@ mod tests {
         let spiky: Vec<f32> = (0..100).map(|i| if i % 7 == 0 { 1.0 } else { 0.0 }).collect();
         let probe = vec![clean.clone(), clean, spiky.clone(), spiky];
         let est = Array2::from_shape_vec((4, 1), vec![4100.0, 9000.0, 4100.0, 9000.0]).unwrap();
-        assert_eq!(d.flags_rows(&probe, &[0, 1, 2, 3], &est).unwrap(), vec![0, FLAG_RANGE, FLAG_FAR, FLAG_RANGE | FLAG_FAR]);
+        assert_eq!(
+            d.flags_rows(&probe, &[0, 1, 2, 3], &est).unwrap(),
+            vec![0, FLAG_RANGE, FLAG_FAR, FLAG_RANGE | FLAG_FAR]
+        );
         // Round trip through the file form.
         let mut t: BTreeMap<String, ArrayD<f32>> = d.tensors().into_iter().collect();
         let back = Domain::take(&d.meta(), &mut t).unwrap();
         assert!(t.is_empty());
-        assert_eq!(back.flags_rows(&probe, &[0, 1, 2, 3], &est).unwrap(), vec![0, FLAG_RANGE, FLAG_FAR, FLAG_RANGE | FLAG_FAR]);
+        assert_eq!(
+            back.flags_rows(&probe, &[0, 1, 2, 3], &est).unwrap(),
+            vec![0, FLAG_RANGE, FLAG_FAR, FLAG_RANGE | FLAG_FAR]
+        );
     }
 
     #[test]

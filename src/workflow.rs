@@ -1,21 +1,21 @@
 //! The science workflow behind the CLI verbs `train`, `predict`, `evaluate` and `demo`: folders of
 //! spectra and label tables in, model files, catalogs, reports and figures out.
 
-use crate::gpu::Device;
 use crate::catalog::Catalog;
-use crate::data::store::{DiskRowsWriter, Rows};
 use crate::data::dataset::load;
 use crate::data::labels::{label_axis, label_symbol, label_unit};
+use crate::data::store::{DiskRowsWriter, Rows};
 use crate::data::{read_spectrum, Grid, Labels, PrepConfig, ReadOptions, Spectrum, LABEL_NAMES};
 use crate::error::{Error, Result};
 use crate::eval::{curve, metrics, Confusion, Metrics};
+use crate::gpu::Device;
 use crate::nn::{Activation, Arch};
 use crate::ops::conv2d::Padding;
 use crate::predict::{catalog, load_trained, predict_files, Row, Thresholds, Trained};
 use crate::train::{train, EpochStats, Outcome, TrainConfig};
 use ndarray::Array2;
-use std::fmt::Write as _;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The networks (and baselines) `train` builds (`--arch`).
@@ -115,7 +115,15 @@ pub fn validation_rows(list: &Path, data: &Labelled) -> Result<Vec<usize>> {
     }
     if !missing.is_empty() {
         let shown: Vec<&str> = missing.iter().take(5).map(String::as_str).collect();
-        return Err(Error::file(list, format!("{} validation stars are not among the labelled spectra: {}{}", missing.len(), shown.join(", "), if missing.len() > 5 { ", ..." } else { "" })));
+        return Err(Error::file(
+            list,
+            format!(
+                "{} validation stars are not among the labelled spectra: {}{}",
+                missing.len(),
+                shown.join(", "),
+                if missing.len() > 5 { ", ..." } else { "" }
+            ),
+        ));
     }
     if rows.is_empty() {
         return Err(Error::file(list, "the validation list names no spectrum"));
@@ -160,8 +168,15 @@ pub fn arch_for(r: &TrainRequest, inputs: usize) -> Option<Arch> {
             outputs,
         },
         Kind::ResAnn => Arch::ResAnn { inputs, width: 512, blocks: 3, outputs },
-        Kind::Ann => Arch::Ann { inputs, hidden: r.hidden.clone().unwrap_or_else(|| vec![512, 512, 512]), activation: Activation::Selu, outputs },
-        Kind::StarNet => Arch::StarNet { inputs, filters: vec![4, 16], kernel: 8, pool: 4, dense: vec![256, 128], outputs },
+        Kind::Ann => Arch::Ann {
+            inputs,
+            hidden: r.hidden.clone().unwrap_or_else(|| vec![512, 512, 512]),
+            activation: Activation::Selu,
+            outputs,
+        },
+        Kind::StarNet => {
+            Arch::StarNet { inputs, filters: vec![4, 16], kernel: 8, pool: 4, dense: vec![256, 128], outputs }
+        }
         Kind::Cannon | Kind::Rf | Kind::Svr | Kind::Knn => return None,
     })
 }
@@ -214,17 +229,31 @@ const LOAD_CHUNK: usize = 1024;
 /// chunk of files at a time. With `rows_file`, the preprocessed rows go to that file (`store`) and
 /// never all sit in memory; without, they are kept in memory. Every target needs a column, unless
 /// `partial` (evaluation), where one is enough and the others are unknown for every star.
-pub fn load_labelled(spectra: &Path, labels: &Path, targets: &[String], prep: &PrepConfig, read: &ReadOptions, rows_file: Option<&Path>, partial: bool) -> Result<Labelled> {
+pub fn load_labelled(
+    spectra: &Path,
+    labels: &Path,
+    targets: &[String],
+    prep: &PrepConfig,
+    read: &ReadOptions,
+    rows_file: Option<&Path>,
+    partial: bool,
+) -> Result<Labelled> {
     let table = Labels::read(labels)?;
     known_targets(targets)?;
     let missing_targets: Vec<String> = targets.iter().filter(|t| !table.columns.contains(t)).cloned().collect();
     if !missing_targets.is_empty() && (!partial || missing_targets.len() == targets.len()) {
-        return Err(Error::file(labels, format!("no `{}` column (it has {})", missing_targets.join("`, `"), table.columns.join(", "))));
+        return Err(Error::file(
+            labels,
+            format!("no `{}` column (it has {})", missing_targets.join("`, `"), table.columns.join(", ")),
+        ));
     }
     let paths = input_list(&[spectra.to_path_buf()], read.recursive)?;
     let by_file = table.rows.iter().any(|r| r.file.is_some());
     let keys: Vec<(String, Option<i64>)> = if by_file {
-        paths.iter().map(|p| (p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), None)).collect()
+        paths
+            .iter()
+            .map(|p| (p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), None))
+            .collect()
     } else {
         paths.iter().map(|p| (String::new(), read_spectrum(p, read).ok().and_then(|s| s.meta.obsid))).collect()
     };
@@ -237,7 +266,8 @@ pub fn load_labelled(spectra: &Path, labels: &Path, targets: &[String], prep: &P
     for (c, chunk) in joined.chunks(LOAD_CHUNK).enumerate() {
         let chunk_files: Vec<PathBuf> = chunk.iter().map(|&i| paths[i].clone()).collect();
         let (ok, bad) = load(&chunk_files, prep, read);
-        let row_of: HashMap<&Path, usize> = chunk_files.iter().enumerate().map(|(k, p)| (p.as_path(), c * LOAD_CHUNK + k)).collect();
+        let row_of: HashMap<&Path, usize> =
+            chunk_files.iter().enumerate().map(|(k, p)| (p.as_path(), c * LOAD_CHUNK + k)).collect();
         for p in ok {
             label_rows.push(row_of[p.path.as_path()]);
             synthetic |= p.meta.synthetic;
@@ -269,7 +299,9 @@ pub fn load_labelled(spectra: &Path, labels: &Path, targets: &[String], prep: &P
 /// An error unless every target is a label specnn knows.
 fn known_targets(targets: &[String]) -> Result<()> {
     match targets.iter().find(|t| !LABEL_NAMES.contains(&t.as_str())) {
-        Some(t) => Err(Error::invalid("targets", format!("`{t}` is not a label specnn knows ({})", LABEL_NAMES.join(", ")))),
+        Some(t) => {
+            Err(Error::invalid("targets", format!("`{t}` is not a label specnn knows ({})", LABEL_NAMES.join(", "))))
+        }
         None => Ok(()),
     }
 }
@@ -282,10 +314,18 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Runs `specnn train`.
-pub fn run_train(r: &TrainRequest, on_epoch: impl FnMut(&EpochStats), on_batch: impl Fn(usize, f64), on_loaded: impl FnOnce(&Labelled)) -> Result<Outcome> {
+pub fn run_train(
+    r: &TrainRequest,
+    on_epoch: impl FnMut(&EpochStats),
+    on_batch: impl Fn(usize, f64),
+    on_loaded: impl FnOnce(&Labelled),
+) -> Result<Outcome> {
     let prep = prep_for(r)?;
     if r.stream && r.kind.baseline().is_some() {
-        return Err(Error::invalid("train", "--stream is for networks: a baseline fits on the whole training set in memory"));
+        return Err(Error::invalid(
+            "train",
+            "--stream is for networks: a baseline fits on the whole training set in memory",
+        ));
     }
     let rows_file = r.stream.then(|| sibling(&r.out, ".rows.tmp"));
     let data = load_labelled(&r.spectra, &r.labels, &r.targets, &prep, &r.read, rows_file.as_deref(), false)?;
@@ -295,7 +335,12 @@ pub fn run_train(r: &TrainRequest, on_epoch: impl FnMut(&EpochStats), on_batch: 
 
 /// Trains as `r` asks on spectra already loaded and preprocessed (`r.spectra` and `r.labels` are not
 /// read): `run_train`'s second half, and the Python package's `train` from arrays.
-pub fn train_labelled(r: &TrainRequest, data: &Labelled, on_epoch: impl FnMut(&EpochStats), on_batch: impl Fn(usize, f64)) -> Result<Outcome> {
+pub fn train_labelled(
+    r: &TrainRequest,
+    data: &Labelled,
+    on_epoch: impl FnMut(&EpochStats),
+    on_batch: impl Fn(usize, f64),
+) -> Result<Outcome> {
     known_targets(&r.targets)?;
     let prep = prep_for(r)?;
     let validation = r.validation.as_deref().map(|l| validation_rows(l, data)).transpose()?;
@@ -303,13 +348,36 @@ pub fn train_labelled(r: &TrainRequest, data: &Labelled, on_epoch: impl FnMut(&E
         if r.resume {
             return Err(Error::invalid("train", "--resume is for networks: a baseline is fitted in one go"));
         }
-        let o = crate::train::train_baseline(data.in_memory(), &data.y, kind, &r.targets, &r.options.log_targets, &prep, (r.split, validation.as_deref()), r.seed, &r.out, data.synthetic)?;
+        let o = crate::train::train_baseline(
+            data.in_memory(),
+            &data.y,
+            kind,
+            &r.targets,
+            &r.options.log_targets,
+            &prep,
+            (r.split, validation.as_deref()),
+            r.seed,
+            &r.out,
+            data.synthetic,
+        )?;
         let mut on_epoch = on_epoch;
         on_epoch(&o.history.epochs[0]);
         return Ok(o);
     }
     let arch = arch_for(r, prep.grid.n).expect("a network kind has an architecture");
-    let cfg = TrainConfig { arch, targets: r.targets.clone(), prep, epochs: r.epochs, batch: r.batch, lr: r.lr, split: r.split, seed: r.seed, patience: r.patience, validation, options: r.options.clone() };
+    let cfg = TrainConfig {
+        arch,
+        targets: r.targets.clone(),
+        prep,
+        epochs: r.epochs,
+        batch: r.batch,
+        lr: r.lr,
+        split: r.split,
+        seed: r.seed,
+        patience: r.patience,
+        validation,
+        options: r.options.clone(),
+    };
     train(&data.x, &data.y, &cfg, &r.out, r.resume, data.synthetic, &r.device, on_epoch, on_batch)
 }
 
@@ -346,7 +414,16 @@ pub fn shard(paths: &[PathBuf], k: usize, n: usize) -> Result<Vec<PathBuf>> {
 /// Runs `specnn predict`: every spectrum file in `spectra` (folders or files) into a catalog, or with
 /// `shard = Some((k, n))` only the k-th of n slices.
 #[allow(clippy::too_many_arguments)]
-pub fn run_predict(model: &Path, inputs: &[PathBuf], out: &Path, th: &Thresholds, read: &ReadOptions, shard_of: Option<(usize, usize)>, device: &Device, progress: impl Fn(usize, usize)) -> Result<(Trained, Vec<Row>, crate::predict::Throughput)> {
+pub fn run_predict(
+    model: &Path,
+    inputs: &[PathBuf],
+    out: &Path,
+    th: &Thresholds,
+    read: &ReadOptions,
+    shard_of: Option<(usize, usize)>,
+    device: &Device,
+    progress: impl Fn(usize, usize),
+) -> Result<(Trained, Vec<Row>, crate::predict::Throughput)> {
     let t = load_trained(model)?;
     let mut paths = input_list(inputs, read.recursive)?;
     if let Some((k, n)) = shard_of {
@@ -375,12 +452,22 @@ pub struct Evaluation {
 }
 
 /// Runs `specnn evaluate`: the seed's metrics on a labelled folder, `report.md` and PNG figures.
-pub fn run_evaluate(model: &Path, spectra: &Path, labels: &Path, report: &Path, th: &Thresholds, read: &ReadOptions, device: &Device) -> Result<Evaluation> {
+pub fn run_evaluate(
+    model: &Path,
+    spectra: &Path,
+    labels: &Path,
+    report: &Path,
+    th: &Thresholds,
+    read: &ReadOptions,
+    device: &Device,
+) -> Result<Evaluation> {
     let t = load_trained(model)?;
     let data = load_labelled(spectra, labels, &t.targets, &t.prep, read, None, true)?;
     if data.x.is_empty() {
         let why = match data.refused.first() {
-            Some((f, reason)) => format!("all {} labelled spectra were refused, e.g. {f}: {reason}", data.refused.len()),
+            Some((f, reason)) => {
+                format!("all {} labelled spectra were refused, e.g. {f}: {reason}", data.refused.len())
+            }
             None => "no spectrum matches a row of the label table".into(),
         };
         return Err(Error::file(spectra, format!("no labelled spectrum could be used: {why}")));
@@ -391,14 +478,26 @@ pub fn run_evaluate(model: &Path, spectra: &Path, labels: &Path, report: &Path, 
     let est = e.mean;
     let header = vec![
         format!("model: `{}` — `{}`", model.display(), t.model.describe()),
-        format!("targets: {}; trained {} epochs (best: {}){}", t.targets.join(", "), t.history.epochs.len(), t.history.best_epoch, if t.history.stopped_early { ", stopped early" } else { "" }),
+        format!(
+            "targets: {}; trained {} epochs (best: {}){}",
+            t.targets.join(", "),
+            t.history.epochs.len(),
+            t.history.best_epoch,
+            if t.history.stopped_early { ", stopped early" } else { "" }
+        ),
         format!("spectra: `{}`, labels: `{}`", spectra.display(), labels.display()),
     ];
     let mut header = header;
     if !data.missing_targets.is_empty() {
         header.push(format!("not scored (the label table has no column): {}", data.missing_targets.join(", ")));
     }
-    let ctx = ReportContext { header, targets: &t.targets, prep: &t.prep, history: Some(&t.history), synthetic: data.synthetic || t.synthetic };
+    let ctx = ReportContext {
+        header,
+        targets: &t.targets,
+        prep: &t.prep,
+        history: Some(&t.history),
+        synthetic: data.synthetic || t.synthetic,
+    };
     write_report(report, &ctx, &data, &est, t.calibration.as_ref().map(|_| &sig), th)
 }
 
@@ -448,7 +547,13 @@ pub fn fmt_value(label: &str, v: f64) -> String {
 }
 
 /// Writes `file, LABEL_true, LABEL_est, ...`, one row per star (empty where unknown).
-fn write_estimates(path: &Path, data: &Labelled, targets: &[String], est: &Array2<f64>, sig: Option<&Array2<f64>>) -> Result<()> {
+fn write_estimates(
+    path: &Path,
+    data: &Labelled,
+    targets: &[String],
+    est: &Array2<f64>,
+    sig: Option<&Array2<f64>>,
+) -> Result<()> {
     let mut out = String::from("file");
     for t in targets {
         let _ = write!(out, ",{t}_true,{t}_est");
@@ -477,7 +582,14 @@ const SNR_BINS: [(f64, f64); 5] = [(0.0, 10.0), (10.0, 20.0), (20.0, 50.0), (50.
 
 /// Writes `report.md` and the figures for estimates `est` (and 1-sigma uncertainties `sig`, when the
 /// model gives them) of the labelled stars `data`.
-pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &Array2<f64>, sig: Option<&Array2<f64>>, th: &Thresholds) -> Result<Evaluation> {
+pub fn write_report(
+    report: &Path,
+    ctx: &ReportContext,
+    data: &Labelled,
+    est: &Array2<f64>,
+    sig: Option<&Array2<f64>>,
+    th: &Thresholds,
+) -> Result<Evaluation> {
     std::fs::create_dir_all(report).map_err(|e| Error::io(report, e))?;
     let synthetic = ctx.synthetic;
     let targets = ctx.targets;
@@ -485,7 +597,8 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
     let col = |j: usize| -> (Vec<f64>, Vec<f64>) { (data.y.column(j).to_vec(), est.column(j).to_vec()) };
     let fe = targets.iter().position(|x| x == "feh");
     let cf = targets.iter().position(|x| x == "cfe");
-    let true_vmp: Option<Vec<bool>> = fe.map(|j| data.y.column(j).iter().map(|v| v.is_finite() && *v < th.vmp_feh).collect());
+    let true_vmp: Option<Vec<bool>> =
+        fe.map(|j| data.y.column(j).iter().map(|v| v.is_finite() && *v < th.vmp_feh).collect());
 
     let mut md = String::new();
     let _ = writeln!(md, "# specnn evaluation report\n");
@@ -495,11 +608,19 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
     for line in &ctx.header {
         let _ = writeln!(md, "- {line}");
     }
-    let _ = writeln!(md, "- {} stars evaluated, {} refused by the reader or the preprocessing", data.x.len(), data.refused.len());
+    let _ = writeln!(
+        md,
+        "- {} stars evaluated, {} refused by the reader or the preprocessing",
+        data.x.len(),
+        data.refused.len()
+    );
     for (f, why) in data.refused.iter().take(5) {
         let _ = writeln!(md, "  - refused `{f}`: {why}");
     }
-    let _ = writeln!(md, "\n## Metrics (E = truth - estimate; MAE = mean |E|, SD = standard deviation of E, M = median of E)\n");
+    let _ = writeln!(
+        md,
+        "\n## Metrics (E = truth - estimate; MAE = mean |E|, SD = standard deviation of E, M = median of E)\n"
+    );
     let _ = writeln!(md, "| label | unit | n | MAE | SD | M | MAE of the median | skill | VMP n | VMP MAE | normal n | normal MAE |\n|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut all = Vec::new();
     let mut no_skill = Vec::new();
@@ -519,7 +640,8 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
         let pick = |want: bool| -> Metrics {
             match &true_vmp {
                 Some(v) => {
-                    let (a, b): (Vec<f64>, Vec<f64>) = tr.iter().zip(&es).zip(v).filter(|(_, f)| **f == want).map(|((a, b), _)| (*a, *b)).unzip();
+                    let (a, b): (Vec<f64>, Vec<f64>) =
+                        tr.iter().zip(&es).zip(v).filter(|(_, f)| **f == want).map(|((a, b), _)| (*a, *b)).unzip();
                     metrics(&a, &b)
                 }
                 None => Metrics { n: 0, mae: f64::NAN, sd: f64::NAN, median: f64::NAN },
@@ -533,23 +655,64 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
         let skill = 1.0 - m.mae / mae_med;
         skills.push((name.clone(), mae_med, skill));
         if !(skill >= MIN_SKILL) {
-            no_skill.push(format!("{} (MAE {} against {} for the median)", label_symbol(name), fmt_value(name, m.mae), fmt_value(name, mae_med)));
+            no_skill.push(format!(
+                "{} (MAE {} against {} for the median)",
+                label_symbol(name),
+                fmt_value(name, m.mae),
+                fmt_value(name, mae_med)
+            ));
         }
-        let vmp_cells = |x: &Metrics| if true_vmp.is_some() { format!("{} | {}", x.n, fmt_value(name, x.mae)) } else { " | ".into() };
+        let vmp_cells = |x: &Metrics| {
+            if true_vmp.is_some() {
+                format!("{} | {}", x.n, fmt_value(name, x.mae))
+            } else {
+                " | ".into()
+            }
+        };
         let skill_cell = if skill.is_finite() { format!("{skill:.2}") } else { String::new() };
         let (f, u) = (|v: f64| fmt_value(name, v), label_unit(name));
-        let _ = writeln!(md, "| {name} | {u} | {} | {} | {} | {} | {} | {skill_cell} | {} | {} |", m.n, f(m.mae), f(m.sd), f(m.median), f(mae_med), vmp_cells(&mv), vmp_cells(&mn));
+        let _ = writeln!(
+            md,
+            "| {name} | {u} | {} | {} | {} | {} | {} | {skill_cell} | {} | {} |",
+            m.n,
+            f(m.mae),
+            f(m.sd),
+            f(m.median),
+            f(mae_med),
+            vmp_cells(&mv),
+            vmp_cells(&mn)
+        );
         let (axis, sym) = (label_axis(name), label_symbol(name));
         let one = format!("one_to_one_{name}.png");
-        crate::plot::one_to_one(&report.join(&one), &format!("{tag}{sym}: MAE {}, SD {} {u}", f(m.mae), f(m.sd)), &axis, &tr, &es)?;
+        crate::plot::one_to_one(
+            &report.join(&one),
+            &format!("{tag}{sym}: MAE {}, SD {} {u}", f(m.mae), f(m.sd)),
+            &axis,
+            &tr,
+            &es,
+        )?;
         figs.push((format!("{name}: estimate against truth"), one));
         let resid: Vec<f64> = tr.iter().zip(&es).map(|(a, b)| a - b).collect();
         let res = format!("residuals_{name}.png");
-        crate::plot::residuals(&report.join(&res), &format!("{tag}{sym} residuals"), &format!("true {axis}"), &format!("truth - estimate [{u}]"), &tr, &resid)?;
+        crate::plot::residuals(
+            &report.join(&res),
+            &format!("{tag}{sym} residuals"),
+            &format!("true {axis}"),
+            &format!("truth - estimate [{u}]"),
+            &tr,
+            &resid,
+        )?;
         figs.push((format!("{name} residuals"), res));
         if let Some(f) = fe.filter(|&f| f != j) {
             let res_feh = format!("residuals_{name}_vs_feh.png");
-            crate::plot::residuals(&report.join(&res_feh), &format!("{tag}{sym} residuals against [Fe/H]"), &format!("true {}", label_axis("feh")), &format!("{sym} truth - estimate [{u}]"), &data.y.column(f).to_vec(), &resid)?;
+            crate::plot::residuals(
+                &report.join(&res_feh),
+                &format!("{tag}{sym} residuals against [Fe/H]"),
+                &format!("true {}", label_axis("feh")),
+                &format!("{sym} truth - estimate [{u}]"),
+                &data.y.column(f).to_vec(),
+                &resid,
+            )?;
             figs.push((format!("{name} residuals against [Fe/H]"), res_feh));
         }
         all.push((name.clone(), m, mv, mn));
@@ -563,18 +726,30 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
         let _ = writeln!(md, "\n### Below and above Teff = {HOT_TEFF} K (true Teff)\n\n| label | n cool | MAE cool | n hot | MAE hot |\n|---|---|---|---|---|");
         for (j, name) in targets.iter().enumerate() {
             let side = |hot: bool| -> Metrics {
-                let (a, b): (Vec<f64>, Vec<f64>) = (0..data.y.nrows()).filter(|&i| data.y[[i, t]].is_finite() && (data.y[[i, t]] >= HOT_TEFF) == hot).map(|i| (data.y[[i, j]], est[[i, j]])).unzip();
+                let (a, b): (Vec<f64>, Vec<f64>) = (0..data.y.nrows())
+                    .filter(|&i| data.y[[i, t]].is_finite() && (data.y[[i, t]] >= HOT_TEFF) == hot)
+                    .map(|i| (data.y[[i, j]], est[[i, j]]))
+                    .unzip();
                 metrics(&a, &b)
             };
             let (c, h) = (side(false), side(true));
-            let _ = writeln!(md, "| {name} | {} | {} | {} | {} |", c.n, fmt_value(name, c.mae), h.n, fmt_value(name, h.mae));
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | {} | {} |",
+                c.n,
+                fmt_value(name, c.mae),
+                h.n,
+                fmt_value(name, h.mae)
+            );
         }
     }
     write_estimates(&report.join("estimates.csv"), data, targets, est, sig)?;
     let _ = writeln!(md, "\nEvery star's true and estimated labels: `estimates.csv`.");
     // (error, sigma) of label `j` for the stars `rows` that have both.
     let error_sigma = |sig: &Array2<f64>, rows: &mut dyn Iterator<Item = usize>, j: usize| -> Vec<(f64, f64)> {
-        rows.filter(|&i| data.y[[i, j]].is_finite() && sig[[i, j]].is_finite()).map(|i| (data.y[[i, j]] - est[[i, j]], sig[[i, j]])).collect()
+        rows.filter(|&i| data.y[[i, j]].is_finite() && sig[[i, j]].is_finite())
+            .map(|i| (data.y[[i, j]] - est[[i, j]], sig[[i, j]]))
+            .collect()
     };
     let mut coverage = Vec::new();
     if let Some(sig) = sig {
@@ -584,12 +759,42 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
             let pairs = error_sigma(sig, &mut (0..data.y.nrows()), j);
             let (c1, c2) = (crate::trust::coverage(&pairs, 1.0), crate::trust::coverage(&pairs, 2.0));
             let med = crate::trust::quantile(&pairs.iter().map(|p| p.1).collect::<Vec<_>>(), 0.5);
-            let _ = writeln!(md, "| {name} | {} | {} | {} | {} |", pairs.len(), fmt_value(name, med), pct(c1, 1), pct(c2, 1));
-            curves.push((name.clone(), (0..=30).map(|k| { let k = k as f64 / 10.0; (k, 100.0 * crate::trust::coverage(&pairs, k)) }).collect::<Vec<_>>()));
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | {} | {} |",
+                pairs.len(),
+                fmt_value(name, med),
+                pct(c1, 1),
+                pct(c2, 1)
+            );
+            curves.push((
+                name.clone(),
+                (0..=30)
+                    .map(|k| {
+                        let k = k as f64 / 10.0;
+                        (k, 100.0 * crate::trust::coverage(&pairs, k))
+                    })
+                    .collect::<Vec<_>>(),
+            ));
             coverage.push((name.clone(), pairs.len(), c1, c2));
         }
-        curves.push(("Gaussian".into(), (0..=30).map(|k| { let k = k as f64 / 10.0; (k, 100.0 * (2.0 * crate::trust::normal_cdf(k) - 1.0)) }).collect()));
-        crate::plot::lines(&report.join("coverage.png"), &format!("{tag}coverage: stars with |error| < k sigma"), "k (stated sigmas)", "stars within (%)", &curves, &[])?;
+        curves.push((
+            "Gaussian".into(),
+            (0..=30)
+                .map(|k| {
+                    let k = k as f64 / 10.0;
+                    (k, 100.0 * (2.0 * crate::trust::normal_cdf(k) - 1.0))
+                })
+                .collect(),
+        ));
+        crate::plot::lines(
+            &report.join("coverage.png"),
+            &format!("{tag}coverage: stars with |error| < k sigma"),
+            "k (stated sigmas)",
+            "stars within (%)",
+            &curves,
+            &[],
+        )?;
         let _ = writeln!(md, "\n![coverage](coverage.png)");
         figs.push(("coverage".into(), "coverage.png".into()));
     }
@@ -601,11 +806,21 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
     } else {
         let _ = write!(md, "| S/N | n |");
         for name in targets {
-            let _ = write!(md, " {name} MAE | {name} SD |{}", if sig.is_some() { format!(" {name} within 1 sigma |") } else { String::new() });
+            let _ = write!(
+                md,
+                " {name} MAE | {name} SD |{}",
+                if sig.is_some() { format!(" {name} within 1 sigma |") } else { String::new() }
+            );
         }
-        let _ = writeln!(md, "\n|---|---|{}", "---|---|".repeat(targets.len()) + &if sig.is_some() { "---|".repeat(targets.len()) } else { String::new() });
+        let _ = writeln!(
+            md,
+            "\n|---|---|{}",
+            "---|---|".repeat(targets.len())
+                + &if sig.is_some() { "---|".repeat(targets.len()) } else { String::new() }
+        );
         for (lo, hi) in SNR_BINS {
-            let rows: Vec<usize> = known.iter().copied().filter(|&i| data.snr[i].is_some_and(|s| s >= lo && s < hi)).collect();
+            let rows: Vec<usize> =
+                known.iter().copied().filter(|&i| data.snr[i].is_some_and(|s| s >= lo && s < hi)).collect();
             if rows.is_empty() {
                 continue;
             }
@@ -631,11 +846,30 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
     let mut vmp = None;
     if let Some(j) = fe {
         let (tr, es) = col(j);
-        let c = Confusion::from_pairs(tr.iter().zip(&es).filter(|(a, b)| a.is_finite() && b.is_finite()).map(|(a, b)| (*a < th.vmp_feh, *b < th.vmp_feh)));
+        let c = Confusion::from_pairs(
+            tr.iter()
+                .zip(&es)
+                .filter(|(a, b)| a.is_finite() && b.is_finite())
+                .map(|(a, b)| (*a < th.vmp_feh, *b < th.vmp_feh)),
+        );
         let _ = writeln!(md, "\n## VMP identification (estimated [Fe/H] < {})\n", th.vmp_feh);
         let _ = writeln!(md, "| estimate \\ truth | [Fe/H] < {0} | [Fe/H] >= {0} |\n|---|---|---|\n| [Fe/H] < {0} | {1} | {2} |\n| [Fe/H] >= {0} | {3} | {4} |", th.vmp_feh, c.tp, c.fp, c.fn_, c.tn);
-        let _ = writeln!(md, "\nRecall {} ({}/{}); {} of {} normal stars flagged ({}).", or_dash(pct(c.recall(), 2)), c.tp, c.tp + c.fn_, c.fp, c.fp + c.tn, or_dash(pct(c.fpr(), 2)));
-        crate::plot::confusion(&report.join("confusion_vmp.png"), &format!("{tag}VMP: estimate (rows) vs truth"), ("VMP", "normal"), &c)?;
+        let _ = writeln!(
+            md,
+            "\nRecall {} ({}/{}); {} of {} normal stars flagged ({}).",
+            or_dash(pct(c.recall(), 2)),
+            c.tp,
+            c.tp + c.fn_,
+            c.fp,
+            c.fp + c.tn,
+            or_dash(pct(c.fpr(), 2))
+        );
+        crate::plot::confusion(
+            &report.join("confusion_vmp.png"),
+            &format!("{tag}VMP: estimate (rows) vs truth"),
+            ("VMP", "normal"),
+            &c,
+        )?;
         figs.push(("VMP confusion".into(), "confusion_vmp.png".into()));
         let ths: Vec<f64> = (0..=24).map(|i| th.vmp_feh - 0.6 + 0.05 * i as f64).collect();
         let cv = curve(&tr, &es, th.vmp_feh, &ths);
@@ -646,12 +880,26 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
         }
         let pts: Vec<(f64, f64)> = cv.iter().map(|(_, r, f)| (100.0 * f, 100.0 * r)).collect();
         // Every fourth threshold annotated; the operating point in its words.
-        let marks: Vec<((f64, f64), String)> = cv.iter().step_by(4).map(|(t_, r, f)| {
-            let op = (t_ - th.vmp_feh).abs() < 1e-9;
-            ((100.0 * f, 100.0 * r), if op { format!("[Fe/H] < {t_:.2} (operating point)") } else { format!("{t_:.2}") })
-        }).collect();
+        let marks: Vec<((f64, f64), String)> = cv
+            .iter()
+            .step_by(4)
+            .map(|(t_, r, f)| {
+                let op = (t_ - th.vmp_feh).abs() < 1e-9;
+                (
+                    (100.0 * f, 100.0 * r),
+                    if op { format!("[Fe/H] < {t_:.2} (operating point)") } else { format!("{t_:.2}") },
+                )
+            })
+            .collect();
         let series = format!("threshold on estimated [Fe/H], {:.2} to {:.2}", ths[0], ths[ths.len() - 1]);
-        crate::plot::lines(&report.join("vmp_recall_fpr.png"), &format!("{tag}VMP flag: recall against false-positive rate"), "false-positive rate [%]", "recall [%]", &[(series, pts)], &marks)?;
+        crate::plot::lines(
+            &report.join("vmp_recall_fpr.png"),
+            &format!("{tag}VMP flag: recall against false-positive rate"),
+            "false-positive rate [%]",
+            "recall [%]",
+            &[(series, pts)],
+            &marks,
+        )?;
         figs.push(("VMP recall against false-positive rate".into(), "vmp_recall_fpr.png".into()));
         if let Some(sig) = sig {
             // The same choice over the catalog's p_vmp (from each estimate and its sigma): flag a star
@@ -667,23 +915,55 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
                 let c = at(level);
                 let _ = writeln!(md, "| {level:.2} | {} | {} | {} |", c.tp + c.fp, pct(c.recall(), 2), pct(c.fpr(), 2));
             }
-            let pts: Vec<(f64, f64)> = levels.iter().map(|&l| { let c = at(l); (100.0 * c.fpr(), 100.0 * c.recall()) }).filter(|(f, r)| f.is_finite() && r.is_finite()).collect();
-            let marks: Vec<((f64, f64), String)> = [0.1, 0.5, 0.9].iter().map(|&l| { let c = at(l); ((100.0 * c.fpr(), 100.0 * c.recall()), format!("p_vmp >= {l:.1}")) }).filter(|((f, r), _)| f.is_finite() && r.is_finite()).collect();
+            let pts: Vec<(f64, f64)> = levels
+                .iter()
+                .map(|&l| {
+                    let c = at(l);
+                    (100.0 * c.fpr(), 100.0 * c.recall())
+                })
+                .filter(|(f, r)| f.is_finite() && r.is_finite())
+                .collect();
+            let marks: Vec<((f64, f64), String)> = [0.1, 0.5, 0.9]
+                .iter()
+                .map(|&l| {
+                    let c = at(l);
+                    ((100.0 * c.fpr(), 100.0 * c.recall()), format!("p_vmp >= {l:.1}"))
+                })
+                .filter(|((f, r), _)| f.is_finite() && r.is_finite())
+                .collect();
             if !pts.is_empty() {
-                crate::plot::lines(&report.join("vmp_probability_curve.png"), &format!("{tag}VMP by p_vmp: recall against false-positive rate"), "false-positive rate [%]", "recall [%]", &[("threshold P on p_vmp, 0.05 to 0.95".into(), pts)], &marks)?;
-                figs.push(("VMP recall against false-positive rate over p_vmp".into(), "vmp_probability_curve.png".into()));
+                crate::plot::lines(
+                    &report.join("vmp_probability_curve.png"),
+                    &format!("{tag}VMP by p_vmp: recall against false-positive rate"),
+                    "false-positive rate [%]",
+                    "recall [%]",
+                    &[("threshold P on p_vmp, 0.05 to 0.95".into(), pts)],
+                    &marks,
+                )?;
+                figs.push((
+                    "VMP recall against false-positive rate over p_vmp".into(),
+                    "vmp_probability_curve.png".into(),
+                ));
             }
         }
         vmp = Some(c);
     }
     let mut cemp = None;
     if let (Some(f), Some(k)) = (fe, cf) {
-        let pairs = (0..data.x.len()).filter(|&i| data.y[[i, f]].is_finite() && data.y[[i, f]] < th.vmp_feh && data.y[[i, k]].is_finite()).map(|i| (data.y[[i, k]] > th.cemp_cfe, est[[i, k]] > th.cemp_cfe));
+        let pairs = (0..data.x.len())
+            .filter(|&i| data.y[[i, f]].is_finite() && data.y[[i, f]] < th.vmp_feh && data.y[[i, k]].is_finite())
+            .map(|i| (data.y[[i, k]] > th.cemp_cfe, est[[i, k]] > th.cemp_cfe));
         let c = Confusion::from_pairs(pairs);
         let _ = writeln!(md, "\n## CEMP identification among true VMP stars (estimated [C/Fe] > {})\n", th.cemp_cfe);
         let _ = writeln!(md, "| estimate \\ truth | [C/Fe] > {0} | [C/Fe] <= {0} |\n|---|---|---|\n| [C/Fe] > {0} | {1} | {2} |\n| [C/Fe] <= {0} | {3} | {4} |", th.cemp_cfe, c.tp, c.fp, c.fn_, c.tn);
-        let _ = writeln!(md, "\nRecall {}; false-positive rate {}.", or_dash(pct(c.recall(), 2)), or_dash(pct(c.fpr(), 2)));
-        crate::plot::confusion(&report.join("confusion_cemp.png"), &format!("{tag}CEMP among VMP: estimate vs truth"), ("CEMP", "not CEMP"), &c)?;
+        let _ =
+            writeln!(md, "\nRecall {}; false-positive rate {}.", or_dash(pct(c.recall(), 2)), or_dash(pct(c.fpr(), 2)));
+        crate::plot::confusion(
+            &report.join("confusion_cemp.png"),
+            &format!("{tag}CEMP among VMP: estimate vs truth"),
+            ("CEMP", "not CEMP"),
+            &c,
+        )?;
         figs.push(("CEMP confusion".into(), "confusion_cemp.png".into()));
         cemp = Some(c);
     }
@@ -691,20 +971,47 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
     if let Some(h) = ctx.history.filter(|h| !h.epochs.is_empty()) {
         let train_pts: Vec<(f64, f64)> = h.epochs.iter().map(|e| (e.epoch as f64, e.train_loss)).collect();
         let val_pts: Vec<(f64, f64)> = h.epochs.iter().map(|e| (e.epoch as f64, e.val_score)).collect();
-        let best: Vec<((f64, f64), String)> = h.epochs.iter().find(|e| e.epoch == h.best_epoch).map(|e| ((e.epoch as f64, e.val_score), format!("best epoch {} (kept)", e.epoch))).into_iter().collect();
+        let best: Vec<((f64, f64), String)> = h
+            .epochs
+            .iter()
+            .find(|e| e.epoch == h.best_epoch)
+            .map(|e| ((e.epoch as f64, e.val_score), format!("best epoch {} (kept)", e.epoch)))
+            .into_iter()
+            .collect();
         let (title, axis, train_name) = match h.loss {
             crate::train::Loss::Mae => ("training: standardised MAE", "MAE / label SD", "training loss"),
-            crate::train::Loss::Nll => ("training: Gaussian NLL (training), standardised MAE (validation)", "NLL; MAE / label SD", "training loss (Gaussian NLL)"),
+            crate::train::Loss::Nll => (
+                "training: Gaussian NLL (training), standardised MAE (validation)",
+                "NLL; MAE / label SD",
+                "training loss (Gaussian NLL)",
+            ),
         };
-        crate::plot::lines(&report.join("training_curve.png"), &format!("{tag}{title}"), "epoch", axis, &[(train_name.into(), train_pts), ("validation MAE".into(), val_pts)], &best)?;
+        crate::plot::lines(
+            &report.join("training_curve.png"),
+            &format!("{tag}{title}"),
+            "epoch",
+            axis,
+            &[(train_name.into(), train_pts), ("validation MAE".into(), val_pts)],
+            &best,
+        )?;
         figs.push(("training curve".into(), "training_curve.png".into()));
     }
     let grid = ctx.prep.grid.wavelengths();
     let panels: Vec<(String, Vec<f64>, Vec<f64>)> = (0..data.x.len().min(4))
         .map(|i| {
             let name = data.files[i].file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let labels: Vec<String> = targets.iter().enumerate().map(|(j, n)| format!("{} {} (true {})", label_symbol(n), fmt_value(n, est[[i, j]]), fmt_value(n, data.y[[i, j]]))).collect();
-            (format!("{tag}{name}: {}", labels.join(", ")), grid.clone(), data.in_memory()[i].iter().map(|v| *v as f64).collect())
+            let labels: Vec<String> = targets
+                .iter()
+                .enumerate()
+                .map(|(j, n)| {
+                    format!("{} {} (true {})", label_symbol(n), fmt_value(n, est[[i, j]]), fmt_value(n, data.y[[i, j]]))
+                })
+                .collect();
+            (
+                format!("{tag}{name}: {}", labels.join(", ")),
+                grid.clone(),
+                data.in_memory()[i].iter().map(|v| *v as f64).collect(),
+            )
         })
         .collect();
     crate::plot::spectra(&report.join("spectra.png"), &panels)?;
@@ -714,12 +1021,25 @@ pub fn write_report(report: &Path, ctx: &ReportContext, data: &Labelled, est: &A
         let _ = writeln!(md, "- {alt}: ![{alt}]({file})");
     }
     crate::io::write_atomic(&report.join("report.md"), md.as_bytes())?;
-    Ok(Evaluation { metrics: all, coverage, skill: skills, vmp, cemp, evaluated: data.x.len(), refused: data.refused.len(), synthetic })
+    Ok(Evaluation {
+        metrics: all,
+        coverage,
+        skill: skills,
+        vmp,
+        cemp,
+        evaluated: data.x.len(),
+        refused: data.refused.len(),
+        synthetic,
+    })
 }
 
 /// Writes the VMP (and CEMP) candidates of a prediction run as a catalog.
 pub fn candidates(t: &Trained, rows: &[Row], th: &Thresholds, out: &Path) -> Result<usize> {
-    let fe = t.targets.iter().position(|x| x == "feh").ok_or_else(|| Error::invalid("candidates", "the model does not estimate [Fe/H]"))?;
+    let fe = t
+        .targets
+        .iter()
+        .position(|x| x == "feh")
+        .ok_or_else(|| Error::invalid("candidates", "the model does not estimate [Fe/H]"))?;
     let picked: Vec<Row> = rows.iter().filter(|r| r.values[fe].is_some_and(|v| v < th.vmp_feh)).cloned().collect();
     let mut c: Catalog = catalog(t, &picked, th);
     c.card("SELECT", format!("[Fe/H] < {}", th.vmp_feh), "VMP candidates");
@@ -731,15 +1051,27 @@ pub fn candidates(t: &Trained, rows: &[Row], th: &Thresholds, out: &Path) -> Res
 /// fold's network is trained on the other folds (with its own inner split for early stopping, so the
 /// held-out fold never chooses the epoch) and estimates the held-out stars. The report pools these
 /// out-of-fold estimates of every star. Fold models are written to `r.out` (a folder).
-pub fn run_crossval(r: &TrainRequest, folds: usize, report: &Path, th: &Thresholds, mut on_fold: impl FnMut(usize, &Outcome, f64)) -> Result<Evaluation> {
+pub fn run_crossval(
+    r: &TrainRequest,
+    folds: usize,
+    report: &Path,
+    th: &Thresholds,
+    mut on_fold: impl FnMut(usize, &Outcome, f64),
+) -> Result<Evaluation> {
     if r.stream {
-        return Err(Error::invalid("crossval", "--stream is for `train`: cross-validation keeps its (smaller) set in memory"));
+        return Err(Error::invalid(
+            "crossval",
+            "--stream is for `train`: cross-validation keeps its (smaller) set in memory",
+        ));
     }
     let prep = prep_for(r)?;
     let data = load_labelled(&r.spectra, &r.labels, &r.targets, &prep, &r.read, None, false)?;
     let n = data.x.len();
     if folds < 2 || n < 4 * folds {
-        return Err(Error::invalid("crossval", format!("{folds} folds over {n} usable spectra: need at least 2 folds and 4 stars per fold")));
+        return Err(Error::invalid(
+            "crossval",
+            format!("{folds} folds over {n} usable spectra: need at least 2 folds and 4 stars per fold"),
+        ));
     }
     std::fs::create_dir_all(&r.out).map_err(|e| Error::io(&r.out, e))?;
     let arch = arch_for(r, prep.grid.n);
@@ -769,10 +1101,33 @@ pub fn run_crossval(r: &TrainRequest, folds: usize, report: &Path, th: &Threshol
         let out = r.out.join(format!("fold{}.safetensors", f + 1));
         let outcome = match (&arch, r.kind.baseline()) {
             (Some(arch), _) => {
-                let cfg = TrainConfig { arch: arch.clone(), targets: r.targets.clone(), prep: prep.clone(), epochs: r.epochs, batch: r.batch, lr: r.lr, split: r.split, seed, patience: r.patience, validation: None, options: r.options.clone() };
+                let cfg = TrainConfig {
+                    arch: arch.clone(),
+                    targets: r.targets.clone(),
+                    prep: prep.clone(),
+                    epochs: r.epochs,
+                    batch: r.batch,
+                    lr: r.lr,
+                    split: r.split,
+                    seed,
+                    patience: r.patience,
+                    validation: None,
+                    options: r.options.clone(),
+                };
                 train(&xs, &ys, &cfg, &out, false, data.synthetic, &r.device, |_| {}, |_, _| {})?
             }
-            (None, Some(kind)) => crate::train::train_baseline(&xs, &ys, kind, &r.targets, &r.options.log_targets, &prep, (r.split, None), seed, &out, data.synthetic)?,
+            (None, Some(kind)) => crate::train::train_baseline(
+                &xs,
+                &ys,
+                kind,
+                &r.targets,
+                &r.options.log_targets,
+                &prep,
+                (r.split, None),
+                seed,
+                &out,
+                data.synthetic,
+            )?,
             (None, None) => unreachable!("every kind is a network or a baseline"),
         };
         let e = outcome.model.runner(&r.device)?.estimate_rows(data.in_memory(), &test_rows, &outcome.scaling, 128)?;
@@ -794,14 +1149,23 @@ pub fn run_crossval(r: &TrainRequest, folds: usize, report: &Path, th: &Threshol
         format!("each fold trained up to {} epochs with its own {:.0}:{:.0} inner split for early stopping; fold models in `{}`", r.epochs, 100.0 * r.split, 100.0 * (1.0 - r.split), r.out.display()),
         format!("spectra: `{}`, labels: `{}`; training curve below: fold 1", r.spectra.display(), r.labels.display()),
     ];
-    let ctx = ReportContext { header, targets: &r.targets, prep: &prep, history: first_history.as_ref(), synthetic: data.synthetic };
+    let ctx = ReportContext {
+        header,
+        targets: &r.targets,
+        prep: &prep,
+        history: first_history.as_ref(),
+        synthetic: data.synthetic,
+    };
     write_report(report, &ctx, &data, &est, Some(&sig), th)
 }
 
 /// Runs `specnn merge`: joins shard catalogs (in the order given) into `out`, checking against the
 /// input list that every spectrum appears exactly once.
 pub fn run_merge(shards: &[PathBuf], inputs: &[PathBuf], recursive: bool, out: &Path) -> Result<usize> {
-    let expected: Vec<String> = input_list(inputs, recursive)?.iter().map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect();
+    let expected: Vec<String> = input_list(inputs, recursive)?
+        .iter()
+        .map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+        .collect();
     let mut merged: Option<Catalog> = None;
     for s in shards {
         let c = Catalog::read(s)?;
@@ -833,7 +1197,11 @@ pub fn run_merge(shards: &[PathBuf], inputs: &[PathBuf], recursive: bool, out: &
     };
     let show = |v: &[&str]| {
         let head: Vec<&str> = v.iter().take(10).copied().collect();
-        if v.len() > 10 { format!("{} and {} more", head.join(", "), v.len() - 10) } else { head.join(", ") }
+        if v.len() > 10 {
+            format!("{} and {} more", head.join(", "), v.len() - 10)
+        } else {
+            head.join(", ")
+        }
     };
     if !doubled.is_empty() || !missing.is_empty() || !unknown.is_empty() {
         let mut why = Vec::new();

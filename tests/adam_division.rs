@@ -57,7 +57,12 @@ fn over_bc2_sqrt_is_the_f64_division() {
                 x ^= x << 17;
                 // Significands at random, exponents across the range a square root of a moment takes.
                 let s = f64::from_bits((x & ((1 << 52) - 1)) | ((1023 - 40 + (x >> 58)) << 52));
-                assert_eq!(k.over_bc2_sqrt(s).to_bits(), (s / k.bc2_sqrt).to_bits(), "s = {s:e}, divisor {}", k.bc2_sqrt);
+                assert_eq!(
+                    k.over_bc2_sqrt(s).to_bits(),
+                    (s / k.bc2_sqrt).to_bits(),
+                    "s = {s:e}, divisor {}",
+                    k.bc2_sqrt
+                );
             }
         }
     }

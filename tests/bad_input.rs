@@ -31,9 +31,18 @@ fn conv2d_rejects_bad_shapes_and_sizes() {
     assert!(matches!(e, Error::Invalid { .. }) && e.to_string().contains("larger than the padded input"), "{e}");
     // ... which padding can fix
     let padded = Conv2dSpec { stride: (1, 1), padding: (2, 2) };
-    assert_eq!(ops::conv2d::forward(&zeros(&[1, 1, 5, 5]), &zeros(&[1, 1, 9, 9]), none, padded).unwrap().shape(), &[1, 1, 1, 1]);
+    assert_eq!(
+        ops::conv2d::forward(&zeros(&[1, 1, 5, 5]), &zeros(&[1, 1, 9, 9]), none, padded).unwrap().shape(),
+        &[1, 1, 1, 1]
+    );
     // zero stride
-    let e = ops::conv2d::forward(&zeros(&[1, 1, 5, 5]), &zeros(&[1, 1, 3, 3]), none, Conv2dSpec { stride: (0, 1), padding: (0, 0) }).unwrap_err();
+    let e = ops::conv2d::forward(
+        &zeros(&[1, 1, 5, 5]),
+        &zeros(&[1, 1, 3, 3]),
+        none,
+        Conv2dSpec { stride: (0, 1), padding: (0, 0) },
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("stride"), "{e}");
     // 'same' with an even kernel
     assert!(Conv2dSpec::new(Padding::Same, 8, 8).is_err());
@@ -42,11 +51,17 @@ fn conv2d_rejects_bad_shapes_and_sizes() {
 #[test]
 fn other_ops_reject_bad_shapes() {
     let none = None::<&ArrayD<f32>>;
-    assert!(ops::linear::forward(&zeros(&[2, 5]), &zeros(&[3, 4]), none).unwrap_err().to_string().contains("5 features"));
+    assert!(ops::linear::forward(&zeros(&[2, 5]), &zeros(&[3, 4]), none)
+        .unwrap_err()
+        .to_string()
+        .contains("5 features"));
     assert!(ops::add(&zeros(&[2, 3]), &zeros(&[3, 2])).is_err());
     assert!(ops::reshape(&zeros(&[2, 3]), &[4, 2]).is_err());
     assert!(ops::loss::mae(&zeros(&[2, 3]), &zeros(&[2, 4])).is_err());
-    assert!(ops::maxpool2d::forward(&zeros(&[1, 1, 1, 5]), Pool2dSpec::square(2)).unwrap_err().to_string().contains("larger than the input"));
+    assert!(ops::maxpool2d::forward(&zeros(&[1, 1, 1, 5]), Pool2dSpec::square(2))
+        .unwrap_err()
+        .to_string()
+        .contains("larger than the input"));
     let mut tape = Tape::<f32>::new();
     let x = tape.input(zeros(&[2, 3]), true);
     assert!(tape.backward(x).is_err(), "backward of a non-scalar needs a grad_output");
@@ -55,7 +70,15 @@ fn other_ops_reject_bad_shapes() {
 
 #[test]
 fn models_reject_bad_architectures_and_inputs() {
-    let tiny = Arch::VmpCnn { in_side: 16, channels: vec![4, 4, 4], kernel: 9, padding: Padding::Valid, activation: Default::default(), dense: vec![8], outputs: 1 };
+    let tiny = Arch::VmpCnn {
+        in_side: 16,
+        channels: vec![4, 4, 4],
+        kernel: 9,
+        padding: Padding::Valid,
+        activation: Default::default(),
+        dense: vec![8],
+        outputs: 1,
+    };
     let e = Model::<f32>::new(&tiny, 0).unwrap_err();
     assert!(e.to_string().contains("larger than its"), "{e}");
     let model = Model::<f32>::new(&Arch::ResAnn { inputs: 10, width: 4, blocks: 1, outputs: 2 }, 0).unwrap();

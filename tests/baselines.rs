@@ -30,7 +30,11 @@ fn forest_walk_equals_smartcore() {
     let f = forest::Forest { inputs: 12, trees: vec![trees] };
     let got = f.predict(&x, &test);
     for (i, w) in want.iter().enumerate() {
-        assert!((got[[i, 0]] - w).abs() <= 1e-12 * w.abs().max(1.0), "row {i}: specnn {} vs smartcore {w}", got[[i, 0]]);
+        assert!(
+            (got[[i, 0]] - w).abs() <= 1e-12 * w.abs().max(1.0),
+            "row {i}: specnn {} vs smartcore {w}",
+            got[[i, 0]]
+        );
     }
 }
 
@@ -80,21 +84,65 @@ fn baselines_train_predict_and_evaluate_from_the_command_line() {
     let labels = train.join("labels.csv");
     for arch in ["cannon", "rf", "svr", "knn"] {
         let model = dir.path().join(format!("{arch}.safetensors"));
-        let (code, out, err) = specnn(&["train", "--spectra", s(&train), "--labels", s(&labels), "--arch", arch, "--resolution", "200", "--targets", "teff,logg,feh", "--out", s(&model), "--device", "cpu"]);
+        let (code, out, err) = specnn(&[
+            "train",
+            "--spectra",
+            s(&train),
+            "--labels",
+            s(&labels),
+            "--arch",
+            arch,
+            "--resolution",
+            "200",
+            "--targets",
+            "teff,logg,feh",
+            "--out",
+            s(&model),
+            "--device",
+            "cpu",
+        ]);
         assert_eq!(code, 0, "{arch}: {out}\n{err}");
         assert!(out.contains("validation MAE teff"), "{out}");
         let cat = dir.path().join(format!("{arch}.csv"));
         let (code, out, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&train), "--out", s(&cat)]);
         assert_eq!(code, 0, "{arch}: {out}\n{err}");
         let text = std::fs::read_to_string(&cat).unwrap();
-        assert!(text.starts_with("file,obsid,ra,dec,snr,teff,teff_err,logg,logg_err,feh,feh_err,flags,p_vmp,vmp,reason\n"), "{text}");
+        assert!(
+            text.starts_with("file,obsid,ra,dec,snr,teff,teff_err,logg,logg_err,feh,feh_err,flags,p_vmp,vmp,reason\n"),
+            "{text}"
+        );
         assert_eq!(text.lines().count(), 261);
         let report = dir.path().join(format!("rep-{arch}"));
-        let (code, out, err) = specnn(&["evaluate", "--model", s(&model), "--spectra", s(&train), "--labels", s(&labels), "--report", s(&report)]);
+        let (code, out, err) = specnn(&[
+            "evaluate",
+            "--model",
+            s(&model),
+            "--spectra",
+            s(&train),
+            "--labels",
+            s(&labels),
+            "--report",
+            s(&report),
+        ]);
         assert_eq!(code, 0, "{arch}: {out}\n{err}");
         assert!(std::fs::read_to_string(report.join("report.md")).unwrap().contains(&format!("\"kind\":\"{arch}\"")));
         // Baselines are fitted in one go: --resume is refused with a reason.
-        let (code, _, err) = specnn(&["train", "--spectra", s(&train), "--labels", s(&labels), "--arch", arch, "--resolution", "200", "--targets", "feh", "--out", s(&model), "--resume"]);
+        let (code, _, err) = specnn(&[
+            "train",
+            "--spectra",
+            s(&train),
+            "--labels",
+            s(&labels),
+            "--arch",
+            arch,
+            "--resolution",
+            "200",
+            "--targets",
+            "feh",
+            "--out",
+            s(&model),
+            "--resume",
+        ]);
         assert_eq!(code, 1);
         assert!(err.contains("--resume is for networks"), "{err}");
     }
@@ -124,7 +172,10 @@ fn svr_projects_long_spectra_and_round_trips() {
     for (a, c) in p.iter().zip(q.iter()) {
         assert!((a - c).abs() <= 1e-4 * a.abs().max(1.0), "{a} vs {c}");
     }
-    assert!(b.predict(&x[..1].iter().map(|r| r[..50].to_vec()).collect::<Vec<_>>(), &[0]).is_err(), "a 50-pixel spectrum is refused");
+    assert!(
+        b.predict(&x[..1].iter().map(|r| r[..50].to_vec()).collect::<Vec<_>>(), &[0]).is_err(),
+        "a 50-pixel spectrum is refused"
+    );
 }
 
 /// crossval with a baseline: the report names the baseline, not a network architecture.
@@ -135,8 +186,25 @@ fn crossval_of_a_baseline_names_it() {
     assert_eq!(specnn(&["simulate", "--n", "80", "--seed", "6", "--out", s(&train)]).0, 0);
     let report = dir.path().join("cv");
     let (code, out, err) = specnn(&[
-        "crossval", "--spectra", s(&train), "--labels", s(&train.join("labels.csv")), "--arch", "rf", "--resolution", "200", "--targets", "feh", "--folds", "2",
-        "--out", s(&dir.path().join("models")), "--report", s(&report), "--device", "cpu",
+        "crossval",
+        "--spectra",
+        s(&train),
+        "--labels",
+        s(&train.join("labels.csv")),
+        "--arch",
+        "rf",
+        "--resolution",
+        "200",
+        "--targets",
+        "feh",
+        "--folds",
+        "2",
+        "--out",
+        s(&dir.path().join("models")),
+        "--report",
+        s(&report),
+        "--device",
+        "cpu",
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();

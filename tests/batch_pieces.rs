@@ -18,7 +18,13 @@ fn batch(arch: &Arch, n: usize, seed: u64) -> (ArrayD<f64>, ArrayD<f64>, ArrayD<
     let k = arch.outputs();
     let y = ArrayD::from_shape_vec(IxDyn(&[n, k]), (0..n * k).map(|_| rng.random_range(-1.0..1.0)).collect()).unwrap();
     // Unknown labels: a scattering of them, and none at all in the first 40 rows' first label.
-    let mask = ArrayD::from_shape_fn(IxDyn(&[n, k]), |i| if (i[0] < 40 && i[1] == 0) || (i[0] * 7 + i[1]) % 5 == 0 { 0.0 } else { 1.0 });
+    let mask = ArrayD::from_shape_fn(IxDyn(&[n, k]), |i| {
+        if (i[0] < 40 && i[1] == 0) || (i[0] * 7 + i[1]) % 5 == 0 {
+            0.0
+        } else {
+            1.0
+        }
+    });
     (x, y, mask)
 }
 
@@ -67,7 +73,12 @@ fn piece_gradients_add_up_to_the_whole_batch_gradient() {
 /// same bits.
 /// The seed's residual ANN too (512-wide weights: several row blocks each).
 fn step_equals_adam_on_the_summed_gradient<T: specnn::tensor::Float>() {
-    for (arch, n) in [(small_res_ann(), STEP_PIECE_ROWS / 2), (small_res_ann(), 2 * STEP_PIECE_ROWS), (small_res_ann(), 3 * STEP_PIECE_ROWS), (Arch::res_ann(3), 2 * STEP_PIECE_ROWS)] {
+    for (arch, n) in [
+        (small_res_ann(), STEP_PIECE_ROWS / 2),
+        (small_res_ann(), 2 * STEP_PIECE_ROWS),
+        (small_res_ann(), 3 * STEP_PIECE_ROWS),
+        (Arch::res_ann(3), 2 * STEP_PIECE_ROWS),
+    ] {
         let (x, y, mask) = batch(&arch, n, 8);
         let (x, y, mask) = (x.mapv(T::of), y.mapv(T::of), mask.mapv(T::of));
         let mut stepped = Model::<T>::new(&arch, 2).unwrap();
@@ -85,7 +96,10 @@ fn step_equals_adam_on_the_summed_gradient<T: specnn::tensor::Float>() {
             adam_b.step(by_hand.params_mut(), summed).unwrap();
         }
         for ((name, a), (_, b)) in stepped.params().iter().zip(by_hand.params()) {
-            assert!(a.iter().zip(b.iter()).all(|(p, q)| p.f64().to_bits() == q.f64().to_bits()), "{name}, batch {n}: the sum inside Adam adds in the pieces' order");
+            assert!(
+                a.iter().zip(b.iter()).all(|(p, q)| p.f64().to_bits() == q.f64().to_bits()),
+                "{name}, batch {n}: the sum inside Adam adds in the pieces' order"
+            );
         }
     }
 }
@@ -112,7 +126,8 @@ fn training_steps_give_the_same_weights_on_any_number_of_threads() {
         pool.install(|| {
             let mut model = Model::<f32>::new(&arch, 4).unwrap();
             let mut adam = Adam::new(AdamConfig::default());
-            let losses: Vec<f64> = (0..3).map(|_| cpu_step(&mut model, &mut adam, x.view(), y.view(), mask.view()).unwrap()).collect();
+            let losses: Vec<f64> =
+                (0..3).map(|_| cpu_step(&mut model, &mut adam, x.view(), y.view(), mask.view()).unwrap()).collect();
             (losses, model)
         })
     };
@@ -123,7 +138,10 @@ fn training_steps_give_the_same_weights_on_any_number_of_threads() {
     let fresh = Model::<f32>::new(&arch, 4).unwrap();
     assert!(fresh.params().iter().zip(m1.params()).all(|((_, a), (_, b))| *a != b), "every parameter moved");
     for ((name, a), (_, b)) in m1.params().iter().zip(m3.params()) {
-        assert!(a.iter().zip(b.iter()).all(|(p, q)| p.to_bits() == q.to_bits()), "{name} differs between 1 and 3 threads");
+        assert!(
+            a.iter().zip(b.iter()).all(|(p, q)| p.to_bits() == q.to_bits()),
+            "{name} differs between 1 and 3 threads"
+        );
     }
 }
 
@@ -135,7 +153,9 @@ fn dense_predictions_do_not_depend_on_how_the_batch_is_cut() {
     let model = Model::<f32>::new(&arch, 6).unwrap();
     let (x, _, _) = batch(&arch, 100, 10);
     let x = x.mapv(|v| v as f32);
-    let on = |threads: usize| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| model.predict(&x).unwrap());
+    let on = |threads: usize| {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| model.predict(&x).unwrap())
+    };
     let one = on(1);
     assert_eq!(one.shape(), &[100, 3]);
     assert_eq!(on(3), one);
@@ -156,8 +176,11 @@ fn a_mismatched_deferred_gradient_changes_nothing() {
     let mut model = Model::<f64>::new(&arch, 3).unwrap();
     let mut adam = Adam::new(AdamConfig::default());
     cpu_step(&mut model, &mut adam, x.view(), y.view(), mask.view()).unwrap();
-    let (before, state, step) = (model.clone(), adam.state().into_iter().map(|(n, a)| (n, a.clone())).collect::<Vec<_>>(), adam.step);
-    let (_, grads, mut dense) = piece_gradients_with(&model, x.view(), y.view(), mask.view(), true, specnn::train::Objective::MaskedMae).unwrap();
+    let (before, state, step) =
+        (model.clone(), adam.state().into_iter().map(|(n, a)| (n, a.clone())).collect::<Vec<_>>(), adam.step);
+    let (_, grads, mut dense) =
+        piece_gradients_with(&model, x.view(), y.view(), mask.view(), true, specnn::train::Objective::MaskedMae)
+            .unwrap();
     let name = dense[0][0].name.clone();
     dense[1].push(DeferredDense::new(name.clone(), ArrayD::zeros(IxDyn(&[4, 7])), ArrayD::zeros(IxDyn(&[4, 16]))));
     let e = adam.step_deferred(model.params_mut(), grads, dense).unwrap_err().to_string();

@@ -6,7 +6,6 @@ use common::specnn;
 use ndarray::ArrayD;
 use specnn::io::{read_safetensors, write_safetensors};
 
-
 #[test]
 fn audit_passes_the_public_file_and_fails_a_tampered_one() {
     let Some(data) = common::shared_data() else { return };
@@ -33,7 +32,10 @@ fn audit_passes_the_public_file_and_fails_a_tampered_one() {
     if common::gpu().is_some() {
         let (code, out, err) = specnn(&["audit", "--golden", golden.to_str().unwrap(), "--device", "all"]);
         assert_eq!(code, 0, "{out}\n{err}");
-        assert!(out.contains("[0] cpu") && out.contains("[1] gpu:0") && out.contains("cpu: 35 passed, 0 failed"), "{out}");
+        assert!(
+            out.contains("[0] cpu") && out.contains("[1] gpu:0") && out.contains("cpu: 35 passed, 0 failed"),
+            "{out}"
+        );
         assert!(out.lines().filter(|l| l.starts_with("gpu:") && l.ends_with(", 0 failed")).count() >= 1, "{out}");
         let (code, out, _) = specnn(&["audit", "--golden", bad.to_str().unwrap(), "--device", "all", "--quiet"]);
         assert_eq!(code, 1);
@@ -63,7 +65,11 @@ fn simulate_then_inspect() {
     let (code, stdout, err) = specnn(&["simulate", "--n", "6", "--seed", "2", "--out", out.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(stdout.contains("wrote 6 SYNTHETIC spectra"), "{stdout}");
-    let files: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path().to_string_lossy().into_owned()).filter(|p| p.ends_with(".fits")).collect();
+    let files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path().to_string_lossy().into_owned())
+        .filter(|p| p.ends_with(".fits"))
+        .collect();
     assert_eq!(files.len(), 6);
     let mut args = vec!["inspect"];
     args.extend(files.iter().map(String::as_str));
@@ -85,21 +91,57 @@ fn simulate_then_inspect() {
 /// (what it measures is for benchmarks, not tests).
 #[test]
 fn bench_prints_one_json_record_per_step() {
-    let (code, out, err) = specnn(&["bench", "--json", "--only", "infer_res_ann", "--iters", "1", "--warmup", "0", "--min-time", "0", "--device", "cpu"]);
+    let (code, out, err) = specnn(&[
+        "bench",
+        "--json",
+        "--only",
+        "infer_res_ann",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--min-time",
+        "0",
+        "--device",
+        "cpu",
+    ]);
     assert_eq!(code, 0, "{err}");
-    let recs: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("one JSON object a line")).collect();
+    let recs: Vec<serde_json::Value> =
+        out.lines().map(|l| serde_json::from_str(l).expect("one JSON object a line")).collect();
     let batches: Vec<u64> = recs.iter().map(|r| r["batch"].as_u64().unwrap()).collect();
     assert_eq!(batches, [1, 32, 128], "{out}");
     for r in &recs {
         assert_eq!(r["name"], "infer_res_ann");
-        assert!(r["seconds"].as_f64().unwrap() > 0.0 && r["samples_per_s"].as_f64().unwrap() > 0.0 && r["gflops"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(
+            r["seconds"].as_f64().unwrap() > 0.0
+                && r["samples_per_s"].as_f64().unwrap() > 0.0
+                && r["gflops"].as_f64().unwrap() > 0.0,
+            "{r}"
+        );
         if specnn::cpu::sgemm::has_avx2_fma() {
             let f = r["of_peak"].as_f64().expect("a measured peak on an AVX2 CPU");
             assert!(f > 0.0 && f.is_finite(), "{r}");
         }
     }
     // A given peak is used as given.
-    let (code, out, err) = specnn(&["bench", "--only", "infer_res_ann", "--iters", "1", "--warmup", "0", "--min-time", "0", "--device", "cpu", "--peak-gflops", "1e9"]);
+    let (code, out, err) = specnn(&[
+        "bench",
+        "--only",
+        "infer_res_ann",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--min-time",
+        "0",
+        "--device",
+        "cpu",
+        "--peak-gflops",
+        "1e9",
+    ]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("peak: 1000000000.0 GFLOP/s (given with --peak-gflops)") && out.matches(" 0%").count() == 3, "{out}");
+    assert!(
+        out.contains("peak: 1000000000.0 GFLOP/s (given with --peak-gflops)") && out.matches(" 0%").count() == 3,
+        "{out}"
+    );
 }

@@ -46,7 +46,21 @@ proptest! {
 
 #[test]
 fn the_seed_layers_use_fft_for_training_batches_and_im2col_elsewhere() {
-    let geom = |n, c, side, k, s| ConvGeom { n, c, h: side, w: side, o: 8, kh: k, kw: k, sh: s, sw: s, ph: k / 2, pw: k / 2, oh: side, ow: side };
+    let geom = |n, c, side, k, s| ConvGeom {
+        n,
+        c,
+        h: side,
+        w: side,
+        o: 8,
+        kh: k,
+        kw: k,
+        sh: s,
+        sw: s,
+        ph: k / 2,
+        pw: k / 2,
+        oh: side,
+        ow: side,
+    };
     if std::env::var_os("SPECNN_CONV").is_some() {
         return; // the override is under test elsewhere
     }
@@ -65,7 +79,15 @@ fn cached_weight_spectra_follow_the_weights() {
     use specnn::autograd::Tape;
     use specnn::nn::{Activation, Arch, Model};
     use specnn::ops::conv2d::Padding;
-    let arch = Arch::VmpCnn { in_side: 16, channels: vec![4, 6, 8], kernel: 9, padding: Padding::Same, activation: Activation::Relu, dense: vec![8], outputs: 2 };
+    let arch = Arch::VmpCnn {
+        in_side: 16,
+        channels: vec![4, 6, 8],
+        kernel: 9,
+        padding: Padding::Same,
+        activation: Activation::Relu,
+        dense: vec![8],
+        outputs: 2,
+    };
     let mut model = Model::<f32>::new(&arch, 3).unwrap();
     let mut rng = StdRng::seed_from_u64(9);
     let x = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[1, 1, 16, 16]), |_| rng.random_range(0.0f32..1.0));
@@ -90,5 +112,8 @@ fn cached_weight_spectra_follow_the_weights() {
     }
     let after = model.predict(&x).unwrap();
     close(&after, &recorded(&model), "after the weights changed");
-    assert!(after.iter().zip(first.iter()).any(|(a, b)| (a - b).abs() > 1e-3), "the weights changed, so must the output");
+    assert!(
+        after.iter().zip(first.iter()).any(|(a, b)| (a - b).abs() > 1e-3),
+        "the weights changed, so must the output"
+    );
 }

@@ -230,7 +230,11 @@ fn train_both(arch: &Arch, steps: usize, batch: usize) -> (Vec<f32>, Vec<f32>, f
         mask[[0, 0]] = 0.0;
         let (loss, grads) = {
             let mut tape = Tape::new();
-            let (xv, tv, mv) = (tape.input_view(x.view(), false), tape.input_view(y.view(), false), tape.input_view(mask.view(), false));
+            let (xv, tv, mv) = (
+                tape.input_view(x.view(), false),
+                tape.input_view(y.view(), false),
+                tape.input_view(mask.view(), false),
+            );
             let pred: Var = cpu_model.forward(&mut tape, xv).unwrap();
             let l = tape.masked_mae_loss(pred, tv, mv).unwrap();
             tape.backward(l).unwrap();
@@ -272,13 +276,29 @@ fn check_training(arch: &Arch) {
 
 #[test]
 fn small_vmp_cnn_trains_the_same_on_gpu_and_cpu() {
-    let arch = Arch::VmpCnn { in_side: 16, channels: vec![3, 5], kernel: 5, padding: Padding::Same, activation: Activation::Relu, dense: vec![7], outputs: 3 };
+    let arch = Arch::VmpCnn {
+        in_side: 16,
+        channels: vec![3, 5],
+        kernel: 5,
+        padding: Padding::Same,
+        activation: Activation::Relu,
+        dense: vec![7],
+        outputs: 3,
+    };
     check_training(&arch);
 }
 
 #[test]
 fn small_vmp_cnn_valid_trains_the_same_on_gpu_and_cpu() {
-    let arch = Arch::VmpCnn { in_side: 18, channels: vec![2, 3], kernel: 3, padding: Padding::Valid, activation: Activation::Selu, dense: vec![5], outputs: 2 };
+    let arch = Arch::VmpCnn {
+        in_side: 18,
+        channels: vec![2, 3],
+        kernel: 3,
+        padding: Padding::Valid,
+        activation: Activation::Selu,
+        dense: vec![5],
+        outputs: 2,
+    };
     check_training(&arch);
 }
 
@@ -290,7 +310,10 @@ fn res_ann_trains_the_same_on_gpu_and_cpu() {
 #[test]
 fn star_net_and_ann_predict_the_same_on_gpu_and_cpu() {
     let Some(g) = common::gpu() else { return };
-    for arch in [Arch::StarNet { inputs: 60, filters: vec![2, 3], kernel: 5, pool: 4, dense: vec![9, 6], outputs: 2 }, Arch::Ann { inputs: 20, hidden: vec![13, 7], activation: Activation::Selu, outputs: 2 }] {
+    for arch in [
+        Arch::StarNet { inputs: 60, filters: vec![2, 3], kernel: 5, pool: 4, dense: vec![9, 6], outputs: 2 },
+        Arch::Ann { inputs: 20, hidden: vec![13, 7], activation: Activation::Selu, outputs: 2 },
+    ] {
         let model = Model::<f32>::new(&arch, 3).unwrap();
         let x = arr(&arch.input_shape(3), 7);
         let cpu = model.predict(&x).unwrap();
@@ -338,7 +361,8 @@ fn a_variance_head_trains_the_same_on_gpu_and_cpu() {
         let y = arr(&[batch, labels], 400 + s);
         let mut mask = ArrayD::<f32>::ones(IxDyn(&[batch, labels]));
         mask[[1, 1]] = 0.0;
-        let c = specnn::train::cpu_step_with(&mut cpu_model, &mut adam, x.view(), y.view(), mask.view(), objective).unwrap();
+        let c = specnn::train::cpu_step_with(&mut cpu_model, &mut adam, x.view(), y.view(), mask.view(), objective)
+            .unwrap();
         let gl = trainer.step(&x, &y, &mask, true).unwrap().unwrap() as f64;
         assert!((c - gl).abs() <= 1e-4 * c.abs().max(1e-3), "step {s}: cpu loss {c} vs gpu {gl}");
         losses.push(c);

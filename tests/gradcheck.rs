@@ -20,7 +20,11 @@ fn random(rng: &mut StdRng, shape: &[usize], away_from_zero: f64) -> ArrayD<f64>
     let v = (0..n)
         .map(|_| {
             let m: f64 = rng.random_range(away_from_zero..1.0);
-            if rng.random_bool(0.5) { m } else { -m }
+            if rng.random_bool(0.5) {
+                m
+            } else {
+                -m
+            }
         })
         .collect();
     ArrayD::from_shape_vec(IxDyn(shape), v).unwrap()
@@ -37,14 +41,19 @@ fn tie_free(rng: &mut StdRng, shape: &[usize]) -> ArrayD<f64> {
 }
 
 /// `L = sum(f(inputs) * gy)`: checks d L / d input against central differences for every input.
-fn check(inputs: &[ArrayD<f64>], seed: u64, f: impl Fn(&mut Tape<'_, f64>, &[Var]) -> specnn::Result<Var>) -> Result<(), TestCaseError> {
+fn check(
+    inputs: &[ArrayD<f64>],
+    seed: u64,
+    f: impl Fn(&mut Tape<'_, f64>, &[Var]) -> specnn::Result<Var>,
+) -> Result<(), TestCaseError> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut tape = Tape::new();
     let vars: Vec<Var> = inputs.iter().map(|a| tape.input(a.clone(), true)).collect();
     let y = f(&mut tape, &vars).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let gy = random(&mut rng, tape.value(y).shape(), 0.1);
     tape.backward_with(y, gy.clone()).unwrap();
-    let analytic: Vec<ArrayD<f64>> = vars.iter().map(|v| tape.grad(*v).cloned().unwrap_or_else(|| ArrayD::zeros(inputs[0].raw_dim()))).collect();
+    let analytic: Vec<ArrayD<f64>> =
+        vars.iter().map(|v| tape.grad(*v).cloned().unwrap_or_else(|| ArrayD::zeros(inputs[0].raw_dim()))).collect();
 
     let loss = |xs: &[ArrayD<f64>]| -> f64 {
         let mut t = Tape::inference();
@@ -55,7 +64,11 @@ fn check(inputs: &[ArrayD<f64>], seed: u64, f: impl Fn(&mut Tape<'_, f64>, &[Var
     for (k, x) in inputs.iter().enumerate() {
         prop_assert_eq!(analytic[k].shape(), x.shape(), "gradient {} has the wrong shape", k);
         let n = x.len();
-        let picks: Vec<usize> = if n <= MAX_CHECKED { (0..n).collect() } else { (0..MAX_CHECKED).map(|_| rng.random_range(0..n)).collect() };
+        let picks: Vec<usize> = if n <= MAX_CHECKED {
+            (0..n).collect()
+        } else {
+            (0..MAX_CHECKED).map(|_| rng.random_range(0..n)).collect()
+        };
         for i in picks {
             let mut xs = inputs.to_vec();
             let orig = xs[k].as_slice().unwrap()[i];
@@ -67,7 +80,11 @@ fn check(inputs: &[ArrayD<f64>], seed: u64, f: impl Fn(&mut Tape<'_, f64>, &[Var
             let got = analytic[k].as_slice().unwrap()[i];
             prop_assert!(
                 (got - numeric).abs() <= 1e-6 + 1e-5 * numeric.abs(),
-                "input {} element {}: analytic {} vs numeric {}", k, i, got, numeric
+                "input {} element {}: analytic {} vs numeric {}",
+                k,
+                i,
+                got,
+                numeric
             );
         }
     }
@@ -210,7 +227,10 @@ fn check_model(arch: &Arch, batch: usize, seed: u64) {
             let down = loss(&m);
             let numeric = (up - down) / (2.0 * H);
             let got = g.as_slice().unwrap()[i];
-            assert!((got - numeric).abs() <= 1e-6 + 1e-5 * numeric.abs(), "{name}[{i}]: analytic {got} vs numeric {numeric}");
+            assert!(
+                (got - numeric).abs() <= 1e-6 + 1e-5 * numeric.abs(),
+                "{name}[{i}]: analytic {got} vs numeric {numeric}"
+            );
         }
     }
 }
@@ -220,7 +240,15 @@ fn small_vmp_cnn_gradients() {
     use specnn::nn::Activation;
     use specnn::ops::conv2d::Padding;
     for (padding, activation) in [(Padding::Same, Activation::Relu), (Padding::Valid, Activation::Selu)] {
-        let arch = Arch::VmpCnn { in_side: 24, channels: vec![2, 3, 2], kernel: 3, padding, activation, dense: vec![6, 5], outputs: 2 };
+        let arch = Arch::VmpCnn {
+            in_side: 24,
+            channels: vec![2, 3, 2],
+            kernel: 3,
+            padding,
+            activation,
+            dense: vec![6, 5],
+            outputs: 2,
+        };
         check_model(&arch, 2, 11);
     }
 }
@@ -232,6 +260,14 @@ fn residual_ann_gradients() {
 
 #[test]
 fn ann_and_starnet_gradients() {
-    check_model(&Arch::Ann { inputs: 9, hidden: vec![7, 5], activation: specnn::nn::Activation::Selu, outputs: 2 }, 3, 2);
-    check_model(&Arch::StarNet { inputs: 40, filters: vec![2, 3], kernel: 5, pool: 4, dense: vec![6, 4], outputs: 2 }, 2, 3);
+    check_model(
+        &Arch::Ann { inputs: 9, hidden: vec![7, 5], activation: specnn::nn::Activation::Selu, outputs: 2 },
+        3,
+        2,
+    );
+    check_model(
+        &Arch::StarNet { inputs: 40, filters: vec![2, 3], kernel: 5, pool: 4, dense: vec![6, 4], outputs: 2 },
+        2,
+        3,
+    );
 }

@@ -69,7 +69,10 @@ fn catalogs_as_csv_and_fits_with_nulls_and_units() {
     let dir = common::tempdir();
     let csv = dir.path().join("cat.csv");
     catalog().write(&csv).unwrap();
-    assert_eq!(std::fs::read_to_string(&csv).unwrap(), "file,obsid,teff,feh,vmp\na.fits,7,5000.5,-2.5,1\nbb.fits,,,0.1,\n");
+    assert_eq!(
+        std::fs::read_to_string(&csv).unwrap(),
+        "file,obsid,teff,feh,vmp\na.fits,7,5000.5,-2.5,1\nbb.fits,,,0.1,\n"
+    );
 
     let fits = dir.path().join("cat.fits");
     catalog().write(&fits).unwrap();
@@ -91,7 +94,9 @@ fn catalogs_as_csv_and_fits_with_nulls_and_units() {
     drop(f);
     // The raw header: SYNTHETI a logical, VMPFEH a number (not quoted strings).
     let text = String::from_utf8_lossy(&std::fs::read(&fits).unwrap()).into_owned();
-    let card = |k: &str| text.as_bytes().chunks(80).map(|c| String::from_utf8_lossy(c).into_owned()).find(|c| c.starts_with(k)).unwrap();
+    let card = |k: &str| {
+        text.as_bytes().chunks(80).map(|c| String::from_utf8_lossy(c).into_owned()).find(|c| c.starts_with(k)).unwrap()
+    };
     assert!(card("SYNTHETI").starts_with("SYNTHETI=                    T"), "{}", card("SYNTHETI"));
     assert!(!card("VMPFEH").contains('\''), "{}", card("VMPFEH"));
     // Read back: the units, comments and typed cards survive (merge relies on it).

@@ -60,7 +60,15 @@ fn train(arch: Arch, steps: usize, lr: f64) -> (f32, f32) {
 
 #[test]
 fn small_vmp_cnn_learns() {
-    let arch = Arch::VmpCnn { in_side: 32, channels: vec![4, 8, 8], kernel: 9, padding: Padding::Same, activation: Activation::Relu, dense: vec![16, 8], outputs: 2 };
+    let arch = Arch::VmpCnn {
+        in_side: 32,
+        channels: vec![4, 8, 8],
+        kernel: 9,
+        padding: Padding::Same,
+        activation: Activation::Relu,
+        dense: vec![16, 8],
+        outputs: 2,
+    };
     let (first, last) = train(arch, 80, 3e-3);
     assert!(last < 0.5 * first, "VMP CNN loss went from {first} to {last}");
 }
@@ -73,9 +81,14 @@ fn residual_ann_learns() {
 
 #[test]
 fn baselines_learn() {
-    let (first, last) = train(Arch::Ann { inputs: 143, hidden: vec![64, 64], activation: Activation::Selu, outputs: 3 }, 60, 1e-3);
+    let (first, last) =
+        train(Arch::Ann { inputs: 143, hidden: vec![64, 64], activation: Activation::Selu, outputs: 3 }, 60, 1e-3);
     assert!(last < 0.5 * first, "ANN loss went from {first} to {last}");
-    let (first, last) = train(Arch::StarNet { inputs: 143, filters: vec![4, 16], kernel: 8, pool: 4, dense: vec![64, 32], outputs: 3 }, 150, 1e-3);
+    let (first, last) = train(
+        Arch::StarNet { inputs: 143, filters: vec![4, 16], kernel: 8, pool: 4, dense: vec![64, 32], outputs: 3 },
+        150,
+        1e-3,
+    );
     assert!(last < 0.5 * first, "StarNet loss went from {first} to {last}");
 }
 
@@ -98,7 +111,9 @@ fn default_init_follows_pytorch_bounds() {
     // nn.Linear / nn.Conv2d default: weight and bias uniform in +-1/sqrt(fan_in).
     let model = Model::<f64>::new(&Arch::vmp_cnn(4), 0).unwrap();
     for (name, p) in model.params() {
-        let fan_in: usize = if name.ends_with("weight") { p.shape()[1..].iter().product() } else {
+        let fan_in: usize = if name.ends_with("weight") {
+            p.shape()[1..].iter().product()
+        } else {
             let w = model.params().into_iter().find(|(n, _)| *n == name.replace("bias", "weight")).unwrap().1;
             w.shape()[1..].iter().product()
         };

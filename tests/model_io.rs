@@ -12,7 +12,15 @@ fn save_then_load_gives_the_same_network() {
     let dir = common::tempdir();
     for arch in [
         Arch::ResAnn { inputs: 143, width: 16, blocks: 2, outputs: 3 },
-        Arch::VmpCnn { in_side: 32, channels: vec![2, 3, 4], kernel: 9, padding: specnn::ops::conv2d::Padding::Same, activation: Default::default(), dense: vec![8, 4], outputs: 4 },
+        Arch::VmpCnn {
+            in_side: 32,
+            channels: vec![2, 3, 4],
+            kernel: 9,
+            padding: specnn::ops::conv2d::Padding::Same,
+            activation: Default::default(),
+            dense: vec![8, 4],
+            outputs: 4,
+        },
         Arch::StarNet { inputs: 143, filters: vec![4, 16], kernel: 8, pool: 4, dense: vec![16, 8], outputs: 2 },
     ] {
         let model = Model::<f32>::new(&arch, 9).unwrap();
@@ -41,7 +49,23 @@ fn save_then_load_gives_the_same_network() {
 fn state_dict_names_match_pytorch() {
     let model = Model::<f32>::new(&Arch::vmp_cnn(4), 0).unwrap();
     let names: Vec<String> = model.params().into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "conv3.weight", "conv3.bias", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "out.weight", "out.bias"]);
+    assert_eq!(
+        names,
+        [
+            "conv1.weight",
+            "conv1.bias",
+            "conv2.weight",
+            "conv2.bias",
+            "conv3.weight",
+            "conv3.bias",
+            "fc1.weight",
+            "fc1.bias",
+            "fc2.weight",
+            "fc2.bias",
+            "out.weight",
+            "out.bias"
+        ]
+    );
     let shapes: Vec<Vec<usize>> = model.params().into_iter().map(|(_, p)| p.shape().to_vec()).collect();
     assert_eq!(shapes[4], vec![256, 128, 9, 9]);
     assert_eq!(shapes[6], vec![128, 256 * 8 * 8]);

@@ -3,7 +3,10 @@
 mod common;
 
 use ndarray::Array2;
-use specnn::data::prep::{air_to_vacuum, degrade_resolution, degrade_resolution_at, exp_steps, fill_bad, pixels_read, resample, sigma_ln, vacuum_to_air, window_mask};
+use specnn::data::prep::{
+    air_to_vacuum, degrade_resolution, degrade_resolution_at, exp_steps, fill_bad, pixels_read, resample, sigma_ln,
+    vacuum_to_air, window_mask,
+};
 use specnn::data::{prepare, read_spectrum, Grid, Pca, PrepConfig, ReadOptions};
 
 #[test]
@@ -84,8 +87,12 @@ fn degradation_at_the_pixels_read_matches_the_full_one() {
     let dln = 2.3e-4;
     let m = 3900;
     let uniform: Vec<f64> = exp_steps(dln, m).iter().map(|e| 3700.0 * e).collect();
-    assert!(uniform.iter().enumerate().all(|(i, &l)| l == 3700.0 * (i as f64 * dln).exp()), "cached table differs from exp");
-    let flux: Vec<f64> = (0..m).map(|i| 1.0 + 0.3 * (i as f64 * 0.05).sin() + 0.01 * ((i * 7919) % 13) as f64).collect();
+    assert!(
+        uniform.iter().enumerate().all(|(i, &l)| l == 3700.0 * (i as f64 * dln).exp()),
+        "cached table differs from exp"
+    );
+    let flux: Vec<f64> =
+        (0..m).map(|i| 1.0 + 0.3 * (i as f64 * 0.05).sin() + 0.01 * ((i * 7919) % 13) as f64).collect();
     let (ivar, bad) = (vec![4.0; m], vec![false; m]);
     // A coarse grid that starts before and ends past the spectrum, and one pixel exactly on a sample.
     let mut grid = Grid::csst(200.0, 143).wavelengths();
@@ -104,7 +111,10 @@ fn degradation_at_the_pixels_read_matches_the_full_one() {
     let k = read.iter().position(|r| *r).unwrap();
     let mut changed = full.clone();
     changed[k] += 1.0;
-    assert_ne!(resample(&uniform, &changed, &ivar, &bad, &grid).flux, resample(&uniform, &full, &ivar, &bad, &grid).flux);
+    assert_ne!(
+        resample(&uniform, &changed, &ivar, &bad, &grid).flux,
+        resample(&uniform, &full, &ivar, &bad, &grid).flux
+    );
 }
 
 #[test]
@@ -154,7 +164,11 @@ fn pca_finds_the_planted_directions() {
 fn pipeline_on_real_spectra() {
     let Some(data) = common::shared_data() else { return };
     let opts = ReadOptions::default();
-    let lamost = read_spectrum(&data.join("lamost/lamost_lrs_primaryimage_laspec/spec-58397-EG014118N254444M01_sp03-031.fits"), &opts).unwrap();
+    let lamost = read_spectrum(
+        &data.join("lamost/lamost_lrs_primaryimage_laspec/spec-58397-EG014118N254444M01_sp03-031.fits"),
+        &opts,
+    )
+    .unwrap();
     let v = prepare(&lamost, &PrepConfig::default(), None).unwrap();
     assert_eq!(v.len(), 4096);
     let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
@@ -206,7 +220,10 @@ fn pipeline_rejects_flat_spectra_and_shifts_to_rest_frame() {
     let mut body = String::from("wavelength,flux\n");
     for i in 0..50000 {
         let l = 3900.0 + i as f64 * 0.1;
-        body += &format!("{l},{}\n", 1.0 - 0.8 * (-0.5 * ((l - 5000.0 * (1.0 + 300.0 / 299792.458)) / 1.0f64).powi(2)).exp());
+        body += &format!(
+            "{l},{}\n",
+            1.0 - 0.8 * (-0.5 * ((l - 5000.0 * (1.0 + 300.0 / 299792.458)) / 1.0f64).powi(2)).exp()
+        );
     }
     std::fs::write(&line, &body).unwrap();
     let s = read_spectrum(&line, &ReadOptions::default()).unwrap();
@@ -219,7 +236,15 @@ fn pipeline_rejects_flat_spectra_and_shifts_to_rest_frame() {
 #[test]
 fn short_spectra_are_padded_and_folded_for_the_cnn() {
     use specnn::nn::{Activation, Arch};
-    let arch = Arch::VmpCnn { in_side: 12, channels: vec![2], kernel: 3, padding: specnn::ops::conv2d::Padding::Same, activation: Activation::Relu, dense: vec![4], outputs: 1 };
+    let arch = Arch::VmpCnn {
+        in_side: 12,
+        channels: vec![2],
+        kernel: 3,
+        padding: specnn::ops::conv2d::Padding::Same,
+        activation: Activation::Relu,
+        dense: vec![4],
+        outputs: 1,
+    };
     let row: Vec<f32> = (0..143).map(|i| i as f32 + 1.0).collect();
     let x = specnn::data::dataset::to_input(&arch, &[&row]).unwrap();
     assert_eq!(x.shape(), &[1, 1, 12, 12]);

@@ -11,7 +11,8 @@ fn read(p: &Path) -> specnn::Result<specnn::data::Spectrum> {
 }
 
 fn lamost(data: &Path, sub: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(data.join("lamost").join(sub)).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(data.join("lamost").join(sub)).unwrap().map(|e| e.unwrap().path()).collect();
     v.sort();
     v
 }
@@ -77,7 +78,10 @@ fn sdss_ferre_and_medium_resolution_files() {
     assert!((s.wavelength[0] - 3561.2).abs() < 0.5 && (s.wavelength[4624] - 10327.6).abs() < 0.5);
     assert!(s.bad.iter().any(|b| *b), "and_mask pixels are flagged");
 
-    let f = read(&data.join("lamost/synthetic_ferre_sun_laspec/FERRE_FEH+0.00_AFE+0.00_VMIC+0.00_TEFF+5750_LOGG+4.50.fits")).unwrap();
+    let f = read(
+        &data.join("lamost/synthetic_ferre_sun_laspec/FERRE_FEH+0.00_AFE+0.00_VMIC+0.00_TEFF+5750_LOGG+4.50.fits"),
+    )
+    .unwrap();
     assert_eq!(f.layout, Layout::Table);
     assert_eq!(f.wavelength.len(), 36476);
     assert!(f.meta.synthetic, "a FERRE model is synthetic");
@@ -105,7 +109,10 @@ fn every_miles_star_reads_in_air() {
     assert_eq!(n, 788);
     // The medium can be overridden.
     let any = data.join("miles/MILES_res2.50_star_m0001V.fits");
-    assert_eq!(read_spectrum(&any, &ReadOptions { medium: Some(Medium::Vacuum), ..Default::default() }).unwrap().medium, Medium::Vacuum);
+    assert_eq!(
+        read_spectrum(&any, &ReadOptions { medium: Some(Medium::Vacuum), ..Default::default() }).unwrap().medium,
+        Medium::Vacuum
+    );
 }
 
 fn csv(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -133,7 +140,11 @@ fn csv_spectra_and_bad_values() {
         ("text.csv", "wavelength,flux\n4000,abc\n", "`abc` is not a number"),
         ("nowave.csv", "lam_bda,flux\n1,2\n", "no wavelength column"),
         ("allbad.csv", "wavelength,flux,ivar\n4000,1,0\n4001,2,0\n", "every pixel is masked"),
-        ("constant.csv", "wavelength,flux,ivar\n4000,2,1\n4001,7,0\n4002,2,1\n", "the flux is 2 at every good pixel: a zero-range spectrum"),
+        (
+            "constant.csv",
+            "wavelength,flux,ivar\n4000,2,1\n4001,7,0\n4002,2,1\n",
+            "the flux is 2 at every good pixel: a zero-range spectrum",
+        ),
     ];
     for (name, body, want) in cases {
         let e = read(&csv(dir.path(), name, body)).unwrap_err().to_string();

@@ -9,7 +9,18 @@ use specnn::data::{prepare, read_spectrum, Labels, Layout, PrepConfig, ReadOptio
 use specnn::simulate::{simulate, SimulateConfig};
 
 fn sun() -> StarLabels {
-    StarLabels { teff: 5800.0, logg: 4.4, feh: 0.0, cfe: 0.0, nfe: 0.0, mgfe: 0.0, ofe: 0.0, afe: 0.0, rv: 0.0, snr: f64::INFINITY }
+    StarLabels {
+        teff: 5800.0,
+        logg: 4.4,
+        feh: 0.0,
+        cfe: 0.0,
+        nfe: 0.0,
+        mgfe: 0.0,
+        ofe: 0.0,
+        afe: 0.0,
+        rv: 0.0,
+        snr: f64::INFINITY,
+    }
 }
 
 /// Equivalent width (A) of the absorption in `[lo, hi]` relative to the flux at the window's edges.
@@ -30,7 +41,9 @@ fn label_distributions_follow_the_seed() {
     let frac = |f: &dyn Fn(&StarLabels) -> bool| stars.iter().filter(|s| f(s)).count() as f64 / stars.len() as f64;
     let vmp = frac(&|s| s.is_vmp());
     assert!((0.37..0.43).contains(&vmp), "VMP fraction {vmp}");
-    assert!(stars.iter().all(|s| (3800.0..=8500.0).contains(&s.teff) && (0.14..=4.9).contains(&s.logg) && (-4.55..=0.67).contains(&s.feh)));
+    assert!(stars.iter().all(|s| (3800.0..=8500.0).contains(&s.teff)
+        && (0.14..=4.9).contains(&s.logg)
+        && (-4.55..=0.67).contains(&s.feh)));
     // CEMP stars are more common at lower [Fe/H].
     let cemp_in = |lo: f64, hi: f64| {
         let sel: Vec<&StarLabels> = stars.iter().filter(|s| s.feh >= lo && s.feh < hi).collect();
@@ -55,13 +68,17 @@ fn spectra_carry_the_abundances_in_the_right_features() {
     let at = |s: &StarLabels| render(s, &wave, 1800.0, (0.0, 0.0));
     // CH G band deepens with carbon; Mg b with magnesium; Na D and Fe lines with [Fe/H] (curve of growth).
     let g = |s: &StarLabels| ew(&at(s), &wave, 4270.0, 4320.0);
-    assert!(g(&StarLabels { cfe: 0.5, ..base.clone() }) > g(&base) && g(&base) > g(&StarLabels { cfe: -0.5, ..base.clone() }));
+    assert!(
+        g(&StarLabels { cfe: 0.5, ..base.clone() }) > g(&base)
+            && g(&base) > g(&StarLabels { cfe: -0.5, ..base.clone() })
+    );
     let mgb = |s: &StarLabels| ew(&at(s), &wave, 5160.0, 5195.0);
     assert!(mgb(&StarLabels { mgfe: 0.4, ..base.clone() }) > mgb(&base));
     // Na D measured against the same star at [Fe/H] = -6, so the continuum and response cancel.
     let reference = at(&StarLabels { feh: -6.0, ..base.clone() });
     let nad = |feh: f64| {
-        let ratio: Vec<f64> = at(&StarLabels { feh, ..base.clone() }).iter().zip(&reference).map(|(a, b)| a / b).collect();
+        let ratio: Vec<f64> =
+            at(&StarLabels { feh, ..base.clone() }).iter().zip(&reference).map(|(a, b)| a / b).collect();
         ew(&ratio, &wave, 5880.0, 5905.0)
     };
     let (w3, w2, w1, w0) = (nad(-3.0), nad(-2.0), nad(-1.0), nad(0.0));
@@ -90,7 +107,14 @@ fn marcs_grid_steps() {
     for s in &g {
         let on = |v: f64, step: f64| ((v / step).round() * step - v).abs() < 1e-9;
         assert!(if s.teff <= 4000.0 { on(s.teff, 100.0) } else { on(s.teff, 250.0) });
-        assert!(on(s.logg, 0.5) && on(s.feh, 0.25) && on(s.cfe, 0.25) && on(s.nfe, 0.25) && on(s.ofe, 0.25) && on(s.afe, 0.25));
+        assert!(
+            on(s.logg, 0.5)
+                && on(s.feh, 0.25)
+                && on(s.cfe, 0.25)
+                && on(s.nfe, 0.25)
+                && on(s.ofe, 0.25)
+                && on(s.afe, 0.25)
+        );
         assert!(!(s.teff >= 7000.0 && s.logg < 2.0));
     }
 }

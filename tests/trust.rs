@@ -36,12 +36,35 @@ fn an_ensemble_is_one_file_whose_spread_gives_calibrated_errors() {
     let train = survey(dir.path(), "train", 150, 31);
     let model = dir.path().join("e.safetensors");
     let (code, out, err) = specnn(&[
-        "train", "--spectra", s(&train), "--labels", s(&train.join("labels.csv")), "--arch", "res-ann", "--resolution", "200",
-        "--targets", "teff,feh", "--log-targets", "teff", "--ensemble", "3", "--epochs", "3", "--out", s(&model), "--seed", "2",
+        "train",
+        "--spectra",
+        s(&train),
+        "--labels",
+        s(&train.join("labels.csv")),
+        "--arch",
+        "res-ann",
+        "--resolution",
+        "200",
+        "--targets",
+        "teff,feh",
+        "--log-targets",
+        "teff",
+        "--ensemble",
+        "3",
+        "--epochs",
+        "3",
+        "--out",
+        s(&model),
+        "--seed",
+        "2",
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
     // One file; the member files and checkpoints are gone.
-    let left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("e.safetensors")).collect();
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("e.safetensors"))
+        .collect();
     assert_eq!(left, vec!["e.safetensors".to_string()], "{left:?}");
     let (tensors, meta) = specnn::io::read_safetensors::<f32>(&model).unwrap();
     assert_eq!(meta.get("specnn-ensemble").map(String::as_str), Some("3"));
@@ -80,7 +103,23 @@ fn a_variance_head_gives_a_single_network_per_star_errors() {
     let train = survey(dir.path(), "train", 150, 61);
     let labels = train.join("labels.csv");
     let run = |out: &Path, extra: &[&str]| {
-        let mut a = vec!["train", "--spectra", s(&train), "--labels", s(&labels), "--arch", "res-ann", "--resolution", "200", "--targets", "logg,feh", "--epochs", "4", "--out", s(out)];
+        let mut a = vec![
+            "train",
+            "--spectra",
+            s(&train),
+            "--labels",
+            s(&labels),
+            "--arch",
+            "res-ann",
+            "--resolution",
+            "200",
+            "--targets",
+            "logg,feh",
+            "--epochs",
+            "4",
+            "--out",
+            s(out),
+        ];
         a.extend_from_slice(extra);
         specnn(&a)
     };
@@ -108,7 +147,23 @@ fn a_variance_head_gives_a_single_network_per_star_errors() {
     assert!(distinct(&nll) > 100, "a variance head gives star-by-star errors");
     assert_eq!(distinct(&mae), 1, "a single MAE network has one sigma per label");
 
-    let (code, _, err) = specnn(&["train", "--spectra", s(&train), "--labels", s(&labels), "--arch", "knn", "--resolution", "200", "--targets", "feh", "--loss", "nll", "--out", s(&dir.path().join("k.safetensors"))]);
+    let (code, _, err) = specnn(&[
+        "train",
+        "--spectra",
+        s(&train),
+        "--labels",
+        s(&labels),
+        "--arch",
+        "knn",
+        "--resolution",
+        "200",
+        "--targets",
+        "feh",
+        "--loss",
+        "nll",
+        "--out",
+        s(&dir.path().join("k.safetensors")),
+    ]);
     assert_ne!(code, 0);
     assert!(err.contains("--loss"), "{err}");
 
@@ -118,7 +173,8 @@ fn a_variance_head_gives_a_single_network_per_star_errors() {
     let bad = dir.path().join("bad.safetensors");
     let list: Vec<(String, &ndarray::ArrayD<f32>)> = tensors.iter().map(|(n, t)| (n.clone(), t)).collect();
     specnn::io::write_safetensors(&bad, &list, meta).unwrap();
-    let (code, _, err) = specnn(&["predict", "--model", s(&bad), "--spectra", s(&train), "--out", s(&dir.path().join("x.csv"))]);
+    let (code, _, err) =
+        specnn(&["predict", "--model", s(&bad), "--spectra", s(&train), "--out", s(&dir.path().join("x.csv"))]);
     assert_ne!(code, 0);
     assert!(err.contains("bad.safetensors") && err.contains("2 targets for a model of 4 outputs"), "{err}");
 }
@@ -129,13 +185,37 @@ fn knn_baseline_trains_predicts_and_reports_coverage() {
     let train = survey(dir.path(), "train", 120, 41);
     let test = survey(dir.path(), "test", 30, 42);
     let model = dir.path().join("k.safetensors");
-    let (code, out, err) = specnn(&["train", "--spectra", s(&train), "--labels", s(&train.join("labels.csv")), "--arch", "knn", "--resolution", "200", "--targets", "teff,logg,feh", "--out", s(&model)]);
+    let (code, out, err) = specnn(&[
+        "train",
+        "--spectra",
+        s(&train),
+        "--labels",
+        s(&train.join("labels.csv")),
+        "--arch",
+        "knn",
+        "--resolution",
+        "200",
+        "--targets",
+        "teff,logg,feh",
+        "--out",
+        s(&model),
+    ]);
     assert_eq!(code, 0, "{out}\n{err}");
     let (tensors, meta) = specnn::io::read_safetensors::<f32>(&model).unwrap();
     assert_eq!(meta.get("specnn-baseline").map(String::as_str), Some("\"knn\""));
     assert_eq!(tensors["knn.components"].shape(), &[50, 143]);
     let report = dir.path().join("r");
-    let (code, out, err) = specnn(&["evaluate", "--model", s(&model), "--spectra", s(&test), "--labels", s(&test.join("labels.csv")), "--report", s(&report)]);
+    let (code, out, err) = specnn(&[
+        "evaluate",
+        "--model",
+        s(&model),
+        "--spectra",
+        s(&test),
+        "--labels",
+        s(&test.join("labels.csv")),
+        "--report",
+        s(&report),
+    ]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("within 1 sigma"), "{out}");
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
@@ -151,7 +231,18 @@ fn init_fine_tunes_the_same_architecture_and_refuses_another() {
     let train = survey(dir.path(), "train", 100, 51);
     let labels = train.join("labels.csv");
     let base = dir.path().join("base.safetensors");
-    let common_args = ["--spectra", s(&train), "--labels", s(&labels), "--resolution", "200", "--targets", "feh,cfe", "--epochs", "2"];
+    let common_args = [
+        "--spectra",
+        s(&train),
+        "--labels",
+        s(&labels),
+        "--resolution",
+        "200",
+        "--targets",
+        "feh,cfe",
+        "--epochs",
+        "2",
+    ];
     let run = |arch: &str, out: &Path, extra: &[&str]| {
         let mut a = vec!["train", "--arch", arch, "--out", s(out)];
         a.extend_from_slice(&common_args);
@@ -166,7 +257,13 @@ fn init_fine_tunes_the_same_architecture_and_refuses_another() {
     // far below a fresh network's first epoch.
     let first_score = |p: &Path| specnn::predict::load_trained(p).unwrap().history.epochs[0].val_score;
     let base_best = specnn::predict::load_trained(&base).unwrap().history.best_score.unwrap();
-    assert!(first_score(&tuned) < first_score(&base) && first_score(&tuned) < 1.2 * base_best, "{} {} {}", first_score(&tuned), first_score(&base), base_best);
+    assert!(
+        first_score(&tuned) < first_score(&base) && first_score(&tuned) < 1.2 * base_best,
+        "{} {} {}",
+        first_score(&tuned),
+        first_score(&base),
+        base_best
+    );
     let (code, _, err) = run("ann", &dir.path().join("other.safetensors"), &["--init", s(&base)]);
     assert_ne!(code, 0);
     assert!(err.contains("base.safetensors") && err.contains("architecture"), "{err}");
@@ -178,10 +275,34 @@ fn real_lamost_spectra_through_a_synthetic_model_are_flagged() {
     let dir = common::tempdir();
     let train = survey(dir.path(), "train", 100, 61);
     let model = dir.path().join("syn.safetensors");
-    let (code, out, err) = specnn(&["train", "--spectra", s(&train), "--labels", s(&train.join("labels.csv")), "--arch", "res-ann", "--resolution", "200", "--targets", "teff,logg,feh", "--epochs", "2", "--out", s(&model)]);
+    let (code, out, err) = specnn(&[
+        "train",
+        "--spectra",
+        s(&train),
+        "--labels",
+        s(&train.join("labels.csv")),
+        "--arch",
+        "res-ann",
+        "--resolution",
+        "200",
+        "--targets",
+        "teff,logg,feh",
+        "--epochs",
+        "2",
+        "--out",
+        s(&model),
+    ]);
     assert_eq!(code, 0, "{out}\n{err}");
     let cat = dir.path().join("real.csv");
-    let (code, out, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&data.join("lamost/lamost_lrs_cmost")), "--out", s(&cat)]);
+    let (code, out, err) = specnn(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--spectra",
+        s(&data.join("lamost/lamost_lrs_cmost")),
+        "--out",
+        s(&cat),
+    ]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(err.contains("WARNING") && err.contains("SYNTHETIC"), "{err}");
     // A mistyped input path fails the run (a job array must not count it as done) and writes nothing.
@@ -226,7 +347,21 @@ fn a_model_trained_on_cool_miles_stars_flags_hot_ones() {
     let labels = dir.path().join("cool.csv");
     std::fs::write(&labels, cool.join("\n") + "\n").unwrap();
     let model = dir.path().join("cool.safetensors");
-    let (code, out, err) = specnn(&["train", "--spectra", s(&miles), "--labels", s(&labels), "--arch", "knn", "--grid", "3550,1,3850", "--targets", "teff,logg,feh", "--out", s(&model)]);
+    let (code, out, err) = specnn(&[
+        "train",
+        "--spectra",
+        s(&miles),
+        "--labels",
+        s(&labels),
+        "--arch",
+        "knn",
+        "--grid",
+        "3550,1,3850",
+        "--targets",
+        "teff,logg,feh",
+        "--out",
+        s(&model),
+    ]);
     assert_eq!(code, 0, "{out}\n{err}");
     let cat = dir.path().join("all.csv");
     let (code, out, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&miles), "--out", s(&cat)]);
@@ -241,5 +376,9 @@ fn a_model_trained_on_cool_miles_stars_flags_hot_ones() {
     // The training stars themselves are flagged only in the 1% tail the threshold allows.
     let cool_rows: Vec<&Vec<String>> = rows.iter().filter(|r| cool_files.contains(&r[file])).collect();
     let cool_flagged = cool_rows.iter().filter(|r| far(r)).count();
-    assert!((cool_flagged as f64) < 0.05 * cool_rows.len() as f64, "{cool_flagged} of {} cool stars flagged", cool_rows.len());
+    assert!(
+        (cool_flagged as f64) < 0.05 * cool_rows.len() as f64,
+        "{cool_flagged} of {} cool stars flagged",
+        cool_rows.len()
+    );
 }

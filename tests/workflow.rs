@@ -7,10 +7,10 @@ use common::specnn;
 use specnn::nn::load_model;
 use std::path::{Path, PathBuf};
 
-
 fn survey(dir: &Path, name: &str, n: usize, seed: u64) -> PathBuf {
     let p = dir.join(name);
-    let (code, _, err) = specnn(&["simulate", "--n", &n.to_string(), "--seed", &seed.to_string(), "--out", p.to_str().unwrap()]);
+    let (code, _, err) =
+        specnn(&["simulate", "--n", &n.to_string(), "--seed", &seed.to_string(), "--out", p.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     p
 }
@@ -20,7 +20,27 @@ fn s(p: &Path) -> &str {
 }
 
 fn train_args<'a>(spectra: &'a str, labels: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a str> {
-    vec!["train", "--spectra", spectra, "--labels", labels, "--arch", "res-ann", "--resolution", "200", "--targets", "feh,cfe,mgfe", "--out", out, "--epochs", epochs, "--batch", "32", "--seed", "4"]
+    vec![
+        "train",
+        "--spectra",
+        spectra,
+        "--labels",
+        labels,
+        "--arch",
+        "res-ann",
+        "--resolution",
+        "200",
+        "--targets",
+        "feh,cfe,mgfe",
+        "--out",
+        out,
+        "--epochs",
+        epochs,
+        "--batch",
+        "32",
+        "--seed",
+        "4",
+    ]
 }
 
 #[test]
@@ -40,7 +60,12 @@ fn train_predict_evaluate() {
     let (code, out, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&test), "--out", s(&cat)]);
     assert_eq!(code, 0, "{out}\n{err}");
     let text = std::fs::read_to_string(&cat).unwrap();
-    assert!(text.starts_with("file,obsid,ra,dec,snr,feh,feh_err,cfe,cfe_err,mgfe,mgfe_err,flags,p_vmp,p_cemp,vmp,cemp,reason\n"), "{text}");
+    assert!(
+        text.starts_with(
+            "file,obsid,ra,dec,snr,feh,feh_err,cfe,cfe_err,mgfe,mgfe_err,flags,p_vmp,p_cemp,vmp,cemp,reason\n"
+        ),
+        "{text}"
+    );
     assert_eq!(text.lines().count(), 41);
     let fits = dir.path().join("cat.fits");
     assert_eq!(specnn(&["predict", "--model", s(&model), "--spectra", s(&test), "--out", s(&fits)]).0, 0);
@@ -64,7 +89,11 @@ fn train_predict_evaluate() {
     // Folders of folders (LAMOST's date/plan layout) need --recursive; a .txt list names files.
     let nested = dir.path().join("nested");
     std::fs::create_dir_all(nested.join("20240101/plan-a")).unwrap();
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&test).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().ends_with(".fits")).collect();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&test)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".fits"))
+        .collect();
     names.sort();
     for p in &names[..3] {
         std::fs::copy(p, nested.join("20240101/plan-a").join(p.file_name().unwrap())).unwrap();
@@ -73,11 +102,13 @@ fn train_predict_evaluate() {
     let (code, _, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&nested), "--out", s(&ncat)]);
     assert_eq!(code, 1);
     assert!(err.contains("nested") && err.contains("--recursive"), "{err}");
-    let (code, _, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&nested), "--recursive", "--out", s(&ncat)]);
+    let (code, _, err) =
+        specnn(&["predict", "--model", s(&model), "--spectra", s(&nested), "--recursive", "--out", s(&ncat)]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(std::fs::read_to_string(&ncat).unwrap().lines().count(), 4);
     let list = dir.path().join("list.txt");
-    std::fs::write(&list, format!("# two of the test stars\n{}\n\n{}\n", names[0].display(), names[5].display())).unwrap();
+    std::fs::write(&list, format!("# two of the test stars\n{}\n\n{}\n", names[0].display(), names[5].display()))
+        .unwrap();
     let (code, _, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&list), "--out", s(&ncat)]);
     assert_eq!(code, 0, "{err}");
     let text = std::fs::read_to_string(&ncat).unwrap();
@@ -94,21 +125,51 @@ fn train_predict_evaluate() {
 
     // Evaluate: the seed's metrics, a report and figures.
     let report = dir.path().join("report");
-    let (code, out, err) = specnn(&["evaluate", "--model", s(&model), "--spectra", s(&test), "--labels", s(&test.join("labels.csv")), "--report", s(&report)]);
+    let (code, out, err) = specnn(&[
+        "evaluate",
+        "--model",
+        s(&model),
+        "--spectra",
+        s(&test),
+        "--labels",
+        s(&test.join("labels.csv")),
+        "--report",
+        s(&report),
+    ]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("SYNTHETIC") && out.contains("40 stars evaluated") && out.contains("VMP: recall"), "{out}");
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
-    for want in ["SYNTHETIC DATA", "| feh | dex | 40 |", "## VMP identification", "operating point", "## CEMP identification among true VMP stars"] {
+    for want in [
+        "SYNTHETIC DATA",
+        "| feh | dex | 40 |",
+        "## VMP identification",
+        "operating point",
+        "## CEMP identification among true VMP stars",
+    ] {
         assert!(md.contains(want), "report lacks {want}:\n{md}");
     }
-    for png in ["one_to_one_feh.png", "residuals_cfe.png", "residuals_cfe_vs_feh.png", "confusion_vmp.png", "confusion_cemp.png", "vmp_recall_fpr.png", "training_curve.png", "spectra.png"] {
+    for png in [
+        "one_to_one_feh.png",
+        "residuals_cfe.png",
+        "residuals_cfe_vs_feh.png",
+        "confusion_vmp.png",
+        "confusion_cemp.png",
+        "vmp_recall_fpr.png",
+        "training_curve.png",
+        "spectra.png",
+    ] {
         let bytes = std::fs::read(report.join(png)).unwrap_or_else(|e| panic!("{png}: {e}"));
         assert_eq!(&bytes[1..4], b"PNG", "{png}");
         assert!(md.contains(&format!("]({png})")), "report does not link {png}");
     }
     assert_linked_figures_exist(&report);
     // The VMP choice over the catalog's probability, drawn as well as tabulated.
-    assert!(md.contains("against a threshold on p_vmp") && md.contains("| 0.50 |") && report.join("vmp_probability_curve.png").exists(), "{md}");
+    assert!(
+        md.contains("against a threshold on p_vmp")
+            && md.contains("| 0.50 |")
+            && report.join("vmp_probability_curve.png").exists(),
+        "{md}"
+    );
     // Skill against predicting the median, for every label; no NaN printed.
     assert!(md.contains("MAE of the median | skill"), "{md}");
     assert!(!md.contains("NaN"), "{md}");
@@ -118,13 +179,33 @@ fn train_predict_evaluate() {
     let full = std::fs::read_to_string(test.join("labels.csv")).unwrap();
     let header: Vec<&str> = full.lines().next().unwrap().split(',').collect();
     let drop = header.iter().position(|h| *h == "mgfe").unwrap();
-    let cut: String = full.lines().map(|l| l.split(',').enumerate().filter(|(i, _)| *i != drop).map(|(_, c)| c).collect::<Vec<_>>().join(",") + "\n").collect();
+    let cut: String = full
+        .lines()
+        .map(|l| {
+            l.split(',').enumerate().filter(|(i, _)| *i != drop).map(|(_, c)| c).collect::<Vec<_>>().join(",") + "\n"
+        })
+        .collect();
     std::fs::write(&partial, cut).unwrap();
     let report2 = dir.path().join("report2");
-    let (code, out, err) = specnn(&["evaluate", "--model", s(&model), "--spectra", s(&test), "--labels", s(&partial), "--report", s(&report2)]);
+    let (code, out, err) = specnn(&[
+        "evaluate",
+        "--model",
+        s(&model),
+        "--spectra",
+        s(&test),
+        "--labels",
+        s(&partial),
+        "--report",
+        s(&report2),
+    ]);
     assert_eq!(code, 0, "{out}\n{err}");
     let md = std::fs::read_to_string(report2.join("report.md")).unwrap();
-    assert!(md.contains("not scored (the label table has no column): mgfe") && md.contains("| feh | dex | 40 |") && md.contains("| mgfe | dex | 0 |"), "{md}");
+    assert!(
+        md.contains("not scored (the label table has no column): mgfe")
+            && md.contains("| feh | dex | 40 |")
+            && md.contains("| mgfe | dex | 0 |"),
+        "{md}"
+    );
     assert!(!report2.join("one_to_one_mgfe.png").exists());
     assert_linked_figures_exist(&report2);
 }
@@ -132,7 +213,8 @@ fn train_predict_evaluate() {
 /// Every figure `report.md` links exists.
 fn assert_linked_figures_exist(report: &Path) {
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
-    let linked: Vec<&str> = md.split("](").skip(1).filter_map(|r| r.split(')').next()).filter(|l| l.ends_with(".png")).collect();
+    let linked: Vec<&str> =
+        md.split("](").skip(1).filter_map(|r| r.split(')').next()).filter(|l| l.ends_with(".png")).collect();
     assert!(!linked.is_empty());
     for l in linked {
         assert!(report.join(l).exists(), "report.md links {l}, which does not exist");
@@ -195,7 +277,8 @@ fn bad_models_labels_and_spectra() {
     let bytes = std::fs::read(&model).unwrap();
     let corrupt = dir.path().join("corrupt.safetensors");
     std::fs::write(&corrupt, &bytes[..bytes.len() / 2]).unwrap();
-    let (code, _, err) = specnn(&["predict", "--model", s(&corrupt), "--spectra", s(&train), "--out", s(&dir.path().join("x.csv"))]);
+    let (code, _, err) =
+        specnn(&["predict", "--model", s(&corrupt), "--spectra", s(&train), "--out", s(&dir.path().join("x.csv"))]);
     assert_eq!(code, 1);
     assert!(err.contains("corrupt.safetensors"), "{err}");
     assert!(!dir.path().join("x.csv").exists(), "nothing written");
@@ -214,7 +297,10 @@ fn bad_models_labels_and_spectra() {
     std::fs::write(&broken, b"SIMPLE  =                    T / cut short").unwrap();
     let (code, out, err) = specnn(&train_args(s(&train), s(&labels), s(&dir.path().join("z.safetensors")), "1"));
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("39 labelled spectra (1 refused)") && out.contains("refused synth-survey-s31-000003.fits"), "{out}");
+    assert!(
+        out.contains("39 labelled spectra (1 refused)") && out.contains("refused synth-survey-s31-000003.fits"),
+        "{out}"
+    );
     let cat = dir.path().join("cat.csv");
     let (code, out, _) = specnn(&["predict", "--model", s(&model), "--spectra", s(&train), "--out", s(&cat)]);
     assert_eq!(code, 0);
@@ -226,17 +312,46 @@ fn bad_models_labels_and_spectra() {
     // The CH G-band window as the help shows it: every pixel outside 4000-5500 A is 0 in the model's input.
     let gband = dir.path().join("gband.safetensors");
     let mut args = train_args(s(&train), s(&labels), s(&gband), "1");
-    args.splice(args.iter().position(|a| *a == "--resolution").unwrap()..args.iter().position(|a| *a == "--targets").unwrap(), ["--window", "4000,5500"]);
+    args.splice(
+        args.iter().position(|a| *a == "--resolution").unwrap()..args.iter().position(|a| *a == "--targets").unwrap(),
+        ["--window", "4000,5500"],
+    );
     let (code, out, err) = specnn(&args);
     assert_eq!(code, 0, "{out}{err}");
     let t = specnn::predict::load_trained(&gband).unwrap();
     assert_eq!(t.prep.window, Some((4000.0, 5500.0)));
-    let (code, _, err) = specnn(&["train", "--spectra", s(&train), "--labels", s(&labels), "--arch", "ann", "--targets", "feh", "--out", s(&gband), "--window", "5500,4000"]);
+    let (code, _, err) = specnn(&[
+        "train",
+        "--spectra",
+        s(&train),
+        "--labels",
+        s(&labels),
+        "--arch",
+        "ann",
+        "--targets",
+        "feh",
+        "--out",
+        s(&gband),
+        "--window",
+        "5500,4000",
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("LO must be below HI"), "{err}");
 
     // A target the labels lack, and an unknown target.
-    let (code, _, err) = specnn(&["train", "--spectra", s(&train), "--labels", s(&labels), "--arch", "ann", "--targets", "oxygen", "--out", s(&model)]);
+    let (code, _, err) = specnn(&[
+        "train",
+        "--spectra",
+        s(&train),
+        "--labels",
+        s(&labels),
+        "--arch",
+        "ann",
+        "--targets",
+        "oxygen",
+        "--out",
+        s(&model),
+    ]);
     assert_eq!(code, 1);
     assert!(err.contains("`oxygen` is not a label"), "{err}");
 }
@@ -245,10 +360,31 @@ fn bad_models_labels_and_spectra() {
 fn the_demo_runs_small() {
     let dir = common::tempdir();
     let out = dir.path().join("demo");
-    let (code, stdout, err) = specnn(&["demo", "--out", s(&out), "--n", "96", "--channels", "4,8,8", "--cnn-epochs", "1", "--ann-epochs", "2"]);
+    let (code, stdout, err) = specnn(&[
+        "demo",
+        "--out",
+        s(&out),
+        "--n",
+        "96",
+        "--channels",
+        "4,8,8",
+        "--cnn-epochs",
+        "1",
+        "--ann-epochs",
+        "2",
+    ]);
     assert_eq!(code, 0, "{stdout}\n{err}");
     assert!(stdout.contains("SYNTHETIC"));
-    for f in ["README.md", "res_ann.safetensors", "vmp_cnn.safetensors", "catalog_res_ann.fits", "catalog_vmp_cnn.fits", "vmp_candidates.fits", "report_vmp_cnn/report.md", "report_res_ann/report.md"] {
+    for f in [
+        "README.md",
+        "res_ann.safetensors",
+        "vmp_cnn.safetensors",
+        "catalog_res_ann.fits",
+        "catalog_vmp_cnn.fits",
+        "vmp_candidates.fits",
+        "report_vmp_cnn/report.md",
+        "report_res_ann/report.md",
+    ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
     let summary = std::fs::read_to_string(out.join("README.md")).unwrap();
@@ -263,8 +399,25 @@ fn crossval_estimates_every_star_out_of_fold() {
     let models = dir.path().join("models");
     let report = dir.path().join("cv");
     let (code, out, err) = specnn(&[
-        "crossval", "--spectra", s(&train), "--labels", s(&train.join("labels.csv")), "--arch", "starnet", "--resolution", "200",
-        "--targets", "feh,teff", "--folds", "3", "--epochs", "2", "--out", s(&models), "--report", s(&report),
+        "crossval",
+        "--spectra",
+        s(&train),
+        "--labels",
+        s(&train.join("labels.csv")),
+        "--arch",
+        "starnet",
+        "--resolution",
+        "200",
+        "--targets",
+        "feh,teff",
+        "--folds",
+        "3",
+        "--epochs",
+        "2",
+        "--out",
+        s(&models),
+        "--report",
+        s(&report),
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("fold 3/3") && out.contains("48 stars evaluated"), "{out}");
@@ -272,8 +425,27 @@ fn crossval_estimates_every_star_out_of_fold() {
         assert!(models.join(format!("fold{f}.safetensors")).exists());
     }
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
-    assert!(md.contains("3-fold cross-validation") && md.contains("| feh | dex | 48 |") && md.contains("SYNTHETIC DATA"), "{md}");
-    let (code, _, err) = specnn(&["crossval", "--spectra", s(&train), "--labels", s(&train.join("labels.csv")), "--arch", "ann", "--targets", "feh", "--folds", "20", "--out", s(&models), "--report", s(&report)]);
+    assert!(
+        md.contains("3-fold cross-validation") && md.contains("| feh | dex | 48 |") && md.contains("SYNTHETIC DATA"),
+        "{md}"
+    );
+    let (code, _, err) = specnn(&[
+        "crossval",
+        "--spectra",
+        s(&train),
+        "--labels",
+        s(&train.join("labels.csv")),
+        "--arch",
+        "ann",
+        "--targets",
+        "feh",
+        "--folds",
+        "20",
+        "--out",
+        s(&models),
+        "--report",
+        s(&report),
+    ]);
     assert_eq!(code, 1);
     assert!(err.contains("4 stars per fold"), "{err}");
 }
@@ -291,7 +463,17 @@ fn shards_merged_equal_one_unsharded_run() {
         let mut shards = Vec::new();
         for k in 1..=3 {
             let p = dir.path().join(format!("shard{k}.{ext}"));
-            let (code, out, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&train), "--out", s(&p), "--shard", &format!("{k}/3")]);
+            let (code, out, err) = specnn(&[
+                "predict",
+                "--model",
+                s(&model),
+                "--spectra",
+                s(&train),
+                "--out",
+                s(&p),
+                "--shard",
+                &format!("{k}/3"),
+            ]);
             assert_eq!(code, 0, "{out}{err}");
             shards.push(p);
         }
@@ -313,12 +495,32 @@ fn shards_merged_equal_one_unsharded_run() {
         let (code, _, err) = specnn(&["merge", "--spectra", s(&train), "--out", s(&bad), s(&shards[0]), s(&shards[2])]);
         assert_eq!(code, 1);
         assert!(err.contains("spectra missing"), "{err}");
-        let (code, _, err) = specnn(&["merge", "--spectra", s(&train), "--out", s(&bad), s(&shards[0]), s(&shards[1]), s(&shards[2]), s(&shards[1])]);
+        let (code, _, err) = specnn(&[
+            "merge",
+            "--spectra",
+            s(&train),
+            "--out",
+            s(&bad),
+            s(&shards[0]),
+            s(&shards[1]),
+            s(&shards[2]),
+            s(&shards[1]),
+        ]);
         assert_eq!(code, 1);
         assert!(err.contains("in more than one row"), "{err}");
         assert!(!bad.exists());
     }
-    let (code, _, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&train), "--out", s(&dir.path().join("x.csv")), "--shard", "4/3"]);
+    let (code, _, err) = specnn(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--spectra",
+        s(&train),
+        "--out",
+        s(&dir.path().join("x.csv")),
+        "--shard",
+        "4/3",
+    ]);
     assert_eq!(code, 1);
     assert!(err.contains("between 1 and N"), "{err}");
 }
@@ -346,10 +548,13 @@ fn train_and_predict_on_the_gpu() {
 
     let (gcat, ccat) = (dir.path().join("gpu.csv"), dir.path().join("cpu.csv"));
     for (cat, dev) in [(&gcat, "gpu"), (&ccat, "cpu")] {
-        let (code, out, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&train), "--out", s(cat), "--device", dev]);
+        let (code, out, err) =
+            specnn(&["predict", "--model", s(&model), "--spectra", s(&train), "--out", s(cat), "--device", dev]);
         assert_eq!(code, 0, "{out}\n{err}");
     }
-    let read = |p: &Path| -> Vec<Vec<String>> { std::fs::read_to_string(p).unwrap().lines().map(|l| l.split(',').map(String::from).collect()).collect() };
+    let read = |p: &Path| -> Vec<Vec<String>> {
+        std::fs::read_to_string(p).unwrap().lines().map(|l| l.split(',').map(String::from).collect()).collect()
+    };
     let (g, c) = (read(&gcat), read(&ccat));
     assert_eq!(g.len(), 97);
     assert_eq!(g[0], c[0]);
@@ -362,10 +567,12 @@ fn train_and_predict_on_the_gpu() {
     }
 
     // Bad device names and missing adapters are clear errors.
-    let (code, _, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&train), "--out", s(&gcat), "--device", "tpu"]);
+    let (code, _, err) =
+        specnn(&["predict", "--model", s(&model), "--spectra", s(&train), "--out", s(&gcat), "--device", "tpu"]);
     assert_eq!(code, 1);
     assert!(err.contains("`tpu` is not a device"), "{err}");
-    let (code, _, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&train), "--out", s(&gcat), "--device", "gpu:99"]);
+    let (code, _, err) =
+        specnn(&["predict", "--model", s(&model), "--spectra", s(&train), "--out", s(&gcat), "--device", "gpu:99"]);
     assert_eq!(code, 1);
     assert!(err.contains("no adapter gpu:99"), "{err}");
     let (code, out, _) = specnn(&["devices"]);
@@ -408,7 +615,25 @@ fn a_custom_grid_is_used_and_stored() {
     let train = survey(dir.path(), "train", 48, 51);
     let labels = train.join("labels.csv");
     let model = dir.path().join("g.safetensors");
-    let (code, out, err) = specnn(&["train", "--spectra", s(&train), "--labels", s(&labels), "--arch", "ann", "--targets", "feh", "--grid", "4000,2,2048", "--epochs", "1", "--out", s(&model), "--device", "cpu"]);
+    let (code, out, err) = specnn(&[
+        "train",
+        "--spectra",
+        s(&train),
+        "--labels",
+        s(&labels),
+        "--arch",
+        "ann",
+        "--targets",
+        "feh",
+        "--grid",
+        "4000,2,2048",
+        "--epochs",
+        "1",
+        "--out",
+        s(&model),
+        "--device",
+        "cpu",
+    ]);
     assert_eq!(code, 0, "{out}\n{err}");
     let (m, meta) = load_model::<f32>(&model).unwrap();
     assert_eq!(m.arch().input_shape(1), vec![1, 2048]);
@@ -416,8 +641,25 @@ fn a_custom_grid_is_used_and_stored() {
     assert_eq!(prep["grid"]["n"], 2048);
     assert_eq!(prep["grid"]["step"], 2.0);
     let cat = dir.path().join("c.csv");
-    assert_eq!(specnn(&["predict", "--model", s(&model), "--spectra", s(&train), "--out", s(&cat), "--device", "cpu"]).0, 0);
-    let (code, _, err) = specnn(&["train", "--spectra", s(&train), "--labels", s(&labels), "--arch", "ann", "--targets", "feh", "--grid", "4000,0,2048", "--out", s(&model)]);
+    assert_eq!(
+        specnn(&["predict", "--model", s(&model), "--spectra", s(&train), "--out", s(&cat), "--device", "cpu"]).0,
+        0
+    );
+    let (code, _, err) = specnn(&[
+        "train",
+        "--spectra",
+        s(&train),
+        "--labels",
+        s(&labels),
+        "--arch",
+        "ann",
+        "--targets",
+        "feh",
+        "--grid",
+        "4000,0,2048",
+        "--out",
+        s(&model),
+    ]);
     assert_eq!(code, 2, "clap refuses it");
     assert!(err.contains("START and STEP must be positive"), "{err}");
 }
@@ -444,14 +686,52 @@ fn streamed_training_equals_training_from_memory() {
         assert_eq!(n1, n2);
         assert_eq!(t1, t2, "{n1} differs between streamed and in-memory training");
     }
-    let left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.contains("rows")).collect();
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("rows"))
+        .collect();
     assert!(left.is_empty(), "scratch files left behind: {left:?}");
 
     let rf = dir.path().join("rf.safetensors");
-    let (code, _, err) = specnn(&["train", "--spectra", s(&train), "--labels", s(&labels), "--arch", "rf", "--resolution", "200", "--targets", "feh", "--out", s(&rf), "--stream"]);
+    let (code, _, err) = specnn(&[
+        "train",
+        "--spectra",
+        s(&train),
+        "--labels",
+        s(&labels),
+        "--arch",
+        "rf",
+        "--resolution",
+        "200",
+        "--targets",
+        "feh",
+        "--out",
+        s(&rf),
+        "--stream",
+    ]);
     assert_eq!(code, 1);
     assert!(err.contains("--stream is for networks"), "{err}");
-    let (code, _, err) = specnn(&["crossval", "--spectra", s(&train), "--labels", s(&labels), "--arch", "res-ann", "--resolution", "200", "--targets", "feh", "--out", s(&dir.path().join("cv")), "--folds", "2", "--report", s(&dir.path().join("cvr")), "--stream"]);
+    let (code, _, err) = specnn(&[
+        "crossval",
+        "--spectra",
+        s(&train),
+        "--labels",
+        s(&labels),
+        "--arch",
+        "res-ann",
+        "--resolution",
+        "200",
+        "--targets",
+        "feh",
+        "--out",
+        s(&dir.path().join("cv")),
+        "--folds",
+        "2",
+        "--report",
+        s(&dir.path().join("cvr")),
+        "--stream",
+    ]);
     assert_eq!(code, 1);
     assert!(err.contains("--stream is for `train`"), "{err}");
 }

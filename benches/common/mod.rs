@@ -36,7 +36,13 @@ pub fn timed<R>(name: &str, flops: f64, iters: u64, mut f: impl FnMut() -> R) ->
 /// `g.bench_function(id, ..)` with `f` timed by `timed`, recorded as `group/id` (criterion's name
 /// for it) with `flops` per iteration.
 #[allow(dead_code)] // `benches/train_step.rs` times its steps itself and calls `record`
-pub fn bench<R>(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, group: &str, id: &str, flops: f64, mut f: impl FnMut() -> R) {
+pub fn bench<R>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    group: &str,
+    id: &str,
+    flops: f64,
+    mut f: impl FnMut() -> R,
+) {
     let name = format!("{group}/{id}");
     g.bench_function(id, |b| b.iter_custom(|n| timed(&name, flops, n, &mut f)));
 }
@@ -61,7 +67,9 @@ pub fn print_summary() {
     let measured = specnn::cpu::peak::all_threads();
     let peak = measured.map(|(p, _)| p);
     match measured {
-        Some((p, what)) => println!("\npeak: {p:.1} GFLOP/s (measured: {what} on {} threads)", rayon::current_num_threads()),
+        Some((p, what)) => {
+            println!("\npeak: {p:.1} GFLOP/s (measured: {what} on {} threads)", rayon::current_num_threads())
+        }
         None => println!("\npeak: not measured on this CPU (no AVX2/FMA)"),
     }
     println!("GFLOP/s count the direct algorithm's operations, so an FFT convolution can pass 100%");

@@ -16,19 +16,27 @@ use specnn::options::TrainSettings;
 use specnn::predict::{Row, Thresholds, Trained};
 use std::path::PathBuf;
 
-pyo3::create_exception!(_specnn, SpecnnError, PyValueError, "A bad input or a failed step; the message names the file (or spectrum) and the problem.");
+pyo3::create_exception!(
+    _specnn,
+    SpecnnError,
+    PyValueError,
+    "A bad input or a failed step; the message names the file (or spectrum) and the problem."
+);
 
 /// A library error as a Python exception: a file that does not exist is `FileNotFoundError`,
 /// everything else `specnn.SpecnnError` (a `ValueError`), with the library's message.
 fn py_err(e: specnn::Error) -> PyErr {
     match &e {
-        specnn::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(e.to_string()),
+        specnn::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            PyFileNotFoundError::new_err(e.to_string())
+        }
         _ => SpecnnError::new_err(e.to_string()),
     }
 }
 
 fn medium_of(s: &str) -> PyResult<Medium> {
-    <Medium as clap::ValueEnum>::from_str(s, true).map_err(|_| SpecnnError::new_err(format!("medium `{s}`: use \"air\" or \"vacuum\"")))
+    <Medium as clap::ValueEnum>::from_str(s, true)
+        .map_err(|_| SpecnnError::new_err(format!("medium `{s}`: use \"air\" or \"vacuum\"")))
 }
 
 fn device_of(s: &str) -> PyResult<Device> {
@@ -51,10 +59,13 @@ fn read<'py>(py: Python<'py>, path: PathBuf, medium: Option<&str>) -> PyResult<B
     let d = PyDict::new(py);
     d.set_item("path", s.path.display().to_string())?;
     d.set_item("layout", format!("{:?}", s.layout))?;
-    d.set_item("medium", match s.medium {
-        Medium::Air => "air",
-        Medium::Vacuum => "vacuum",
-    })?;
+    d.set_item(
+        "medium",
+        match s.medium {
+            Medium::Air => "air",
+            Medium::Vacuum => "vacuum",
+        },
+    )?;
     d.set_item("wavelength", PyArray1::from_vec(py, s.wavelength))?;
     d.set_item("flux", PyArray1::from_vec(py, s.flux))?;
     d.set_item("ivar", PyArray1::from_vec(py, s.ivar))?;
@@ -80,9 +91,15 @@ fn columns<'py>(py: Python<'py>, c: &Catalog) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     for col in &c.columns {
         match &col.data {
-            ColumnData::F64(v) => d.set_item(&col.name, PyArray1::from_vec(py, v.iter().map(|x| opt_f64(*x)).collect()))?,
-            ColumnData::I64(v) => d.set_item(&col.name, PyArray1::from_vec(py, v.iter().map(|x| x.unwrap_or(-1)).collect()))?,
-            ColumnData::Flag(v) => d.set_item(&col.name, PyArray1::from_vec(py, v.iter().map(|x| x.unwrap_or(false)).collect()))?,
+            ColumnData::F64(v) => {
+                d.set_item(&col.name, PyArray1::from_vec(py, v.iter().map(|x| opt_f64(*x)).collect()))?
+            }
+            ColumnData::I64(v) => {
+                d.set_item(&col.name, PyArray1::from_vec(py, v.iter().map(|x| x.unwrap_or(-1)).collect()))?
+            }
+            ColumnData::Flag(v) => {
+                d.set_item(&col.name, PyArray1::from_vec(py, v.iter().map(|x| x.unwrap_or(false)).collect()))?
+            }
             ColumnData::Str(v) => d.set_item(&col.name, PyList::new(py, v)?)?,
         }
     }
@@ -92,7 +109,10 @@ fn columns<'py>(py: Python<'py>, c: &Catalog) -> PyResult<Bound<'py, PyDict>> {
 /// One value per spectrum from a list of 1 (shared by all) or `n`.
 fn each<'a, T>(v: &'a [T], what: &str, n: usize) -> PyResult<impl Fn(usize) -> &'a T> {
     if v.len() != 1 && v.len() != n {
-        return Err(SpecnnError::new_err(format!("{} {what} for {n} spectra (give one for all, or one per spectrum)", v.len())));
+        return Err(SpecnnError::new_err(format!(
+            "{} {what} for {n} spectra (give one for all, or one per spectrum)",
+            v.len()
+        )));
     }
     Ok(move |i: usize| if v.len() == 1 { &v[0] } else { &v[i] })
 }
@@ -101,7 +121,16 @@ fn each<'a, T>(v: &'a [T], what: &str, n: usize) -> PyResult<impl Fn(usize) -> &
 /// checked as a file's would be. A spectrum that fails the checks is an `Err` with the reason, at its
 /// position, so that the caller can refuse it as the CLI refuses a file.
 #[allow(clippy::too_many_arguments)]
-fn spectra_of(wave: &[PyReadonlyArray1<f64>], flux: &[PyReadonlyArray1<f64>], ivar: Option<&[PyReadonlyArray1<f64>]>, mask: Option<&[PyReadonlyArray1<bool>]>, names: Option<&[String]>, medium: &[String], z: Option<&[f64]>, snr: Option<&[f64]>) -> PyResult<Vec<(String, Result<Spectrum, String>)>> {
+fn spectra_of(
+    wave: &[PyReadonlyArray1<f64>],
+    flux: &[PyReadonlyArray1<f64>],
+    ivar: Option<&[PyReadonlyArray1<f64>]>,
+    mask: Option<&[PyReadonlyArray1<bool>]>,
+    names: Option<&[String]>,
+    medium: &[String],
+    z: Option<&[f64]>,
+    snr: Option<&[f64]>,
+) -> PyResult<Vec<(String, Result<Spectrum, String>)>> {
     let n = flux.len();
     let media: Vec<Medium> = medium.iter().map(|m| medium_of(m)).collect::<PyResult<_>>()?;
     let (wave_of, medium_of_star) = (each(wave, "wavelength arrays", n)?, each(&media, "media", n)?);
@@ -233,9 +262,32 @@ impl Model {
     /// (index, name, reason) of the spectra without estimates.
     #[pyo3(signature = (wave, flux, ivar, mask, names, medium, z, snr, device, vmp_feh, cemp_cfe))]
     #[allow(clippy::too_many_arguments)]
-    fn predict<'py>(&self, py: Python<'py>, wave: Vec<PyReadonlyArray1<f64>>, flux: Vec<PyReadonlyArray1<f64>>, ivar: Option<Vec<PyReadonlyArray1<f64>>>, mask: Option<Vec<PyReadonlyArray1<bool>>>, names: Option<Vec<String>>, medium: Vec<String>, z: Option<Vec<f64>>, snr: Option<Vec<f64>>, device: &str, vmp_feh: f64, cemp_cfe: f64) -> PyResult<(Bound<'py, PyDict>, Vec<(usize, String, String)>)> {
+    fn predict<'py>(
+        &self,
+        py: Python<'py>,
+        wave: Vec<PyReadonlyArray1<f64>>,
+        flux: Vec<PyReadonlyArray1<f64>>,
+        ivar: Option<Vec<PyReadonlyArray1<f64>>>,
+        mask: Option<Vec<PyReadonlyArray1<bool>>>,
+        names: Option<Vec<String>>,
+        medium: Vec<String>,
+        z: Option<Vec<f64>>,
+        snr: Option<Vec<f64>>,
+        device: &str,
+        vmp_feh: f64,
+        cemp_cfe: f64,
+    ) -> PyResult<(Bound<'py, PyDict>, Vec<(usize, String, String)>)> {
         let device = device_of(device)?;
-        let checked = spectra_of(&wave, &flux, ivar.as_deref(), mask.as_deref(), names.as_deref(), &medium, z.as_deref(), snr.as_deref())?;
+        let checked = spectra_of(
+            &wave,
+            &flux,
+            ivar.as_deref(),
+            mask.as_deref(),
+            names.as_deref(),
+            &medium,
+            z.as_deref(),
+            snr.as_deref(),
+        )?;
         let t = &self.t;
         let rows = py
             .detach(|| -> specnn::Result<Vec<Row>> {
@@ -248,14 +300,33 @@ impl Model {
                             good.push(s);
                             slots.push(None);
                         }
-                        Err(reason) => slots.push(Some(Row { file: name, obsid: None, ra: None, dec: None, snr: None, synthetic: false, values: vec![None; k], errors: vec![None; k], flags: None, reason })),
+                        Err(reason) => slots.push(Some(Row {
+                            file: name,
+                            obsid: None,
+                            ra: None,
+                            dec: None,
+                            snr: None,
+                            synthetic: false,
+                            values: vec![None; k],
+                            errors: vec![None; k],
+                            flags: None,
+                            reason,
+                        })),
                     }
                 }
                 let mut estimated = specnn::predict::predict_spectra(t, good, &device)?.into_iter();
-                Ok(slots.into_iter().map(|s| s.unwrap_or_else(|| estimated.next().expect("one row per good spectrum"))).collect())
+                Ok(slots
+                    .into_iter()
+                    .map(|s| s.unwrap_or_else(|| estimated.next().expect("one row per good spectrum")))
+                    .collect())
             })
             .map_err(py_err)?;
-        let refused = rows.iter().enumerate().filter(|(_, r)| !r.reason.is_empty()).map(|(i, r)| (i, r.file.clone(), r.reason.clone())).collect();
+        let refused = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.reason.is_empty())
+            .map(|(i, r)| (i, r.file.clone(), r.reason.clone()))
+            .collect();
         let cat = specnn::predict::catalog(t, &rows, &Thresholds { vmp_feh, cemp_cfe });
         Ok((columns(py, &cat)?, refused))
     }
@@ -263,7 +334,16 @@ impl Model {
     /// The CLI catalog's rows for files (folders are listed), as columns.
     #[pyo3(signature = (paths, medium, recursive, device, vmp_feh, cemp_cfe))]
     #[allow(clippy::too_many_arguments)]
-    fn predict_files<'py>(&self, py: Python<'py>, paths: Vec<PathBuf>, medium: Option<&str>, recursive: bool, device: &str, vmp_feh: f64, cemp_cfe: f64) -> PyResult<Bound<'py, PyDict>> {
+    fn predict_files<'py>(
+        &self,
+        py: Python<'py>,
+        paths: Vec<PathBuf>,
+        medium: Option<&str>,
+        recursive: bool,
+        device: &str,
+        vmp_feh: f64,
+        cemp_cfe: f64,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let opts = ReadOptions { medium: medium.map(medium_of).transpose()?, recursive };
         let device = device_of(device)?;
         let t = &self.t;
@@ -293,20 +373,35 @@ fn settings_of(argv: Vec<String>) -> PyResult<TrainSettings> {
         Err(e) => {
             let text = e.to_string();
             let text = text.split("\n\nUsage").next().unwrap_or(&text);
-            let text = text.split("\n\nFor more information").next().unwrap_or(text).trim().trim_start_matches("error: ").to_string();
+            let text = text
+                .split("\n\nFor more information")
+                .next()
+                .unwrap_or(text)
+                .trim()
+                .trim_start_matches("error: ")
+                .to_string();
             Err(SpecnnError::new_err(format!("train: {text}")))
         }
     }
 }
 
 /// The summary `train` returns: the history as JSON, the stars used and the refused ones.
-fn summary(o: &specnn::train::Outcome, out: &std::path::Path, used: usize, refused: Vec<(String, String)>) -> PyResult<(String, String, usize, Vec<(String, String)>)> {
+fn summary(
+    o: &specnn::train::Outcome,
+    out: &std::path::Path,
+    used: usize,
+    refused: Vec<(String, String)>,
+) -> PyResult<(String, String, usize, Vec<(String, String)>)> {
     let h = serde_json::to_string(&o.history).map_err(|e| SpecnnError::new_err(e.to_string()))?;
     Ok((out.display().to_string(), h, used, refused))
 }
 
 /// A Python callable `on_epoch(dict)` called after every epoch (with the GIL taken back).
-fn epoch_callback(cb: Option<Py<PyAny>>, targets: Vec<String>, failed: &std::sync::Mutex<Option<PyErr>>) -> impl FnMut(&specnn::train::EpochStats) + '_ {
+fn epoch_callback(
+    cb: Option<Py<PyAny>>,
+    targets: Vec<String>,
+    failed: &std::sync::Mutex<Option<PyErr>>,
+) -> impl FnMut(&specnn::train::EpochStats) + '_ {
     move |e| {
         let Some(cb) = &cb else { return };
         if failed.lock().unwrap().is_some() {
@@ -334,7 +429,14 @@ fn epoch_callback(cb: Option<Py<PyAny>>, targets: Vec<String>, failed: &std::syn
 /// Trains from a folder of spectrum files and a label table, as `specnn train` does.
 #[pyfunction]
 #[pyo3(signature = (spectra, labels, out, argv, on_epoch = None))]
-fn train_files(py: Python<'_>, spectra: PathBuf, labels: PathBuf, out: PathBuf, argv: Vec<String>, on_epoch: Option<Py<PyAny>>) -> PyResult<(String, String, usize, Vec<(String, String)>)> {
+fn train_files(
+    py: Python<'_>,
+    spectra: PathBuf,
+    labels: PathBuf,
+    out: PathBuf,
+    argv: Vec<String>,
+    on_epoch: Option<Py<PyAny>>,
+) -> PyResult<(String, String, usize, Vec<(String, String)>)> {
     let settings = settings_of(argv)?;
     let targets = settings.targets.clone();
     let failed = std::sync::Mutex::new(None);
@@ -342,7 +444,12 @@ fn train_files(py: Python<'_>, spectra: PathBuf, labels: PathBuf, out: PathBuf, 
         .detach(|| -> specnn::Result<_> {
             let r = settings.request(spectra, labels, out.clone())?;
             let mut loaded = (0, Vec::new());
-            let o = specnn::workflow::run_train(&r, epoch_callback(on_epoch, targets, &failed), |_, _| {}, |d| loaded = (d.files.len(), d.refused.clone()))?;
+            let o = specnn::workflow::run_train(
+                &r,
+                epoch_callback(on_epoch, targets, &failed),
+                |_, _| {},
+                |d| loaded = (d.files.len(), d.refused.clone()),
+            )?;
             Ok((o, loaded.0, loaded.1))
         })
         .map_err(py_err)?;
@@ -356,12 +463,28 @@ fn train_files(py: Python<'_>, spectra: PathBuf, labels: PathBuf, out: PathBuf, 
 #[pyfunction]
 #[pyo3(signature = (wave, flux, ivar, mask, names, y, out, argv, on_epoch = None))]
 #[allow(clippy::too_many_arguments)]
-fn train_arrays(py: Python<'_>, wave: Vec<PyReadonlyArray1<f64>>, flux: Vec<PyReadonlyArray1<f64>>, ivar: Option<Vec<PyReadonlyArray1<f64>>>, mask: Option<Vec<PyReadonlyArray1<bool>>>, names: Option<Vec<String>>, y: PyReadonlyArray2<f64>, out: PathBuf, argv: Vec<String>, on_epoch: Option<Py<PyAny>>) -> PyResult<(String, String, usize, Vec<(String, String)>)> {
+fn train_arrays(
+    py: Python<'_>,
+    wave: Vec<PyReadonlyArray1<f64>>,
+    flux: Vec<PyReadonlyArray1<f64>>,
+    ivar: Option<Vec<PyReadonlyArray1<f64>>>,
+    mask: Option<Vec<PyReadonlyArray1<bool>>>,
+    names: Option<Vec<String>>,
+    y: PyReadonlyArray2<f64>,
+    out: PathBuf,
+    argv: Vec<String>,
+    on_epoch: Option<Py<PyAny>>,
+) -> PyResult<(String, String, usize, Vec<(String, String)>)> {
     let settings = settings_of(argv)?;
     let targets = settings.targets.clone();
     let yv = y.as_array();
     if yv.ncols() != targets.len() {
-        return Err(SpecnnError::new_err(format!("train: labels have {} columns for {} targets ({})", yv.ncols(), targets.len(), targets.join(", "))));
+        return Err(SpecnnError::new_err(format!(
+            "train: labels have {} columns for {} targets ({})",
+            yv.ncols(),
+            targets.len(),
+            targets.join(", ")
+        )));
     }
     if yv.nrows() != flux.len() {
         return Err(SpecnnError::new_err(format!("train: {} label rows for {} spectra", yv.nrows(), flux.len())));
@@ -370,7 +493,16 @@ fn train_arrays(py: Python<'_>, wave: Vec<PyReadonlyArray1<f64>>, flux: Vec<PyRe
         Medium::Air => "air",
         Medium::Vacuum => "vacuum",
     };
-    let checked = spectra_of(&wave, &flux, ivar.as_deref(), mask.as_deref(), names.as_deref(), &[medium.to_string()], None, None)?;
+    let checked = spectra_of(
+        &wave,
+        &flux,
+        ivar.as_deref(),
+        mask.as_deref(),
+        names.as_deref(),
+        &[medium.to_string()],
+        None,
+        None,
+    )?;
     let yall = ndarray::Array2::from_shape_fn(yv.dim(), |(i, j)| yv[[i, j]]);
     let failed = std::sync::Mutex::new(None);
     let (o, used, refused) = py
@@ -387,7 +519,8 @@ fn train_arrays(py: Python<'_>, wave: Vec<PyReadonlyArray1<f64>>, flux: Vec<PyRe
                     Err(reason) => refused.push((name, reason)),
                 }
             }
-            let mut data = specnn::workflow::Labelled::from_spectra(good, &yall.select(ndarray::Axis(0), &rows), &prep)?;
+            let mut data =
+                specnn::workflow::Labelled::from_spectra(good, &yall.select(ndarray::Axis(0), &rows), &prep)?;
             refused.append(&mut data.refused);
             let o = specnn::workflow::train_labelled(&r, &data, epoch_callback(on_epoch, targets, &failed), |_, _| {})?;
             Ok((o, data.files.len(), refused))

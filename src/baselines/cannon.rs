@@ -49,7 +49,15 @@ fn design_jacobian(l: &[f64]) -> Vec<Vec<f64>> {
             let mut t = 1 + k;
             for i in 0..k {
                 for j in i..k {
-                    d[t] = if i == a && j == a { 2.0 * l[a] } else if i == a { l[j] } else if j == a { l[i] } else { 0.0 };
+                    d[t] = if i == a && j == a {
+                        2.0 * l[a]
+                    } else if i == a {
+                        l[j]
+                    } else if j == a {
+                        l[i]
+                    } else {
+                        0.0
+                    };
                     t += 1;
                 }
             }
@@ -105,7 +113,11 @@ impl Cannon {
         let used: Vec<usize> = rows.iter().copied().filter(|&r| z.row(r).iter().all(|v| v.is_finite())).collect();
         let terms = 1 + k + k * (k + 1) / 2;
         if used.len() < 2 * terms {
-            return Err(Error::Data(format!("The Cannon with {k} labels needs at least {} stars with every label known; {} have them", 2 * terms, used.len())));
+            return Err(Error::Data(format!(
+                "The Cannon with {k} labels needs at least {} stars with every label known; {} have them",
+                2 * terms,
+                used.len()
+            )));
         }
         let p = x[used[0]].len();
         let v = Array2::from_shape_fn((used.len(), terms), |(i, t)| design(&z.row(used[i]).to_vec())[t]);
@@ -117,10 +129,13 @@ impl Cannon {
             vtv[[i, i]] += ridge;
         }
         let vtf = v.t().dot(&f);
-        let coef = solve_spd(vtv, vtf).ok_or_else(|| Error::Data("The Cannon: the training labels do not constrain the quadratic model".into()))?;
+        let coef = solve_spd(vtv, vtf).ok_or_else(|| {
+            Error::Data("The Cannon: the training labels do not constrain the quadratic model".into())
+        })?;
         let theta = coef.t().to_owned();
         let resid = &f - &v.dot(&coef);
-        let scatter2 = resid.map_axis(ndarray::Axis(0), |c| c.mapv(|e| e * e).mean().unwrap_or(0.0)).mapv(|s| s.max(1e-10));
+        let scatter2 =
+            resid.map_axis(ndarray::Axis(0), |c| c.mapv(|e| e * e).mean().unwrap_or(0.0)).mapv(|s| s.max(1e-10));
         Ok(Self::new(theta, scatter2, k))
     }
 
@@ -178,11 +193,13 @@ impl Cannon {
         let k = self.labels;
         let chi2 = |l: &[f64]| -> f64 {
             let v = design(l);
-            (0..f.len()).map(|p| {
-                let m: f64 = self.theta.row(p).iter().zip(&v).map(|(a, b)| a * b).sum();
-                let r = f[p] as f64 - m;
-                r * r / self.scatter2[p]
-            }).sum()
+            (0..f.len())
+                .map(|p| {
+                    let m: f64 = self.theta.row(p).iter().zip(&v).map(|(a, b)| a * b).sum();
+                    let r = f[p] as f64 - m;
+                    r * r / self.scatter2[p]
+                })
+                .sum()
         };
         let mut cost = chi2(&l);
         let mut lambda = 1e-3;
@@ -250,10 +267,16 @@ impl Cannon {
         let theta = tensor(t, "cannon.theta")?;
         let s = tensor(t, "cannon.scatter2")?;
         if theta.ndim() != 2 || s.shape() != [theta.shape()[0]] {
-            return Err(Error::ModelTensor { name: "cannon.theta".into(), msg: format!("shapes {:?} and {:?} do not fit", theta.shape(), s.shape()) });
+            return Err(Error::ModelTensor {
+                name: "cannon.theta".into(),
+                msg: format!("shapes {:?} and {:?} do not fit", theta.shape(), s.shape()),
+            });
         }
         let terms = theta.shape()[1];
-        let labels = (1..10).find(|k| 1 + k + k * (k + 1) / 2 == terms).ok_or_else(|| Error::ModelTensor { name: "cannon.theta".into(), msg: format!("{terms} terms is not a quadratic model of 1-9 labels") })?;
+        let labels = (1..10).find(|k| 1 + k + k * (k + 1) / 2 == terms).ok_or_else(|| Error::ModelTensor {
+            name: "cannon.theta".into(),
+            msg: format!("{terms} terms is not a quadratic model of 1-9 labels"),
+        })?;
         let theta = theta.view().into_dimensionality::<ndarray::Ix2>().expect("2-d").mapv(|v| v as f64);
         Ok(Self::new(theta, s.iter().map(|&v| v as f64).collect(), labels))
     }
@@ -276,14 +299,24 @@ mod tests {
         let x: Vec<Vec<f32>> = (0..n)
             .map(|i| {
                 let v = design(&z.row(i).to_vec());
-                (0..p).map(|j| (theta[j].iter().zip(&v).map(|(a, b)| a * b).sum::<f64>() + rng.random_range(-1e-3..1e-3)) as f32).collect()
+                (0..p)
+                    .map(|j| {
+                        (theta[j].iter().zip(&v).map(|(a, b)| a * b).sum::<f64>() + rng.random_range(-1e-3..1e-3))
+                            as f32
+                    })
+                    .collect()
             })
             .collect();
         let rows: Vec<usize> = (0..200).collect();
         let c = Cannon::fit(&x, &z, &rows).unwrap();
         let test: Vec<usize> = (200..n).collect();
         let est = c.predict(&x, &test);
-        let worst = test.iter().enumerate().flat_map(|(i, &r)| (0..k).map(move |j| (i, r, j))).map(|(i, r, j)| (est[[i, j]] - z[[r, j]]).abs()).fold(0.0, f64::max);
+        let worst = test
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &r)| (0..k).map(move |j| (i, r, j)))
+            .map(|(i, r, j)| (est[[i, j]] - z[[r, j]]).abs())
+            .fold(0.0, f64::max);
         assert!(worst < 0.02, "worst label error {worst}");
     }
 }

@@ -37,7 +37,13 @@ pub struct Forest {
 fn f32_at_most(t: f64) -> f32 {
     let f = t as f32;
     if (f as f64) > t {
-        f32::from_bits(if f > 0.0 { f.to_bits() - 1 } else if f == 0.0 { 0x8000_0001 } else { f.to_bits() + 1 })
+        f32::from_bits(if f > 0.0 {
+            f.to_bits() - 1
+        } else if f == 0.0 {
+            0x8000_0001
+        } else {
+            f.to_bits() + 1
+        })
     } else {
         f
     }
@@ -76,7 +82,11 @@ impl Trees {
     fn leaf(&self, root: usize, x: &[f32]) -> f64 {
         let mut i = root;
         while self.left[i] >= 0 {
-            i = if x[self.feature[i] as usize] <= self.threshold[i] { self.left[i] as usize } else { self.right[i] as usize };
+            i = if x[self.feature[i] as usize] <= self.threshold[i] {
+                self.left[i] as usize
+            } else {
+                self.right[i] as usize
+            };
         }
         self.value[i]
     }
@@ -91,7 +101,13 @@ impl Trees {
 }
 
 /// smartcore's own prediction, for the tests that check specnn's tree walk against it.
-pub fn smartcore_fit_predict(x: &[Vec<f32>], y: &[f64], rows: &[usize], test: &[usize], seed: u64) -> Result<(Trees, Vec<f64>)> {
+pub fn smartcore_fit_predict(
+    x: &[Vec<f32>],
+    y: &[f64],
+    rows: &[usize],
+    test: &[usize],
+    seed: u64,
+) -> Result<(Trees, Vec<f64>)> {
     let (model, _) = fit_one(x, y, rows, seed)?;
     let xt = DenseMatrix::from_2d_vec(&rows_f64(x, test)).map_err(|e| Error::Data(format!("random forest: {e}")))?;
     let want: Vec<f64> = model.predict(&xt).map_err(|e| Error::Data(format!("random forest: {e}")))?;
@@ -105,7 +121,11 @@ fn fit_one(x: &[Vec<f32>], y: &[f64], rows: &[usize], seed: u64) -> Result<(Rf, 
     let xm = DenseMatrix::from_2d_vec(&rows_f64(x, rows)).map_err(|e| Error::Data(format!("random forest: {e}")))?;
     let yv: Vec<f64> = rows.iter().map(|&r| y[r]).collect();
     let features = x[rows[0]].len();
-    let params = RandomForestRegressorParameters::default().with_n_trees(100).with_min_samples_leaf(5).with_m((features / 3).max(1)).with_seed(seed);
+    let params = RandomForestRegressorParameters::default()
+        .with_n_trees(100)
+        .with_min_samples_leaf(5)
+        .with_m((features / 3).max(1))
+        .with_seed(seed);
     let m = RandomForestRegressor::fit(&xm, &yv, params).map_err(|e| Error::Data(format!("random forest: {e}")))?;
     Ok((m, features))
 }
@@ -124,13 +144,15 @@ impl Forest {
 
     /// Standardised labels of `x[rows]`.
     pub fn predict(&self, x: &[Vec<f32>], rows: &[usize]) -> Array2<f64> {
-        let est: Vec<Vec<f64>> = rows.par_iter().map(|&r| self.trees.iter().map(|t| t.predict_row(&x[r])).collect()).collect();
+        let est: Vec<Vec<f64>> =
+            rows.par_iter().map(|&r| self.trees.iter().map(|t| t.predict_row(&x[r])).collect()).collect();
         Array2::from_shape_fn((rows.len(), self.trees.len()), |(i, j)| est[i][j])
     }
 
     /// Estimates for `x[rows]` and the trees' spread per label.
     pub fn predict_spread(&self, x: &[Vec<f32>], rows: &[usize]) -> (Array2<f64>, Array2<f64>) {
-        let est: Vec<Vec<(f64, f64)>> = rows.par_iter().map(|&r| self.trees.iter().map(|t| t.predict_row_spread(&x[r])).collect()).collect();
+        let est: Vec<Vec<(f64, f64)>> =
+            rows.par_iter().map(|&r| self.trees.iter().map(|t| t.predict_row_spread(&x[r])).collect()).collect();
         let dim = (rows.len(), self.trees.len());
         (Array2::from_shape_fn(dim, |(i, j)| est[i][j].0), Array2::from_shape_fn(dim, |(i, j)| est[i][j].1))
     }
@@ -171,12 +193,18 @@ impl Forest {
                 && tr.left.iter().chain(&tr.right).all(|&c| c < n as i64)
                 && tr.feature.iter().zip(&tr.left).all(|(&f, &l)| l < 0 || (f as usize) < inputs);
             if !ok || tr.roots.is_empty() {
-                return Err(Error::ModelTensor { name: format!("rf.{j}"), msg: "the trees' arrays do not fit together".into() });
+                return Err(Error::ModelTensor {
+                    name: format!("rf.{j}"),
+                    msg: "the trees' arrays do not fit together".into(),
+                });
             }
             trees.push(tr);
         }
         if trees.is_empty() {
-            return Err(Error::ModelTensor { name: "rf.0.roots".into(), msg: "a forest model file without trees".into() });
+            return Err(Error::ModelTensor {
+                name: "rf.0.roots".into(),
+                msg: "a forest model file without trees".into(),
+            });
         }
         Ok(Self { inputs, trees })
     }

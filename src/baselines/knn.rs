@@ -37,11 +37,20 @@ impl Knn {
     pub fn fit(x: &[Vec<f32>], z: &Array2<f64>, rows: &[usize], seed: u64) -> Result<Self> {
         let d = x[rows[0]].len();
         if rows.len() < NEIGHBOURS + 1 {
-            return Err(Error::Data(format!("kNN: {} training stars; at least {} are needed", rows.len(), NEIGHBOURS + 1)));
+            return Err(Error::Data(format!(
+                "kNN: {} training stars; at least {} are needed",
+                rows.len(),
+                NEIGHBOURS + 1
+            )));
         }
         let c = COMPONENTS.min(rows.len() - 1).min(d);
         let pca = Pca::fit_rows(x, rows, c, seed)?.rounded_to_f32();
-        let knn = Knn { train: pca.transform_rows(x, rows)?.mapv(|v| v as f32), pca, labels: z.select(Axis(0), rows), k: NEIGHBOURS };
+        let knn = Knn {
+            train: pca.transform_rows(x, rows)?.mapv(|v| v as f32),
+            pca,
+            labels: z.select(Axis(0), rows),
+            k: NEIGHBOURS,
+        };
         for j in 0..z.ncols() {
             let known = knn.labels.column(j).iter().filter(|v| v.is_finite()).count();
             if known < knn.k {
@@ -67,11 +76,17 @@ impl Knn {
             .outer_iter()
             .into_par_iter()
             .map(|p| {
-                let mut dist: Vec<(f64, usize)> = self.train.outer_iter().enumerate().map(|(i, t)| (t.iter().zip(&p).map(|(a, b)| (*a as f64 - b).powi(2)).sum::<f64>(), i)).collect();
+                let mut dist: Vec<(f64, usize)> = self
+                    .train
+                    .outer_iter()
+                    .enumerate()
+                    .map(|(i, t)| (t.iter().zip(&p).map(|(a, b)| (*a as f64 - b).powi(2)).sum::<f64>(), i))
+                    .collect();
                 dist.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                 let (mut mean, mut sd) = (vec![f64::NAN; l], vec![f64::NAN; l]);
                 for j in 0..l {
-                    let v: Vec<f64> = dist.iter().map(|&(_, i)| self.labels[[i, j]]).filter(|v| v.is_finite()).take(self.k).collect();
+                    let v: Vec<f64> =
+                        dist.iter().map(|&(_, i)| self.labels[[i, j]]).filter(|v| v.is_finite()).take(self.k).collect();
                     let m = v.iter().sum::<f64>() / v.len() as f64;
                     mean[j] = m;
                     sd[j] = (v.iter().map(|a| (a - m).powi(2)).sum::<f64>() / (v.len() as f64 - 1.0).max(1.0)).sqrt();
@@ -94,13 +109,24 @@ impl Knn {
 
     pub fn from_tensors(t: &BTreeMap<String, ArrayD<f32>>) -> Result<Self> {
         let two = |name: &str| -> Result<Array2<f32>> {
-            tensor(t, name)?.clone().into_dimensionality().map_err(|_| Error::ModelTensor { name: name.into(), msg: "must be 2-D".into() })
+            tensor(t, name)?
+                .clone()
+                .into_dimensionality()
+                .map_err(|_| Error::ModelTensor { name: name.into(), msg: "must be 2-D".into() })
         };
         let pca = Pca::from_tensors("knn", t, Vec::new())?;
         let (train, labels) = (two("knn.train")?, two("knn.labels")?);
         let k = tensor(t, "knn.k")?.iter().next().map(|&v| v as usize).unwrap_or(0);
         if train.ncols() != pca.components.len() || labels.nrows() != train.nrows() || k == 0 || k > train.nrows() {
-            return Err(Error::ModelTensor { name: "knn".into(), msg: format!("{} components, train {:?}, labels {:?} and k {k} do not fit together", pca.components.len(), train.dim(), labels.dim()) });
+            return Err(Error::ModelTensor {
+                name: "knn".into(),
+                msg: format!(
+                    "{} components, train {:?}, labels {:?} and k {k} do not fit together",
+                    pca.components.len(),
+                    train.dim(),
+                    labels.dim()
+                ),
+            });
         }
         Ok(Knn { pca, train, labels: labels.mapv(|v| v as f64), k })
     }

@@ -134,7 +134,11 @@ impl Baseline {
     fn check_inputs(&self, x: &[Vec<f32>], rows: &[usize]) -> Result<()> {
         for &r in rows {
             if x[r].len() != self.inputs() {
-                return Err(Error::shape("baseline", format!("the {} baseline was fitted on {} pixels", self.kind().name(), self.inputs()), &[&[x[r].len()]]));
+                return Err(Error::shape(
+                    "baseline",
+                    format!("the {} baseline was fitted on {} pixels", self.kind().name(), self.inputs()),
+                    &[&[x[r].len()]],
+                ));
             }
         }
         Ok(())
@@ -163,7 +167,12 @@ impl Baseline {
 
 /// Fits one model per label (in parallel): `fit(j, y, known)` gets label `j`'s column and the stars of
 /// `rows` that have it (at least 10, else an error naming `what`).
-pub(crate) fn per_label<M: Send>(what: &str, z: &Array2<f64>, rows: &[usize], fit: impl Fn(usize, &[f64], &[usize]) -> Result<M> + Sync) -> Result<Vec<M>> {
+pub(crate) fn per_label<M: Send>(
+    what: &str,
+    z: &Array2<f64>,
+    rows: &[usize],
+    fit: impl Fn(usize, &[f64], &[usize]) -> Result<M> + Sync,
+) -> Result<Vec<M>> {
     use rayon::prelude::*;
     (0..z.ncols())
         .into_par_iter()
@@ -171,7 +180,11 @@ pub(crate) fn per_label<M: Send>(what: &str, z: &Array2<f64>, rows: &[usize], fi
             let y: Vec<f64> = z.column(j).to_vec();
             let known: Vec<usize> = rows.iter().copied().filter(|&r| y[r].is_finite()).collect();
             if known.len() < 10 {
-                return Err(Error::Data(format!("{what}: label {} is known for only {} training stars", j + 1, known.len())));
+                return Err(Error::Data(format!(
+                    "{what}: label {} is known for only {} training stars",
+                    j + 1,
+                    known.len()
+                )));
             }
             fit(j, &y, &known)
         })
@@ -180,5 +193,6 @@ pub(crate) fn per_label<M: Send>(what: &str, z: &Array2<f64>, rows: &[usize], fi
 
 /// A tensor of a baseline's model file, or an error naming it.
 pub(crate) fn tensor<'t>(t: &'t BTreeMap<String, ArrayD<f32>>, name: &str) -> Result<&'t ArrayD<f32>> {
-    t.get(name).ok_or_else(|| Error::ModelTensor { name: name.into(), msg: "missing from the baseline's model file".into() })
+    t.get(name)
+        .ok_or_else(|| Error::ModelTensor { name: name.into(), msg: "missing from the baseline's model file".into() })
 }

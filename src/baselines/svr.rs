@@ -89,7 +89,13 @@ pub fn fit_one(x: &[Vec<f32>], y: &[f64], rows: &[usize], test: &[usize]) -> Res
     let v = serde_json::to_value(&svr).map_err(|e| err(&e))?;
     let bad = |what: &str| Error::Data(format!("SVR: unexpected smartcore model layout ({what})"));
     let inst = v.get("instances").and_then(Value::as_array).ok_or_else(|| bad("no instances"))?;
-    let weights: Vec<f64> = v.get("w").and_then(Value::as_array).ok_or_else(|| bad("no weights"))?.iter().map(|w| w.as_f64().unwrap_or(f64::NAN)).collect();
+    let weights: Vec<f64> = v
+        .get("w")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("no weights"))?
+        .iter()
+        .map(|w| w.as_f64().unwrap_or(f64::NAN))
+        .collect();
     let bias = v.get("b").and_then(Value::as_f64).ok_or_else(|| bad("no bias"))?;
     let mut vectors = Array2::<f32>::zeros((inst.len(), pixels));
     for (i, row) in inst.iter().enumerate() {
@@ -136,21 +142,28 @@ impl Svr {
             Some(p) => project(p, x, rows).expect("the pixel count was checked by Baseline::predict"),
             None => rows.iter().map(|&r| x[r].clone()).collect(),
         };
-        let est: Vec<Vec<f64>> = features.par_iter().map(|f| self.models.iter().map(|m| m.predict_row(f)).collect()).collect();
+        let est: Vec<Vec<f64>> =
+            features.par_iter().map(|f| self.models.iter().map(|m| m.predict_row(f)).collect()).collect();
         Array2::from_shape_fn((rows.len(), self.models.len()), |(i, j)| est[i][j])
     }
 
     pub fn to_tensors(&self) -> BTreeMap<String, ArrayD<f32>> {
         let mut t = BTreeMap::new();
         if let Some(p) = &self.pca {
-            t.insert("svr.pca.mean".into(), Array1::from(p.mean.iter().map(|&v| v as f32).collect::<Vec<_>>()).into_dyn());
+            t.insert(
+                "svr.pca.mean".into(),
+                Array1::from(p.mean.iter().map(|&v| v as f32).collect::<Vec<_>>()).into_dyn(),
+            );
             let comps = Array2::from_shape_fn((p.components.len(), p.mean.len()), |(i, j)| p.components[i][j] as f32);
             t.insert("svr.pca.components".into(), comps.into_dyn());
         }
         for (j, m) in self.models.iter().enumerate() {
             t.insert(format!("svr.{j}.vectors"), m.vectors.clone().into_dyn());
             // The weights and bias in f32 lose less than the SVR's own epsilon-insensitive tolerance.
-            t.insert(format!("svr.{j}.weights"), Array1::from(m.weights.iter().map(|&w| w as f32).collect::<Vec<_>>()).into_dyn());
+            t.insert(
+                format!("svr.{j}.weights"),
+                Array1::from(m.weights.iter().map(|&w| w as f32).collect::<Vec<_>>()).into_dyn(),
+            );
             t.insert(format!("svr.{j}.bias_gamma"), Array1::from(vec![m.bias as f32, m.gamma as f32]).into_dyn());
         }
         t
@@ -164,24 +177,43 @@ impl Svr {
             let w = tensor(t, &format!("svr.{j}.weights"))?;
             let bg = tensor(t, &format!("svr.{j}.bias_gamma"))?;
             if v.ndim() != 2 || w.shape() != [v.shape()[0]] || bg.len() != 2 {
-                return Err(Error::ModelTensor { name: format!("svr.{j}"), msg: "the support vectors, weights and bias do not fit together".into() });
+                return Err(Error::ModelTensor {
+                    name: format!("svr.{j}"),
+                    msg: "the support vectors, weights and bias do not fit together".into(),
+                });
             }
             let bg: Vec<f32> = bg.iter().copied().collect();
-            models.push(SvrModel { vectors: v.view().into_dimensionality().expect("2-d").to_owned(), weights: w.iter().map(|&x| x as f64).collect(), bias: bg[0] as f64, gamma: bg[1] as f64 });
+            models.push(SvrModel {
+                vectors: v.view().into_dimensionality().expect("2-d").to_owned(),
+                weights: w.iter().map(|&x| x as f64).collect(),
+                bias: bg[0] as f64,
+                gamma: bg[1] as f64,
+            });
         }
         if models.is_empty() || models.iter().any(|m| m.vectors.ncols() != models[0].vectors.ncols()) {
-            return Err(Error::ModelTensor { name: "svr.0.vectors".into(), msg: "an SVR model file without (consistent) support vectors".into() });
+            return Err(Error::ModelTensor {
+                name: "svr.0.vectors".into(),
+                msg: "an SVR model file without (consistent) support vectors".into(),
+            });
         }
         let pca = match (t.get("svr.pca.mean"), t.get("svr.pca.components")) {
             (Some(m), Some(c)) => {
                 if c.ndim() != 2 || c.shape()[1] != m.len() || c.shape()[0] != models[0].vectors.ncols() {
-                    return Err(Error::ModelTensor { name: "svr.pca.components".into(), msg: "the projection does not fit the mean or the support vectors".into() });
+                    return Err(Error::ModelTensor {
+                        name: "svr.pca.components".into(),
+                        msg: "the projection does not fit the mean or the support vectors".into(),
+                    });
                 }
                 let comps = c.outer_iter().map(|r| r.iter().map(|&v| v as f64).collect()).collect();
                 Some(Pca { mean: m.iter().map(|&v| v as f64).collect(), components: comps, variance: vec![] })
             }
             (None, None) => None,
-            _ => return Err(Error::ModelTensor { name: "svr.pca".into(), msg: "a projection needs both its mean and its components".into() }),
+            _ => {
+                return Err(Error::ModelTensor {
+                    name: "svr.pca".into(),
+                    msg: "a projection needs both its mean and its components".into(),
+                })
+            }
         };
         Ok(Self { pca, models })
     }

@@ -68,13 +68,27 @@ impl<T: Float> Plan2d<T> {
 
     fn scratch(&self) -> Scratch<T> {
         let zero = Complex::new(T::zero(), T::zero());
-        let fft = [&self.row_fwd, &self.row_inv, &self.col_fwd, &self.col_inv].iter().map(|f| f.get_inplace_scratch_len()).max().unwrap_or(0);
+        let fft = [&self.row_fwd, &self.row_inv, &self.col_fwd, &self.col_inv]
+            .iter()
+            .map(|f| f.get_inplace_scratch_len())
+            .max()
+            .unwrap_or(0);
         Scratch { rows: vec![zero; self.hp * self.wp], cols: vec![zero; self.bins()], fft: vec![zero; fft] }
     }
 
     /// The spectrum of an `h x w` block placed at `(r0, c0)` in a zero `HP x WP` plane, into `re`/`im`.
     #[allow(clippy::too_many_arguments)]
-    fn forward(&self, block: &[T], h: usize, w: usize, r0: usize, c0: usize, re: &mut [T], im: &mut [T], s: &mut Scratch<T>) {
+    fn forward(
+        &self,
+        block: &[T],
+        h: usize,
+        w: usize,
+        r0: usize,
+        c0: usize,
+        re: &mut [T],
+        im: &mut [T],
+        s: &mut Scratch<T>,
+    ) {
         let (hp, wp, wc) = (self.hp, self.wp, self.wc);
         let zero = Complex::new(T::zero(), T::zero());
         let rows = &mut s.rows[..h * wp];
@@ -102,7 +116,16 @@ impl<T: Float> Plan2d<T> {
     /// The inverse transform of the spectrum `spec(k) = (re, im)`, scaled by `1/(HP*WP)`; writes rows
     /// `[r0, r0+h)` and columns `[c0, c0+w)` of the real plane into `out` (`h x w`).
     #[allow(clippy::too_many_arguments)]
-    fn inverse(&self, spec: impl Fn(usize) -> (T, T), h: usize, w: usize, r0: usize, c0: usize, out: &mut [T], s: &mut Scratch<T>) {
+    fn inverse(
+        &self,
+        spec: impl Fn(usize) -> (T, T),
+        h: usize,
+        w: usize,
+        r0: usize,
+        c0: usize,
+        out: &mut [T],
+        s: &mut Scratch<T>,
+    ) {
         let (hp, wp, wc) = (self.hp, self.wp, self.wc);
         for (k, c) in s.cols.iter_mut().enumerate() {
             let (re, im) = spec(k);
@@ -139,7 +162,13 @@ impl<T: Float> Plan2d<T> {
     }
 
     /// `spectra`, `pb` planes at a time.
-    fn spectra_in_blocks(&self, data: &[T], groups: usize, (h, w, r0, c0): (usize, usize, usize, usize), pb: usize) -> (Array3<T>, Array3<T>) {
+    fn spectra_in_blocks(
+        &self,
+        data: &[T],
+        groups: usize,
+        (h, w, r0, c0): (usize, usize, usize, usize),
+        pb: usize,
+    ) -> (Array3<T>, Array3<T>) {
         let bins = self.bins();
         let planes = data.len() / (groups * h * w);
         let mut re = Array3::<T>::zeros((groups, bins, planes));
@@ -149,11 +178,23 @@ impl<T: Float> Plan2d<T> {
             .for_each_init(
                 || (self.scratch(), vec![T::zero(); pb * bins], vec![T::zero(); pb * bins]),
                 |(s, pr, pi), (mut gr, mut gi, blocks)| {
-                    let (gr, gi) = (gr.as_slice_mut().expect("a fresh array's chunk"), gi.as_slice_mut().expect("a fresh array's chunk"));
+                    let (gr, gi) = (
+                        gr.as_slice_mut().expect("a fresh array's chunk"),
+                        gi.as_slice_mut().expect("a fresh array's chunk"),
+                    );
                     for (b, chunk) in blocks.chunks(pb * h * w).enumerate() {
                         let nb = chunk.len() / (h * w);
                         for (q, block) in chunk.chunks(h * w).enumerate() {
-                            self.forward(block, h, w, r0, c0, &mut pr[q * bins..(q + 1) * bins], &mut pi[q * bins..(q + 1) * bins], s);
+                            self.forward(
+                                block,
+                                h,
+                                w,
+                                r0,
+                                c0,
+                                &mut pr[q * bins..(q + 1) * bins],
+                                &mut pi[q * bins..(q + 1) * bins],
+                                s,
+                            );
                         }
                         for k in 0..bins {
                             let row = k * planes + b * pb;
@@ -178,14 +219,24 @@ impl<T: Float> Plan2d<T> {
     }
 
     /// `crops`, `pb` planes at a time.
-    fn crops_in_blocks(&self, re: &Array3<T>, im: &Array3<T>, (h, w, r0, c0): (usize, usize, usize, usize), out: &mut [T], pb: usize) {
+    fn crops_in_blocks(
+        &self,
+        re: &Array3<T>,
+        im: &Array3<T>,
+        (h, w, r0, c0): (usize, usize, usize, usize),
+        out: &mut [T],
+        pb: usize,
+    ) {
         let (bins, planes) = (re.shape()[1], re.shape()[2]);
         (re.axis_iter(Axis(0)), im.axis_iter(Axis(0)), out.par_chunks_mut(planes * h * w))
             .into_par_iter()
             .for_each_init(
                 || (self.scratch(), vec![T::zero(); pb * bins], vec![T::zero(); pb * bins]),
                 |(s, tr, ti), (gr, gi, o)| {
-                    let (gr, gi) = (gr.as_slice().expect("a standard-layout array's chunk"), gi.as_slice().expect("a standard-layout array's chunk"));
+                    let (gr, gi) = (
+                        gr.as_slice().expect("a standard-layout array's chunk"),
+                        gi.as_slice().expect("a standard-layout array's chunk"),
+                    );
                     for (b, outs) in o.chunks_mut(pb * h * w).enumerate() {
                         let nb = outs.len() / (h * w);
                         for k in 0..bins {
@@ -224,10 +275,18 @@ fn plane_block<T>(bins: usize, planes: usize) -> usize {
 }
 
 /// Runs `mul(f, out_re, out_im)` for every bin `f` in parallel, into `[groups][bins][planes]` outputs.
-fn per_bin<T: Float>(groups: usize, bins: usize, planes: usize, mul: impl Fn(usize, ArrayViewMut2<T>, ArrayViewMut2<T>) + Sync) -> (Array3<T>, Array3<T>) {
+fn per_bin<T: Float>(
+    groups: usize,
+    bins: usize,
+    planes: usize,
+    mul: impl Fn(usize, ArrayViewMut2<T>, ArrayViewMut2<T>) + Sync,
+) -> (Array3<T>, Array3<T>) {
     let mut cr = Array3::<T>::zeros((groups, bins, planes));
     let mut ci = Array3::<T>::zeros((groups, bins, planes));
-    (cr.axis_iter_mut(Axis(1)), ci.axis_iter_mut(Axis(1))).into_par_iter().enumerate().for_each(|(f, (r, i))| mul(f, r, i));
+    (cr.axis_iter_mut(Axis(1)), ci.axis_iter_mut(Axis(1)))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(f, (r, i))| mul(f, r, i));
     (cr, ci)
 }
 
@@ -267,7 +326,8 @@ fn rows2<'a, T: Float>(re: &'a ArrayView2<'a, T>, im: &'a ArrayView2<'a, T>) -> 
     let len = if m == 0 { 0 } else { (m - 1) * ld + c };
     // SAFETY: the views' elements lie in [ptr, ptr + (m-1)*ld + c) (row stride ld, unit column
     // stride, checked above), all inside the arrays they borrow, for the borrow's lifetime.
-    let (r, i) = unsafe { (std::slice::from_raw_parts(re.as_ptr(), len), std::slice::from_raw_parts(im.as_ptr(), len)) };
+    let (r, i) =
+        unsafe { (std::slice::from_raw_parts(re.as_ptr(), len), std::slice::from_raw_parts(im.as_ptr(), len)) };
     Rows2 { re: r, im: i, m, ld }
 }
 
@@ -312,9 +372,20 @@ pub fn forward_with<T: Float>(x: &[T], ws: &WeightSpectra<T>, bias: Option<&[T]>
             // sample at a time, straight into its output row (contiguous; the bin's rows are not).
             for n in 0..g.n {
                 let (xr, xi) = (ar.row(n), ai.row(n));
-                let x = Rows2 { re: xr.as_slice().expect("contiguous row"), im: xi.as_slice().expect("contiguous row"), m: 1, ld: g.c };
+                let x = Rows2 {
+                    re: xr.as_slice().expect("contiguous row"),
+                    im: xi.as_slice().expect("contiguous row"),
+                    m: 1,
+                    ld: g.c,
+                };
                 let (mut yr, mut yi) = (r.row_mut(n), i.row_mut(n));
-                T::xconj_w(g.c, x, rows2(&br, &bi), yr.as_slice_mut().expect("contiguous row"), yi.as_slice_mut().expect("contiguous row"));
+                T::xconj_w(
+                    g.c,
+                    x,
+                    rows2(&br, &bi),
+                    yr.as_slice_mut().expect("contiguous row"),
+                    yi.as_slice_mut().expect("contiguous row"),
+                );
             }
             return;
         }
@@ -386,7 +457,8 @@ mod tests {
         fn check<T: Float>() {
             let (groups, planes, h, w) = (3, 37, 11, 13);
             let p = Plan2d::<T>::new(h + 4, w + 6);
-            let data: Vec<T> = (0..groups * planes * h * w).map(|i| T::of(((i * 7919) % 1013) as f64 / 1013.0 - 0.5)).collect();
+            let data: Vec<T> =
+                (0..groups * planes * h * w).map(|i| T::of(((i * 7919) % 1013) as f64 / 1013.0 - 0.5)).collect();
             let one = p.spectra_in_blocks(&data, groups, (h, w, 2, 3), 1);
             for pb in [PLANE_BLOCK, 5] {
                 let blocked = p.spectra_in_blocks(&data, groups, (h, w, 2, 3), pb);

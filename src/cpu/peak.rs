@@ -91,7 +91,8 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn ymm(steps: usize) -> f32 {
         let mut acc = [_mm256_set1_ps(0.0); 12];
-        let (a, b) = (_mm256_set1_ps(std::hint::black_box(1.000_000_1)), _mm256_set1_ps(std::hint::black_box(0.999_999)));
+        let (a, b) =
+            (_mm256_set1_ps(std::hint::black_box(1.000_000_1)), _mm256_set1_ps(std::hint::black_box(0.999_999)));
         for _ in 0..steps {
             for v in acc.iter_mut() {
                 *v = _mm256_fmadd_ps(*v, a, b);
@@ -106,7 +107,8 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn zmm(steps: usize) -> f32 {
         let mut acc = [_mm512_set1_ps(0.0); 12];
-        let (a, b) = (_mm512_set1_ps(std::hint::black_box(1.000_000_1)), _mm512_set1_ps(std::hint::black_box(0.999_999)));
+        let (a, b) =
+            (_mm512_set1_ps(std::hint::black_box(1.000_000_1)), _mm512_set1_ps(std::hint::black_box(0.999_999)));
         for _ in 0..steps {
             for v in acc.iter_mut() {
                 *v = _mm512_fmadd_ps(*v, a, b);

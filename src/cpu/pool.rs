@@ -21,16 +21,13 @@ pub struct PoolGeom {
 /// winning input within its plane (the first maximum, as PyTorch; NaN wins, as PyTorch).
 pub fn forward<T: Float>(x: &[T], g: &PoolGeom, y: &mut [T], argmax: &mut [u32]) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-    x.par_chunks(hw)
-        .zip(y.par_chunks_mut(ohw))
-        .zip(argmax.par_chunks_mut(ohw))
-        .for_each(|((xp, yp), ap)| {
-            if (g.kh, g.kw, g.sh, g.sw) == (2, 2, 2, 2) {
-                pool_2x2_dispatch(xp, g, yp, ap)
-            } else {
-                pool_any(xp, g, yp, ap)
-            }
-        });
+    x.par_chunks(hw).zip(y.par_chunks_mut(ohw)).zip(argmax.par_chunks_mut(ohw)).for_each(|((xp, yp), ap)| {
+        if (g.kh, g.kw, g.sh, g.sw) == (2, 2, 2, 2) {
+            pool_2x2_dispatch(xp, g, yp, ap)
+        } else {
+            pool_any(xp, g, yp, ap)
+        }
+    });
 }
 
 /// `forward` of one plane, any window and stride.
@@ -91,7 +88,9 @@ fn pool_2x2<T: Float>(xp: &[T], g: &PoolGeom, yp: &mut [T], ap: &mut [u32]) {
         let base = 2 * oy * g.w;
         let (r0, r1) = (&xp[base..base + 2 * g.ow], &xp[base + g.w..base + g.w + 2 * g.ow]);
         let (yrow, arow) = (&mut yp[oy * g.ow..(oy + 1) * g.ow], &mut ap[oy * g.ow..(oy + 1) * g.ow]);
-        for (ox, ((y, a), (p0, p1))) in yrow.iter_mut().zip(arow.iter_mut()).zip(r0.chunks_exact(2).zip(r1.chunks_exact(2))).enumerate() {
+        for (ox, ((y, a), (p0, p1))) in
+            yrow.iter_mut().zip(arow.iter_mut()).zip(r0.chunks_exact(2).zip(r1.chunks_exact(2))).enumerate()
+        {
             let i = (base + 2 * ox) as u32;
             let w = g.w as u32;
             let (mut bv, mut bi) = (p0[0], i);
@@ -111,14 +110,11 @@ fn pool_2x2<T: Float>(xp: &[T], g: &PoolGeom, yp: &mut [T], ap: &mut [u32]) {
 pub fn backward<T: Float>(dy: &[T], argmax: &[u32], g: &PoolGeom) -> Vec<T> {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let mut dx = vec![T::zero(); g.planes * hw];
-    dx.par_chunks_mut(hw)
-        .zip(dy.par_chunks(ohw))
-        .zip(argmax.par_chunks(ohw))
-        .for_each(|((dxp, dyp), ap)| {
-            for (&a, &d) in ap.iter().zip(dyp) {
-                dxp[a as usize] += d;
-            }
-        });
+    dx.par_chunks_mut(hw).zip(dy.par_chunks(ohw)).zip(argmax.par_chunks(ohw)).for_each(|((dxp, dyp), ap)| {
+        for (&a, &d) in ap.iter().zip(dyp) {
+            dxp[a as usize] += d;
+        }
+    });
     dx
 }
 

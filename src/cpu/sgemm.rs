@@ -90,7 +90,9 @@ pub fn has_avx512() -> bool {
     {
         use std::sync::OnceLock;
         static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| has_avx2_fma() && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq"))
+        *HAS.get_or_init(|| {
+            has_avx2_fma() && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq")
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -126,7 +128,15 @@ pub fn gemm(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, mut c
 /// # Safety
 /// `c` must be valid for writes (and, if `beta != 0`, reads) of an `a.nrows() x b.ncols()` matrix
 /// with rows `ldc` apart that no one else accesses during the call.
-pub unsafe fn gemm_raw(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, beta: f32, c: *mut f32, ldc: isize, layout: Layout) {
+pub unsafe fn gemm_raw(
+    alpha: f32,
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    beta: f32,
+    c: *mut f32,
+    ldc: isize,
+    layout: Layout,
+) {
     run(alpha, a, Right::View(b, layout), beta, c, ldc)
 }
 
@@ -248,7 +258,15 @@ pub fn pack_b(b: ArrayView2<f32>) -> PackedB {
             // strips cover all `k * npad` values once the loops end.
             unsafe {
                 let dst = data.as_mut_ptr().add(k0 * npad + j0 * kc);
-                copy_strip(b.as_ptr().offset(k0 as isize * rsb + j0 as isize * csb), rsb, csb, kc, NR.min(n - j0), dst, false);
+                copy_strip(
+                    b.as_ptr().offset(k0 as isize * rsb + j0 as isize * csb),
+                    rsb,
+                    csb,
+                    kc,
+                    NR.min(n - j0),
+                    dst,
+                    false,
+                );
             }
         }
         k0 += kc;
@@ -319,7 +337,15 @@ pub fn time_tiles(panels: usize, strips: usize, reps: usize, wide: bool) -> Opti
 /// The block must lie inside `b`, and `dst` must be valid for `kc * 16` writes (it may be
 /// uninitialised: it is only written).
 #[inline(always)]
-unsafe fn copy_strip(src: *const f32, rsb: isize, csb: isize, kc: usize, nr: usize, dst: *mut f32, prefetch_next: bool) {
+unsafe fn copy_strip(
+    src: *const f32,
+    rsb: isize,
+    csb: isize,
+    kc: usize,
+    nr: usize,
+    dst: *mut f32,
+    prefetch_next: bool,
+) {
     const NR: usize = x86_consts::NR;
     if csb == 1 || nr == 1 {
         // Rows of the strip are contiguous: one short copy per row.
@@ -415,7 +441,15 @@ unsafe fn store(p: *mut f32, acc: f32, alpha: f32, beta: f32, first: bool) {
 /// # Safety
 /// `(i0 + mr, j0 + nr)` must lie inside `op`'s output.
 #[inline(always)]
-unsafe fn store_tile<const M: usize, const N: usize>(op: &Operands, (i0, j0): (usize, usize), (mr, nr): (usize, usize), acc: &[[f32; N]; M], alpha: f32, beta: f32, first: bool) {
+unsafe fn store_tile<const M: usize, const N: usize>(
+    op: &Operands,
+    (i0, j0): (usize, usize),
+    (mr, nr): (usize, usize),
+    acc: &[[f32; N]; M],
+    alpha: f32,
+    beta: f32,
+    first: bool,
+) {
     for (r, row) in acc.iter().enumerate().take(mr) {
         let crow = op.c.offset((i0 + r) as isize * op.ldc + j0 as isize);
         for (j, &v) in row.iter().enumerate().take(nr) {
@@ -471,14 +505,28 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-    unsafe fn packed_zmm(op: &Operands, alpha: f32, beta: f32, pre: Option<&PackedB>, apack: &mut Vec<f32>, bpack: &mut Vec<f32>) {
+    unsafe fn packed_zmm(
+        op: &Operands,
+        alpha: f32,
+        beta: f32,
+        pre: Option<&PackedB>,
+        apack: &mut Vec<f32>,
+        bpack: &mut Vec<f32>,
+    ) {
         packed_with::<true>(op, alpha, beta, pre, apack, bpack)
     }
 
     /// The broadcast kernel's loops; `WIDE` takes strips two at a time through the AVX-512 tile
     /// (inlined into a function with those features).
     #[inline(always)]
-    unsafe fn packed_with<const WIDE: bool>(op: &Operands, alpha: f32, beta: f32, pre: Option<&PackedB>, apack: &mut Vec<f32>, bpack: &mut Vec<f32>) {
+    unsafe fn packed_with<const WIDE: bool>(
+        op: &Operands,
+        alpha: f32,
+        beta: f32,
+        pre: Option<&PackedB>,
+        apack: &mut Vec<f32>,
+        bpack: &mut Vec<f32>,
+    ) {
         let panels = op.m.div_ceil(MR);
         // Every element of a panel and of a strip is written before it is read, so reused
         // buffers need no clearing.
@@ -500,7 +548,11 @@ mod x86 {
                     // adjacent, one short copy per `p` instead of six reads a column apart.
                     let src = op.a.offset((t * MR) as isize + k0 as isize * op.csa);
                     for p in 0..kc {
-                        std::ptr::copy_nonoverlapping(src.offset(p as isize * op.csa), panel.as_mut_ptr().add(p * MR), MR);
+                        std::ptr::copy_nonoverlapping(
+                            src.offset(p as isize * op.csa),
+                            panel.as_mut_ptr().add(p * MR),
+                            MR,
+                        );
                     }
                     continue;
                 }
@@ -613,7 +665,12 @@ mod x86 {
     /// is one lane's chain of fused multiply-adds along `p`, as in `tile_6x16`, so the bits are the same.
     #[inline]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn tile_6x32_zmm(kc: usize, a: *const f32, b0: *const f32, b1: *const f32) -> [[f32; 2 * NR]; MR] {
+    pub(super) unsafe fn tile_6x32_zmm(
+        kc: usize,
+        a: *const f32,
+        b0: *const f32,
+        b1: *const f32,
+    ) -> [[f32; 2 * NR]; MR] {
         let mut acc = [[_mm512_setzero_ps(); 2]; MR];
         for p in 0..kc {
             let ap = a.add(p * MR);
@@ -656,7 +713,12 @@ mod x86 {
     /// The dot-product kernel's loops over `DM x TN` tiles (inlined into a function with the tile's
     /// features).
     #[inline(always)]
-    unsafe fn dot_with<const TN: usize>(op: &Operands, alpha: f32, beta: f32, tile: impl Fn(usize, [*const f32; DM], [*const f32; TN]) -> [[f32; TN]; DM]) {
+    unsafe fn dot_with<const TN: usize>(
+        op: &Operands,
+        alpha: f32,
+        beta: f32,
+        tile: impl Fn(usize, [*const f32; DM], [*const f32; TN]) -> [[f32; TN]; DM],
+    ) {
         let mut k0 = 0;
         while k0 < op.k {
             let kc = DKC.min(op.k - k0);
@@ -804,7 +866,10 @@ mod x86 {
         let mut p = 0;
         while p < k8 {
             let bv: [__m512; DN] = std::array::from_fn(|q| {
-                _mm512_insertf32x8::<1>(_mm512_castps256_ps512(_mm256_loadu_ps(b[2 * q].add(p))), _mm256_loadu_ps(b[2 * q + 1].add(p)))
+                _mm512_insertf32x8::<1>(
+                    _mm512_castps256_ps512(_mm256_loadu_ps(b[2 * q].add(p))),
+                    _mm256_loadu_ps(b[2 * q + 1].add(p)),
+                )
             });
             for r in 0..DM {
                 let av = _mm512_broadcast_f32x8(_mm256_loadu_ps(a[r].add(p)));
@@ -854,7 +919,9 @@ mod tests {
             return;
         }
         let mut seed = 11;
-        for (m, k, n) in [(1, 1, 1), (5, 7, 3), (6, 16, 16), (7, 9, 17), (128, 143, 512), (13, 600, 35), (3, 1030, 4), (32, 257, 19)] {
+        for (m, k, n) in
+            [(1, 1, 1), (5, 7, 3), (6, 16, 16), (7, 9, 17), (128, 143, 512), (13, 600, 35), (3, 1030, 4), (32, 257, 19)]
+        {
             let a = rand(m, k, &mut seed);
             let b = rand(k, n, &mut seed);
             let bt = b.t().as_standard_layout().into_owned(); // [n, k] row-major: b = bt^T has contiguous columns
@@ -864,8 +931,12 @@ mod tests {
                 let c0 = rand(m, n, &mut seed);
                 let mut want = c0.mapv(f64::from);
                 general_mat_mul(0.5, &a64.view(), &b64.view(), beta as f64, &mut want.view_mut());
-                let cases: [(ArrayView2<f32>, ArrayView2<f32>, &str); 4] =
-                    [(a.view(), b.view(), "a.b"), (at.t(), b.view(), "at^T.b"), (a.view(), bt.t(), "a.bt^T"), (at.t(), bt.t(), "at^T.bt^T")];
+                let cases: [(ArrayView2<f32>, ArrayView2<f32>, &str); 4] = [
+                    (a.view(), b.view(), "a.b"),
+                    (at.t(), b.view(), "at^T.b"),
+                    (a.view(), bt.t(), "a.bt^T"),
+                    (at.t(), bt.t(), "at^T.bt^T"),
+                ];
                 for (av, bv, what) in cases {
                     let mut c = if beta == 0.0 { Array2::from_elem((m, n), f32::NAN) } else { c0.clone() };
                     let l = layout(&av, &bv, &c.view_mut()).expect("a kernel fits");
@@ -888,7 +959,10 @@ mod tests {
         for (x, y) in big.slice(s![.., 5..35]).iter().zip(want.iter()) {
             assert!((*x as f64 - y).abs() <= 1e-4, "{x} vs {y}");
         }
-        assert!(big.slice(s![.., ..5]).iter().all(|&v| v == 0.0) && big.slice(s![.., 35..]).iter().all(|&v| v == 0.0), "wrote outside the view");
+        assert!(
+            big.slice(s![.., ..5]).iter().all(|&v| v == 0.0) && big.slice(s![.., 35..]).iter().all(|&v| v == 0.0),
+            "wrote outside the view"
+        );
         // Products with a packed `b` give the bits of products with `b` itself (the broadcast
         // kernel), for depths past one block, widths that are not whole strips, `beta` 0 (NaN in
         // `c`) and 1, and a transposed `a`; and the thread's reused buffers hold nothing over from
@@ -905,7 +979,10 @@ mod tests {
                     let (mut want, mut got) = (start.clone(), start);
                     gemm(0.5, av, b.view(), beta, want.view_mut(), Layout::Packed);
                     gemm_packed(0.5, av, &pb, beta, got.view_mut());
-                    assert!(got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()), "packed b, m {m} k {k} n {n} beta {beta}");
+                    assert!(
+                        got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "packed b, m {m} k {k} n {n} beta {beta}"
+                    );
                 }
             }
         }
@@ -926,7 +1003,19 @@ mod tests {
         }
         let mut seed = 5;
         let mut checked = [0usize; 3];
-        for (m, k, n) in [(1, 1, 1), (4, 300, 7), (5, 7, 33), (6, 16, 32), (7, 9, 17), (64, 512, 512), (128, 143, 512), (13, 600, 35), (3, 1030, 50), (32, 257, 48), (66, 64, 80)] {
+        for (m, k, n) in [
+            (1, 1, 1),
+            (4, 300, 7),
+            (5, 7, 33),
+            (6, 16, 32),
+            (7, 9, 17),
+            (64, 512, 512),
+            (128, 143, 512),
+            (13, 600, 35),
+            (3, 1030, 50),
+            (32, 257, 48),
+            (66, 64, 80),
+        ] {
             let (a, b) = (rand(m, k, &mut seed), rand(k, n, &mut seed));
             let (at, bt) = (a.t().as_standard_layout().into_owned(), b.t().as_standard_layout().into_owned());
             let pb = pack_b(b.view());

@@ -13,8 +13,8 @@
 //! tested range (`tests`), well inside the tolerance table's 1e-5.
 
 use super::sgemm::has_avx2_fma;
-use std::mem::MaybeUninit;
 use crate::optim::AdamStep;
+use std::mem::MaybeUninit;
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 split in a part exact in few bits and the rest (Cody and Waite), so `x - n ln2` is exact.
@@ -31,10 +31,12 @@ fn exp_parts(x: f32) -> (f32, f32) {
     const ROUND: f32 = 12_582_912.0;
     let n = (x * LOG2E + ROUND) - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
-    let p = r * (1.0
-        + r * (1.0 / 2.0
-            + r * (1.0 / 6.0
-                + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0 + r * (1.0 / 40320.0))))))));
+    let p = r
+        * (1.0
+            + r * (1.0 / 2.0
+                + r * (1.0 / 6.0
+                    + r * (1.0 / 24.0
+                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0 + r * (1.0 / 40320.0))))))));
     // 2^n for -126 <= n <= 0: exponent field n + 127; n + 127 + 2^23 has it in its low mantissa bits.
     let e = (n + (8_388_608.0 + 127.0)).to_bits() & 0x7f_ffff;
     let s = f32::from_bits(e << 23);
@@ -174,8 +176,14 @@ unsafe fn xconj_w_x86(c: usize, x: Rows2<f32>, w: Rows2<f32>, yr: &mut [f32], yi
 
 /// `xconj_w_body` for f32 (intrinsics where the CPU has AVX2 and FMA).
 pub fn xconj_w(c: usize, x: Rows2<f32>, w: Rows2<f32>, yr: &mut [f32], yi: &mut [f32]) {
-    assert!(x.re.len() >= (x.m.max(1) - 1) * x.ld + c && w.re.len() >= (w.m.max(1) - 1) * w.ld + c, "xconj_w: rows out of range");
-    assert!(x.im.len() == x.re.len() && w.im.len() == w.re.len() && yr.len() >= x.m * w.m && yi.len() >= x.m * w.m, "xconj_w: operand sizes");
+    assert!(
+        x.re.len() >= (x.m.max(1) - 1) * x.ld + c && w.re.len() >= (w.m.max(1) - 1) * w.ld + c,
+        "xconj_w: rows out of range"
+    );
+    assert!(
+        x.im.len() == x.re.len() && w.im.len() == w.re.len() && yr.len() >= x.m * w.m && yi.len() >= x.m * w.m,
+        "xconj_w: operand sizes"
+    );
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA; every load reads inside the rows checked above.
@@ -261,10 +269,23 @@ mod tests {
             let f = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
             let (xr64, xi64, wr64, wi64) = (f(&xr), f(&xi), f(&wr), f(&wi));
             let (mut zr, mut zi) = (vec![0f64; m * o], vec![0f64; m * o]);
-            xconj_w_body(c, Rows2 { re: &xr64, im: &xi64, m, ld }, Rows2 { re: &wr64, im: &wi64, m: o, ld }, &mut zr, &mut zi);
+            xconj_w_body(
+                c,
+                Rows2 { re: &xr64, im: &xi64, m, ld },
+                Rows2 { re: &wr64, im: &wi64, m: o, ld },
+                &mut zr,
+                &mut zi,
+            );
             for k in 0..m * o {
                 let tol = 1e-6 * (c as f64).sqrt();
-                assert!((yr[k] as f64 - zr[k]).abs() <= tol && (yi[k] as f64 - zi[k]).abs() <= tol, "m {m} o {o} c {c}: ({}, {}) vs ({}, {})", yr[k], yi[k], zr[k], zi[k]);
+                assert!(
+                    (yr[k] as f64 - zr[k]).abs() <= tol && (yi[k] as f64 - zi[k]).abs() <= tol,
+                    "m {m} o {o} c {c}: ({}, {}) vs ({}, {})",
+                    yr[k],
+                    yi[k],
+                    zr[k],
+                    zi[k]
+                );
             }
         }
     }
@@ -273,7 +294,10 @@ mod tests {
     /// zero) over [-90, 5], with NaN kept and the branches at 0 as PyTorch takes them.
     #[test]
     fn selu_matches_libm() {
-        let xs: Vec<f32> = (0..200_000).map(|i| -90.0 + 95.0 * i as f32 / 200_000.0).chain([0.0, -0.0, 1e-30, -1e-30, -1e-7, f32::MIN_POSITIVE, -88.5, -200.0, 30.0]).collect();
+        let xs: Vec<f32> = (0..200_000)
+            .map(|i| -90.0 + 95.0 * i as f32 / 200_000.0)
+            .chain([0.0, -0.0, 1e-30, -1e-30, -1e-7, f32::MIN_POSITIVE, -88.5, -200.0, 30.0])
+            .collect();
         let mut y = vec![0.0; xs.len()];
         selu(&xs, as_uninit(&mut y));
         let dy: Vec<f32> = xs.iter().map(|&v| 0.5 + v.abs().sin()).collect();
@@ -306,7 +330,9 @@ mod tests {
         }
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
         for n in [1usize, 7, 33, 1000, 4099] {
-            let xs: Vec<f32> = (0..n).map(|i| if i == 5 { f32::NAN } else { -30.0 + 37.0 * ((i * 7919) % 1009) as f32 / 1009.0 }).collect();
+            let xs: Vec<f32> = (0..n)
+                .map(|i| if i == 5 { f32::NAN } else { -30.0 + 37.0 * ((i * 7919) % 1009) as f32 / 1009.0 })
+                .collect();
             let dy: Vec<f32> = xs.iter().map(|&v| 0.5 + (v * 3.0).sin()).collect();
             let (mut y2, mut y5) = (vec![0f32; n], vec![0f32; n]);
             let (mut d2, mut d5) = (dy.clone(), dy.clone());
@@ -331,7 +357,10 @@ mod tests {
                     adam_avx2(c, &mut a.0, &g, &mut a.1, &mut a.2);
                     adam_avx512(c, &mut b.0, &g, &mut b.1, &mut b.2);
                 }
-                assert!(bits(&a.0) == bits(&b.0) && bits(&a.1) == bits(&b.1) && bits(&a.2) == bits(&b.2), "adam, n {n}, step {step}");
+                assert!(
+                    bits(&a.0) == bits(&b.0) && bits(&a.1) == bits(&b.1) && bits(&a.2) == bits(&b.2),
+                    "adam, n {n}, step {step}"
+                );
             }
         }
     }

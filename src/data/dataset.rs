@@ -60,7 +60,11 @@ pub fn list_spectra(dir: &Path, recursive: bool) -> Result<Vec<PathBuf>> {
     }
     out.sort();
     if out.is_empty() {
-        let hint = if recursive { "in this folder or its subfolders" } else { "in this folder (--recursive searches its subfolders too)" };
+        let hint = if recursive {
+            "in this folder or its subfolders"
+        } else {
+            "in this folder (--recursive searches its subfolders too)"
+        };
         return Err(Error::file(dir, format!("no spectrum files (.fits, .fits.gz, .csv) {hint}")));
     }
     Ok(out)
@@ -110,7 +114,12 @@ pub fn load(paths: &[PathBuf], prep: &PrepConfig, opts: &ReadOptions) -> (Vec<Pr
 }
 
 /// `load`, adding the time spent in reading and in preprocessing to `times`.
-pub fn load_timed(paths: &[PathBuf], prep: &PrepConfig, opts: &ReadOptions, times: &LoadTimes) -> (Vec<Prepared>, Vec<Refused>) {
+pub fn load_timed(
+    paths: &[PathBuf],
+    prep: &PrepConfig,
+    opts: &ReadOptions,
+    times: &LoadTimes,
+) -> (Vec<Prepared>, Vec<Refused>) {
     use std::sync::atomic::Ordering::Relaxed;
     let results: Vec<std::result::Result<Prepared, Refused>> = paths
         .par_iter()
@@ -147,7 +156,14 @@ pub fn prepare_spectra(spectra: Vec<Spectrum>, prep: &PrepConfig) -> (Vec<Prepar
 /// A spectrum `s` and its pipeline output `values`, ready for a network.
 fn prepared(index: usize, s: Spectrum, values: Vec<f64>) -> Prepared {
     let bad_fraction = s.bad.iter().filter(|b| **b).count() as f64 / s.bad.len().max(1) as f64;
-    Prepared { index, file: s.file_name(), path: s.path, meta: s.meta, values: values.iter().map(|&x| x as f32).collect(), bad_fraction }
+    Prepared {
+        index,
+        file: s.file_name(),
+        path: s.path,
+        meta: s.meta,
+        values: values.iter().map(|&x| x as f32).collect(),
+        bad_fraction,
+    }
 }
 
 fn partition(results: Vec<std::result::Result<Prepared, Refused>>) -> (Vec<Prepared>, Vec<Refused>) {
@@ -171,7 +187,10 @@ pub fn to_input(arch: &Arch, rows: &[&[f32]]) -> Result<ArrayD<f32>> {
     match arch {
         Arch::VmpCnn { in_side, .. } => {
             if len > in_side * in_side || len <= (in_side - 1) * (in_side - 1) {
-                return Err(Error::Data(format!("the VMP CNN folds {} pixels into {in_side}x{in_side}; the preprocessing gives {len}", in_side * in_side)));
+                return Err(Error::Data(format!(
+                    "the VMP CNN folds {} pixels into {in_side}x{in_side}; the preprocessing gives {len}",
+                    in_side * in_side
+                )));
             }
             if len == in_side * in_side {
                 return Ok(fold_s(flat.view(), *in_side)?.into_dyn());
@@ -183,7 +202,9 @@ pub fn to_input(arch: &Arch, rows: &[&[f32]]) -> Result<ArrayD<f32>> {
         _ => {
             let want = arch.input_shape(1)[1];
             if len != want {
-                return Err(Error::Data(format!("the network takes {want} inputs; the preprocessing gives {len} pixels")));
+                return Err(Error::Data(format!(
+                    "the network takes {want} inputs; the preprocessing gives {len} pixels"
+                )));
             }
             Ok(flat.into_dyn().into_shape_with_order(IxDyn(&[rows.len(), len])).expect("same size"))
         }

@@ -97,8 +97,16 @@ impl Labels {
     }
 
     fn read_csv(path: &Path) -> Result<Self> {
-        let mut rdr = csv::ReaderBuilder::new().flexible(false).from_path(path).map_err(|e| Error::file(path, format!("cannot read CSV: {e}")))?;
-        let headers: Vec<String> = rdr.headers().map_err(|e| Error::file(path, format!("bad CSV header: {e}")))?.iter().map(|h| h.trim().to_lowercase()).collect();
+        let mut rdr = csv::ReaderBuilder::new()
+            .flexible(false)
+            .from_path(path)
+            .map_err(|e| Error::file(path, format!("cannot read CSV: {e}")))?;
+        let headers: Vec<String> = rdr
+            .headers()
+            .map_err(|e| Error::file(path, format!("bad CSV header: {e}")))?
+            .iter()
+            .map(|h| h.trim().to_lowercase())
+            .collect();
         let col = |n: &str| headers.iter().position(|h| h == n);
         let (i_file, i_obsid, i_syn) = (col("file"), col("obsid"), col("synthetic"));
         let columns: Vec<String> = LABEL_NAMES.iter().filter(|n| col(n).is_some()).map(|n| n.to_string()).collect();
@@ -108,7 +116,10 @@ impl Labels {
             let rec = rec.map_err(|e| Error::file(path, format!("CSV line {}: {e}", k + 2)))?;
             let cell = |i: Option<usize>| i.and_then(|i| rec.get(i)).map(str::trim).filter(|s| !s.is_empty());
             let obsid = match cell(i_obsid) {
-                Some(s) => Some(s.parse::<i64>().map_err(|_| Error::file(path, format!("CSV line {}: obsid `{s}` is not an integer", k + 2)))?),
+                Some(s) => Some(
+                    s.parse::<i64>()
+                        .map_err(|_| Error::file(path, format!("CSV line {}: obsid `{s}` is not an integer", k + 2)))?,
+                ),
                 None => None,
             };
             if let Some(s) = cell(i_syn) {
@@ -118,7 +129,11 @@ impl Labels {
             for n in &columns {
                 let raw = cell(col(n)).unwrap_or("");
                 let v = parse_cell(raw);
-                if v.is_none() && !raw.is_empty() && !raw.eq_ignore_ascii_case("nan") && !raw.eq_ignore_ascii_case("null") {
+                if v.is_none()
+                    && !raw.is_empty()
+                    && !raw.eq_ignore_ascii_case("nan")
+                    && !raw.eq_ignore_ascii_case("null")
+                {
                     return Err(Error::file(path, format!("CSV line {}: {n} `{raw}` is not a number", k + 2)));
                 }
                 values.insert(n.clone(), v);
@@ -129,7 +144,8 @@ impl Labels {
     }
 
     fn read_fits(path: &Path) -> Result<Self> {
-        let mut f = fitsio::FitsFile::open(path).map_err(|e| Error::file(path, format!("cannot open the label table: {e}")))?;
+        let mut f =
+            fitsio::FitsFile::open(path).map_err(|e| Error::file(path, format!("cannot open the label table: {e}")))?;
         let n = f.num_hdus().unwrap_or(1);
         for i in 1..n {
             let hdu = f.hdu(i).map_err(|e| Error::file(path, e.to_string()))?;
@@ -137,22 +153,31 @@ impl Labels {
             let names: Vec<String> = column_descriptions.iter().map(|c| c.name.clone()).collect();
             let find = |n: &str| names.iter().find(|c| c.eq_ignore_ascii_case(n)).cloned();
             let files: Option<Vec<String>> = match find("file") {
-                Some(c) => Some(hdu.read_col::<String>(&mut f, &c).map_err(|e| Error::file(path, format!("column {c}: {e}")))?),
+                Some(c) => Some(
+                    hdu.read_col::<String>(&mut f, &c).map_err(|e| Error::file(path, format!("column {c}: {e}")))?,
+                ),
                 None => None,
             };
             let obsids: Option<Vec<i64>> = match find("obsid") {
-                Some(c) => Some(hdu.read_col::<i64>(&mut f, &c).map_err(|e| Error::file(path, format!("column {c}: {e}")))?),
+                Some(c) => {
+                    Some(hdu.read_col::<i64>(&mut f, &c).map_err(|e| Error::file(path, format!("column {c}: {e}")))?)
+                }
                 None => None,
             };
             let mut columns = Vec::new();
             let mut data: HashMap<String, Vec<f64>> = HashMap::new();
             for l in LABEL_NAMES {
                 if let Some(c) = find(l) {
-                    data.insert(l.to_string(), hdu.read_col::<f64>(&mut f, &c).map_err(|e| Error::file(path, format!("column {c}: {e}")))?);
+                    data.insert(
+                        l.to_string(),
+                        hdu.read_col::<f64>(&mut f, &c).map_err(|e| Error::file(path, format!("column {c}: {e}")))?,
+                    );
                     columns.push(l.to_string());
                 }
             }
-            let synthetic = find("synthetic").map(|c| hdu.read_col::<i32>(&mut f, &c).map(|v| v.iter().any(|x| *x != 0)).unwrap_or(false)).unwrap_or(false);
+            let synthetic = find("synthetic")
+                .map(|c| hdu.read_col::<i32>(&mut f, &c).map(|v| v.iter().any(|x| *x != 0)).unwrap_or(false))
+                .unwrap_or(false);
             let rows = (0..*num_rows)
                 .map(|r| LabelRow {
                     file: files.as_ref().map(|v| v[r].trim().to_string()).filter(|s| !s.is_empty()),
@@ -175,14 +200,20 @@ impl Labels {
         let mut dups = Vec::new();
         for (i, r) in self.rows.iter().enumerate() {
             let Some(k) = key(r) else {
-                return Err(Error::file(&self.path, format!("row {} has no {}", i + 1, if by_file { "file" } else { "obsid" })));
+                return Err(Error::file(
+                    &self.path,
+                    format!("row {} has no {}", i + 1, if by_file { "file" } else { "obsid" }),
+                ));
             };
             if seen.insert(k.clone(), i).is_some() {
                 dups.push(k);
             }
         }
         if !dups.is_empty() {
-            return Err(Error::file(&self.path, format!("{} star(s) appear more than once: {}", dups.len(), list(&dups))));
+            return Err(Error::file(
+                &self.path,
+                format!("{} star(s) appear more than once: {}", dups.len(), list(&dups)),
+            ));
         }
         let index: HashMap<String, usize> = spectra
             .iter()
@@ -203,7 +234,10 @@ impl Labels {
             })
             .collect();
         if !missing.is_empty() {
-            return Err(Error::file(&self.path, format!("{} labelled star(s) have no spectrum: {}", missing.len(), list(&missing))));
+            return Err(Error::file(
+                &self.path,
+                format!("{} labelled star(s) have no spectrum: {}", missing.len(), list(&missing)),
+            ));
         }
         Ok(joined)
     }

@@ -38,7 +38,10 @@ fn jacobi(mut a: Array2<f64>) -> (Vec<f64>, Array2<f64>) {
     let n = a.nrows();
     let mut v = Array2::<f64>::eye(n);
     for _sweep in 0..100 {
-        let off: f64 = (0..n).flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| a[[i, j]].powi(2)).sum();
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[[i, j]].powi(2))
+            .sum();
         if off < 1e-22 {
             break;
         }
@@ -104,7 +107,11 @@ impl Pca {
     /// Projects the rows of `x` onto the components: `[samples, k]`.
     pub fn transform(&self, x: ArrayView2<f64>) -> Result<Array2<f64>> {
         if x.ncols() != self.mean.len() {
-            return Err(Error::Data(format!("PCA: spectra have {} pixels, the fit had {}", x.ncols(), self.mean.len())));
+            return Err(Error::Data(format!(
+                "PCA: spectra have {} pixels, the fit had {}",
+                x.ncols(),
+                self.mean.len()
+            )));
         }
         let xc = &x - &Array1::from(self.mean.clone());
         Ok(xc.dot(&self.components_matrix().t()))
@@ -145,7 +152,8 @@ impl Pca {
 
     /// The components as a `[k, pixels]` matrix.
     fn components_matrix(&self) -> Array2<f64> {
-        Array2::from_shape_vec((self.components.len(), self.mean.len()), self.components.concat()).expect("component shape")
+        Array2::from_shape_vec((self.components.len(), self.mean.len()), self.components.concat())
+            .expect("component shape")
     }
 
     /// The mean and components rounded to f32, as a model file stores them, so that a fitted model
@@ -159,17 +167,47 @@ impl Pca {
     /// The mean and components as model-file tensors `PREFIX.mean [pixels]`, `PREFIX.components
     /// [k, pixels]`.
     pub fn to_tensors(&self, prefix: &str) -> Vec<(String, ndarray::ArrayD<f32>)> {
-        let comps = Array2::from_shape_fn((self.components.len(), self.mean.len()), |(i, j)| self.components[i][j] as f32);
-        vec![(format!("{prefix}.mean"), Array1::from(self.mean.iter().map(|&v| v as f32).collect::<Vec<_>>()).into_dyn()), (format!("{prefix}.components"), comps.into_dyn())]
+        let comps =
+            Array2::from_shape_fn((self.components.len(), self.mean.len()), |(i, j)| self.components[i][j] as f32);
+        vec![
+            (
+                format!("{prefix}.mean"),
+                Array1::from(self.mean.iter().map(|&v| v as f32).collect::<Vec<_>>()).into_dyn(),
+            ),
+            (format!("{prefix}.components"), comps.into_dyn()),
+        ]
     }
 
     /// A projection from the tensors `to_tensors` wrote (with no variances, unless given).
-    pub fn from_tensors(prefix: &str, t: &std::collections::BTreeMap<String, ndarray::ArrayD<f32>>, variance: Vec<f64>) -> Result<Self> {
-        let get = |n: &str| t.get(&format!("{prefix}.{n}")).ok_or_else(|| Error::ModelTensor { name: format!("{prefix}.{n}"), msg: "missing".into() });
+    pub fn from_tensors(
+        prefix: &str,
+        t: &std::collections::BTreeMap<String, ndarray::ArrayD<f32>>,
+        variance: Vec<f64>,
+    ) -> Result<Self> {
+        let get = |n: &str| {
+            t.get(&format!("{prefix}.{n}"))
+                .ok_or_else(|| Error::ModelTensor { name: format!("{prefix}.{n}"), msg: "missing".into() })
+        };
         let (m, c) = (get("mean")?, get("components")?);
-        if m.ndim() != 1 || c.ndim() != 2 || c.shape()[1] != m.len() || !(variance.is_empty() || variance.len() == c.shape()[0]) {
-            return Err(Error::ModelTensor { name: format!("{prefix}.components"), msg: format!("shape {:?} does not fit a mean of {} pixels and {} variances", c.shape(), m.len(), variance.len()) });
+        if m.ndim() != 1
+            || c.ndim() != 2
+            || c.shape()[1] != m.len()
+            || !(variance.is_empty() || variance.len() == c.shape()[0])
+        {
+            return Err(Error::ModelTensor {
+                name: format!("{prefix}.components"),
+                msg: format!(
+                    "shape {:?} does not fit a mean of {} pixels and {} variances",
+                    c.shape(),
+                    m.len(),
+                    variance.len()
+                ),
+            });
         }
-        Ok(Pca { mean: m.iter().map(|&v| v as f64).collect(), components: c.outer_iter().map(|r| r.iter().map(|&v| v as f64).collect()).collect(), variance })
+        Ok(Pca {
+            mean: m.iter().map(|&v| v as f64).collect(),
+            components: c.outer_iter().map(|r| r.iter().map(|&v| v as f64).collect()).collect(),
+            variance,
+        })
     }
 }

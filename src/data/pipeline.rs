@@ -13,7 +13,10 @@
 //! 7. min-max normalisation (a flat spectrum is an error);
 //! 8. optionally a wavelength window: pixels outside are set to 0.
 
-use super::prep::{air_to_vacuum, continuum, degrade_resolution_at, exp_steps, fill_bad, minmax, resample_flux, window_mask, Brackets, Grid};
+use super::prep::{
+    air_to_vacuum, continuum, degrade_resolution_at, exp_steps, fill_bad, minmax, resample_flux, window_mask, Brackets,
+    Grid,
+};
 use super::spectrum::{Medium, Spectrum};
 use crate::error::{Error, Result};
 use ndarray::Array2;
@@ -43,7 +46,15 @@ pub struct PrepConfig {
 impl Default for PrepConfig {
     /// The seed's VMP CNN preprocessing: 4000-8095 Angstrom, 4096 pixels, min-max.
     fn default() -> Self {
-        Self { grid: Grid::seed(), rest_frame: true, min_coverage: 0.95, native_resolution: 1800.0, degrade_to: None, continuum_width: None, window: None }
+        Self {
+            grid: Grid::seed(),
+            rest_frame: true,
+            min_coverage: 0.95,
+            native_resolution: 1800.0,
+            degrade_to: None,
+            continuum_width: None,
+            window: None,
+        }
     }
 }
 
@@ -65,7 +76,11 @@ pub fn prepare(spec: &Spectrum, cfg: &PrepConfig, rv_kms: Option<f64>) -> Result
     if z <= -1.0 || !z.is_finite() {
         return Err(ctx(Error::Data(format!("redshift {z} is not physical"))));
     }
-    let mut wave: Vec<f64> = spec.wavelength.iter().map(|&l| if spec.medium == Medium::Air { air_to_vacuum(l) } else { l } / (1.0 + z)).collect();
+    let mut wave: Vec<f64> = spec
+        .wavelength
+        .iter()
+        .map(|&l| if spec.medium == Medium::Air { air_to_vacuum(l) } else { l } / (1.0 + z))
+        .collect();
     // The inverse variance is not carried: nothing downstream of `prepare` uses it.
     let mut flux = spec.flux.clone();
     let mut bad = spec.bad.clone();
@@ -84,7 +99,8 @@ pub fn prepare(spec: &Spectrum, cfg: &PrepConfig, rv_kms: Option<f64>) -> Result
         let mut r0 = resample_flux(&wave, &flux, &bad, &uniform);
         fill_bad(&mut r0.flux, &r0.good).map_err(ctx)?;
         let brackets = Brackets::new(&uniform, &grid);
-        flux = degrade_resolution_at(&r0.flux, dln, cfg.native_resolution, r, Some(&brackets.pixels_read())).map_err(ctx)?;
+        flux = degrade_resolution_at(&r0.flux, dln, cfg.native_resolution, r, Some(&brackets.pixels_read()))
+            .map_err(ctx)?;
         onto_grid = Some(brackets);
         // Smoothing spreads information: a pixel is trusted when most of its neighbourhood was good.
         bad = r0.good.iter().map(|g| !g).collect();
@@ -111,7 +127,13 @@ pub fn prepare(spec: &Spectrum, cfg: &PrepConfig, rv_kms: Option<f64>) -> Result
     if let Some(w) = cfg.continuum_width {
         let c = continuum(&out, w);
         if let Some(i) = c.iter().position(|v| *v <= 0.0 || !v.is_finite()) {
-            return Err(Error::file(&spec.path, format!("the pseudo-continuum is {} at {:.1} A: continuum normalisation needs positive flux", c[i], grid[i])));
+            return Err(Error::file(
+                &spec.path,
+                format!(
+                    "the pseudo-continuum is {} at {:.1} A: continuum normalisation needs positive flux",
+                    c[i], grid[i]
+                ),
+            ));
         }
         out.iter_mut().zip(&c).for_each(|(f, c)| *f /= c);
     }
@@ -122,7 +144,10 @@ pub fn prepare(spec: &Spectrum, cfg: &PrepConfig, rv_kms: Option<f64>) -> Result
         return Err(Error::file(&spec.path, format!("after resampling, the spectrum is flat (every value is {lo:.6e} to within 1e-9): it cannot be normalised")));
     }
     let row = Array2::from_shape_vec((1, out.len()), out).expect("one row");
-    let mut out = minmax(row.view()).map_err(|e| Error::file(&spec.path, e.to_string().replace("minmax: row 0", "after resampling, the spectrum")))?.into_raw_vec_and_offset().0;
+    let mut out = minmax(row.view())
+        .map_err(|e| Error::file(&spec.path, e.to_string().replace("minmax: row 0", "after resampling, the spectrum")))?
+        .into_raw_vec_and_offset()
+        .0;
     if let Some((lo, hi)) = cfg.window {
         window_mask(&mut out, &grid, lo, hi);
     }

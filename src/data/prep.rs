@@ -88,7 +88,17 @@ impl Grid {
 
     /// The pixel wavelengths.
     pub fn wavelengths(&self) -> Vec<f64> {
-        (0..self.n).map(|i| if self.log { self.start * (i as f64 * self.step).exp() } else { self.start + i as f64 * self.step }).collect()
+        (0..self.n)
+            .map(
+                |i| {
+                    if self.log {
+                        self.start * (i as f64 * self.step).exp()
+                    } else {
+                        self.start + i as f64 * self.step
+                    }
+                },
+            )
+            .collect()
     }
 }
 
@@ -169,8 +179,19 @@ pub fn resample_flux(wave: &[f64], flux: &[f64], bad: &[bool], grid: &[f64]) -> 
 }
 
 /// The resampling onto a grid of `grid_len` pixels, from the brackets of its pixels.
-fn resample_with(brackets: impl Iterator<Item = (usize, usize, f64)>, grid_len: usize, flux: &[f64], ivar: Option<&[f64]>, bad: &[bool]) -> Resampled {
-    let mut out = Resampled { flux: vec![0.0; grid_len], ivar: vec![0.0; if ivar.is_some() { grid_len } else { 0 }], good: vec![false; grid_len], coverage: 0.0 };
+fn resample_with(
+    brackets: impl Iterator<Item = (usize, usize, f64)>,
+    grid_len: usize,
+    flux: &[f64],
+    ivar: Option<&[f64]>,
+    bad: &[bool],
+) -> Resampled {
+    let mut out = Resampled {
+        flux: vec![0.0; grid_len],
+        ivar: vec![0.0; if ivar.is_some() { grid_len } else { 0 }],
+        good: vec![false; grid_len],
+        coverage: 0.0,
+    };
     let mut covered = 0usize;
     for (k, j, t) in brackets {
         covered += 1;
@@ -183,7 +204,8 @@ fn resample_with(brackets: impl Iterator<Item = (usize, usize, f64)>, grid_len: 
             continue;
         }
         if let Some(ivar) = ivar {
-            let var = (if wa > 0.0 { wa * wa / ivar[j] } else { 0.0 }) + (if wb > 0.0 { wb * wb / ivar[j + 1] } else { 0.0 });
+            let var =
+                (if wa > 0.0 { wa * wa / ivar[j] } else { 0.0 }) + (if wb > 0.0 { wb * wb / ivar[j + 1] } else { 0.0 });
             out.ivar[k] = if var > 0.0 { 1.0 / var } else { f64::INFINITY };
         }
         out.good[k] = true;
@@ -230,16 +252,27 @@ pub fn degrade_resolution(flux: &[f64], dln: f64, r_native: f64, r_target: f64) 
 /// `degrade_resolution` computed only at the pixels where `want` is true (the others are 0), with
 /// the same value at each of those: the pipeline needs the smoothed spectrum only where the final
 /// resampling onto a coarse grid reads it (2 pixels of ~22 at R=200 from LAMOST's sampling).
-pub fn degrade_resolution_at(flux: &[f64], dln: f64, r_native: f64, r_target: f64, want: Option<&[bool]>) -> Result<Vec<f64>> {
+pub fn degrade_resolution_at(
+    flux: &[f64],
+    dln: f64,
+    r_native: f64,
+    r_target: f64,
+    want: Option<&[bool]>,
+) -> Result<Vec<f64>> {
     if !(r_target > 0.0 && r_native > r_target && dln > 0.0) {
-        return Err(Error::Data(format!("cannot degrade from R={r_native} to R={r_target}: the target must be positive and lower")));
+        return Err(Error::Data(format!(
+            "cannot degrade from R={r_native} to R={r_target}: the target must be positive and lower"
+        )));
     }
     let sigma = (sigma_ln(r_target).powi(2) - sigma_ln(r_native).powi(2)).sqrt() / dln;
     let half = (4.0 * sigma).ceil() as isize;
     let kernel: Vec<f64> = (-half..=half).map(|k| (-0.5 * (k as f64 / sigma).powi(2)).exp()).collect();
     let norm: f64 = kernel.iter().sum();
     let n = flux.len() as isize;
-    let edge = |i: isize| kernel.iter().enumerate().map(|(k, w)| w * flux[(i + k as isize - half).clamp(0, n - 1) as usize]).sum::<f64>() / norm;
+    let edge = |i: isize| {
+        kernel.iter().enumerate().map(|(k, w)| w * flux[(i + k as isize - half).clamp(0, n - 1) as usize]).sum::<f64>()
+            / norm
+    };
     Ok((0..n)
         .map(|i| {
             if want.is_some_and(|w| !w[i as usize]) {
@@ -299,10 +332,12 @@ pub fn continuum(flux: &[f64], width: usize) -> Vec<f64> {
         })
         .collect();
     let h2 = (width / 6).max(1);
-    (0..n).map(|i| {
-        let s = &med[i.saturating_sub(h2)..(i + h2 + 1).min(n)];
-        s.iter().sum::<f64>() / s.len() as f64
-    }).collect()
+    (0..n)
+        .map(|i| {
+            let s = &med[i.saturating_sub(h2)..(i + h2 + 1).min(n)];
+            s.iter().sum::<f64>() / s.len() as f64
+        })
+        .collect()
 }
 
 /// Sets every pixel outside `[lo, hi]` Angstrom to 0 (the seed's CH G-band experiment keeps 4000-5500).

@@ -49,13 +49,30 @@ pub fn validate(s: &mut Spectrum) -> Result<()> {
         return Err(Error::file(&p, format!("the spectrum has {n} pixels")));
     }
     if s.flux.len() != n || s.ivar.len() != n || s.bad.len() != n {
-        return Err(Error::file(&p, format!("wavelength, flux, ivar and mask lengths differ ({n}, {}, {}, {})", s.flux.len(), s.ivar.len(), s.bad.len())));
+        return Err(Error::file(
+            &p,
+            format!(
+                "wavelength, flux, ivar and mask lengths differ ({n}, {}, {}, {})",
+                s.flux.len(),
+                s.ivar.len(),
+                s.bad.len()
+            ),
+        ));
     }
     if let Some(i) = first_failure(s.wavelength.iter().copied(), |w| w.is_finite() & (*w > 0.0)) {
         return Err(Error::file(&p, format!("wavelength at pixel {i} is {} (not a positive number)", s.wavelength[i])));
     }
     if let Some(i) = first_failure(s.wavelength.windows(2), |w| w[1] > w[0]) {
-        return Err(Error::file(&p, format!("wavelengths do not increase: pixel {} is {} and pixel {} is {}", i, s.wavelength[i], i + 1, s.wavelength[i + 1])));
+        return Err(Error::file(
+            &p,
+            format!(
+                "wavelengths do not increase: pixel {} is {} and pixel {} is {}",
+                i,
+                s.wavelength[i],
+                i + 1,
+                s.wavelength[i + 1]
+            ),
+        ));
     }
     if let Some(i) = first_failure(s.ivar.iter().copied(), |v| *v >= 0.0) {
         return Err(Error::file(&p, format!("inverse variance at pixel {i} is {} (must be >= 0)", s.ivar[i])));
@@ -75,9 +92,17 @@ pub fn validate(s: &mut Spectrum) -> Result<()> {
     if s.bad.iter().all(|&b| b) {
         return Err(Error::file(&p, "every pixel is masked (ivar = 0 or flagged): the spectrum holds no information"));
     }
-    let (lo, hi) = s.flux.iter().zip(&s.bad).filter(|(_, b)| !**b).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (&f, _)| (lo.min(f), hi.max(f)));
+    let (lo, hi) = s
+        .flux
+        .iter()
+        .zip(&s.bad)
+        .filter(|(_, b)| !**b)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (&f, _)| (lo.min(f), hi.max(f)));
     if lo == hi {
-        return Err(Error::file(&p, format!("the flux is {lo} at every good pixel: a zero-range spectrum holds no information")));
+        return Err(Error::file(
+            &p,
+            format!("the flux is {lo} at every good pixel: a zero-range spectrum holds no information"),
+        ));
     }
     Ok(())
 }
@@ -135,7 +160,8 @@ fn header_meta(f: &mut FitsFile, hdu: &FitsHdu) -> Meta {
         z: key_f64(f, hdu, "Z"),
         snr,
         class: key_str(f, hdu, "CLASS"),
-        synthetic: key_str(f, hdu, "SYNTHETI").is_some_and(|v| v == "T" || v == "1") || hdu.read_key::<bool>(f, "SYNTHETI").unwrap_or(false),
+        synthetic: key_str(f, hdu, "SYNTHETI").is_some_and(|v| v == "T" || v == "1")
+            || hdu.read_key::<bool>(f, "SYNTHETI").unwrap_or(false),
     }
 }
 
@@ -188,12 +214,15 @@ fn tables(f: &mut FitsFile) -> Vec<TableHdu> {
 fn read_column(path: &Path, f: &mut FitsFile, t: &TableHdu, names: &[&str]) -> Result<Option<Vec<f64>>> {
     let Some((col, _)) = t.col(names) else { return Ok(None) };
     let hdu = f.hdu(t.index).map_err(|e| fits_err(path, "cannot move to the table", e))?;
-    hdu.read_col::<f64>(f, col).map(Some).map_err(|e| fits_err(path, &format!("cannot read column {col} of HDU {} ({})", t.index, t.name), e))
+    hdu.read_col::<f64>(f, col)
+        .map(Some)
+        .map_err(|e| fits_err(path, &format!("cannot read column {col} of HDU {} ({})", t.index, t.name), e))
 }
 
 /// A required column (its presence was checked when the layout was detected).
 fn required(path: &Path, f: &mut FitsFile, t: &TableHdu, names: &[&str]) -> Result<Vec<f64>> {
-    read_column(path, f, t, names)?.ok_or_else(|| Error::file(path, format!("table {} has no {} column", t.name, names[0])))
+    read_column(path, f, t, names)?
+        .ok_or_else(|| Error::file(path, format!("table {} has no {} column", t.name, names[0])))
 }
 
 /// A mask column as bad-pixel flags (all good when the table has none).
@@ -209,7 +238,8 @@ fn describe(f: &mut FitsFile) -> String {
         }
     }
     for t in tables(f) {
-        let cols: Vec<String> = t.columns.iter().map(|(c, r)| if *r > 1 { format!("{c}[{r}]") } else { c.clone() }).collect();
+        let cols: Vec<String> =
+            t.columns.iter().map(|(c, r)| if *r > 1 { format!("{c}[{r}]") } else { c.clone() }).collect();
         parts.push(format!("table {} '{}' ({} rows: {})", t.index, t.name, t.rows, cols.join(", ")));
     }
     parts.join("; ")
@@ -234,7 +264,8 @@ fn read_fits(path: &Path) -> Result<Spectrum> {
     // LAMOST LRS image: 5 rows (flux, ivar, wavelength, andmask, ormask) with COEFF0.
     if shape.len() == 2 && shape[0] >= 3 && key_f64(&mut f, &primary, "COEFF0").is_some() {
         let n = shape[1];
-        let data: Vec<f64> = primary.read_image(&mut f).map_err(|e| fits_err(path, "cannot read the primary image (truncated?)", e))?;
+        let data: Vec<f64> =
+            primary.read_image(&mut f).map_err(|e| fits_err(path, "cannot read the primary image (truncated?)", e))?;
         if data.len() != shape[0] * n {
             return Err(Error::file(path, format!("the image holds {} values, not {} x {n}", data.len(), shape[0])));
         }
@@ -253,12 +284,24 @@ fn read_fits(path: &Path) -> Result<Spectrum> {
     }
 
     // LAMOST LRS COADD: one row of vector columns (the primary's NAXIS1/NAXIS2 cards may be stale).
-    if let Some(t) = tabs.iter().find(|t| t.rows == 1 && t.col(&["FLUX"]).is_some_and(|c| c.1 > 1) && t.col(&["WAVELENGTH"]).is_some()) {
+    if let Some(t) = tabs
+        .iter()
+        .find(|t| t.rows == 1 && t.col(&["FLUX"]).is_some_and(|c| c.1 > 1) && t.col(&["WAVELENGTH"]).is_some())
+    {
         let flux = required(path, &mut f, t, &["FLUX"])?;
         let wave = required(path, &mut f, t, &["WAVELENGTH"])?;
         let ivar = read_column(path, &mut f, t, &["IVAR"])?.unwrap_or_else(|| vec![1.0; flux.len()]);
         let bad = mask_column(path, &mut f, t, &["ANDMASK"], flux.len())?;
-        return Ok(Spectrum { path: path.into(), layout: Layout::LamostCoadd, medium: declared.unwrap_or(Medium::Vacuum), wavelength: wave, flux, ivar, bad, meta });
+        return Ok(Spectrum {
+            path: path.into(),
+            layout: Layout::LamostCoadd,
+            medium: declared.unwrap_or(Medium::Vacuum),
+            wavelength: wave,
+            flux,
+            ivar,
+            bad,
+            meta,
+        });
     }
 
     // SDSS/BOSS COADD: a row per pixel with loglam.
@@ -267,23 +310,48 @@ fn read_fits(path: &Path) -> Result<Spectrum> {
         let wave: Vec<f64> = required(path, &mut f, t, &["loglam"])?.iter().map(|l| 10f64.powf(*l)).collect();
         let ivar = read_column(path, &mut f, t, &["ivar"])?.unwrap_or_else(|| vec![1.0; flux.len()]);
         let bad = mask_column(path, &mut f, t, &["and_mask", "andmask"], flux.len())?;
-        return Ok(Spectrum { path: path.into(), layout: Layout::SdssCoadd, medium: declared.unwrap_or(Medium::Vacuum), wavelength: wave, flux, ivar, bad, meta });
+        return Ok(Spectrum {
+            path: path.into(),
+            layout: Layout::SdssCoadd,
+            medium: declared.unwrap_or(Medium::Vacuum),
+            wavelength: wave,
+            flux,
+            ivar,
+            bad,
+            meta,
+        });
     }
 
     // 1-D image with a linear axis (MILES).
     if shape.len() == 1 {
-        let (Some(crval), Some(cdelt)) = (key_f64(&mut f, &primary, "CRVAL1"), key_f64(&mut f, &primary, "CDELT1").or_else(|| key_f64(&mut f, &primary, "CD1_1"))) else {
+        let (Some(crval), Some(cdelt)) = (
+            key_f64(&mut f, &primary, "CRVAL1"),
+            key_f64(&mut f, &primary, "CDELT1").or_else(|| key_f64(&mut f, &primary, "CD1_1")),
+        ) else {
             return Err(Error::file(path, "a 1-D image without CRVAL1 and CDELT1: its wavelengths are unknown"));
         };
         let crpix = key_f64(&mut f, &primary, "CRPIX1").unwrap_or(1.0);
-        let flux: Vec<f64> = primary.read_image(&mut f).map_err(|e| fits_err(path, "cannot read the image (truncated?)", e))?;
+        let flux: Vec<f64> =
+            primary.read_image(&mut f).map_err(|e| fits_err(path, "cannot read the image (truncated?)", e))?;
         let wave = (0..flux.len()).map(|i| crval + (i as f64 + 1.0 - crpix) * cdelt).collect();
         let n = flux.len();
-        return Ok(Spectrum { path: path.into(), layout: Layout::LinearImage, medium: declared.unwrap_or(Medium::Air), wavelength: wave, flux, ivar: vec![1.0; n], bad: vec![false; n], meta });
+        return Ok(Spectrum {
+            path: path.into(),
+            layout: Layout::LinearImage,
+            medium: declared.unwrap_or(Medium::Air),
+            wavelength: wave,
+            flux,
+            ivar: vec![1.0; n],
+            bad: vec![false; n],
+            meta,
+        });
     }
 
     // A (wavelength, flux[, ivar]) table.
-    if let Some(t) = tabs.iter().find(|t| t.rows > 1 && t.col(&["wave", "wavelength", "lambda"]).is_some() && t.col(&["flux"]).is_some()) {
+    if let Some(t) = tabs
+        .iter()
+        .find(|t| t.rows > 1 && t.col(&["wave", "wavelength", "lambda"]).is_some() && t.col(&["flux"]).is_some())
+    {
         let hdu = f.hdu(t.index).map_err(|e| fits_err(path, "cannot move to the table", e))?;
         let declared = header_medium(&mut f, &hdu).or(declared);
         let wave = required(path, &mut f, t, &["wave", "wavelength", "lambda"])?;
@@ -292,7 +360,16 @@ fn read_fits(path: &Path) -> Result<Spectrum> {
         let n = flux.len();
         let mut meta = meta;
         meta.synthetic |= path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("FERRE"));
-        return Ok(Spectrum { path: path.into(), layout: Layout::Table, medium: declared.unwrap_or(Medium::Vacuum), wavelength: wave, flux, ivar, bad: vec![false; n], meta });
+        return Ok(Spectrum {
+            path: path.into(),
+            layout: Layout::Table,
+            medium: declared.unwrap_or(Medium::Vacuum),
+            wavelength: wave,
+            flux,
+            ivar,
+            bad: vec![false; n],
+            meta,
+        });
     }
 
     Err(Error::file(path, format!("no spectrum layout specnn reads was found: {}", describe(&mut f))))
@@ -301,16 +378,24 @@ fn read_fits(path: &Path) -> Result<Spectrum> {
 fn read_csv(path: &Path) -> Result<Spectrum> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let mut lines = text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#'));
-    let header: Vec<String> = lines.next().ok_or_else(|| Error::file(path, "empty CSV"))?.split(',').map(|h| h.trim().to_lowercase()).collect();
+    let header: Vec<String> = lines
+        .next()
+        .ok_or_else(|| Error::file(path, "empty CSV"))?
+        .split(',')
+        .map(|h| h.trim().to_lowercase())
+        .collect();
     let find = |names: &[&str]| header.iter().position(|h| names.contains(&h.as_str()));
-    let iw = find(&["wavelength", "wave", "lambda"]).ok_or_else(|| Error::file(path, format!("no wavelength column (wavelength, wave or lambda) in {header:?}")))?;
+    let iw = find(&["wavelength", "wave", "lambda"])
+        .ok_or_else(|| Error::file(path, format!("no wavelength column (wavelength, wave or lambda) in {header:?}")))?;
     let ifl = find(&["flux"]).ok_or_else(|| Error::file(path, format!("no flux column in {header:?}")))?;
     let iiv = find(&["ivar"]);
     let (mut wave, mut flux, mut ivar) = (Vec::new(), Vec::new(), Vec::new());
     for (k, line) in lines.enumerate() {
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();
         let num = |i: usize| -> Result<f64> {
-            let c = cells.get(i).ok_or_else(|| Error::file(path, format!("data line {} has {} cells, not {}", k + 1, cells.len(), header.len())))?;
+            let c = cells.get(i).ok_or_else(|| {
+                Error::file(path, format!("data line {} has {} cells, not {}", k + 1, cells.len(), header.len()))
+            })?;
             c.parse::<f64>().map_err(|_| Error::file(path, format!("data line {}: `{c}` is not a number", k + 1)))
         };
         wave.push(num(iw)?);
@@ -321,5 +406,14 @@ fn read_csv(path: &Path) -> Result<Spectrum> {
         });
     }
     let n = wave.len();
-    Ok(Spectrum { path: path.into(), layout: Layout::Csv, medium: Medium::Vacuum, wavelength: wave, flux, ivar, bad: vec![false; n], meta: Meta::default() })
+    Ok(Spectrum {
+        path: path.into(),
+        layout: Layout::Csv,
+        medium: Medium::Vacuum,
+        wavelength: wave,
+        flux,
+        ivar,
+        bad: vec![false; n],
+        meta: Meta::default(),
+    })
 }

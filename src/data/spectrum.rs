@@ -73,11 +73,20 @@ impl Spectrum {
     /// `name` stands for the file in messages and catalogs. Without `ivar` every pixel weighs 1; a
     /// pixel is bad where `bad` says so or its inverse variance is 0, and a non-finite flux elsewhere
     /// is an error.
-    pub fn from_arrays(name: &str, wavelength: Vec<f64>, flux: Vec<f64>, ivar: Option<Vec<f64>>, bad: Option<Vec<bool>>, medium: Medium, meta: Meta) -> crate::Result<Spectrum> {
+    pub fn from_arrays(
+        name: &str,
+        wavelength: Vec<f64>,
+        flux: Vec<f64>,
+        ivar: Option<Vec<f64>>,
+        bad: Option<Vec<bool>>,
+        medium: Medium,
+        meta: Meta,
+    ) -> crate::Result<Spectrum> {
         let n = wavelength.len();
         let ivar = ivar.unwrap_or_else(|| vec![1.0; n]);
         let bad = bad.unwrap_or_else(|| vec![false; n]);
-        let mut s = Spectrum { path: PathBuf::from(name), layout: Layout::Memory, medium, wavelength, flux, ivar, bad, meta };
+        let mut s =
+            Spectrum { path: PathBuf::from(name), layout: Layout::Memory, medium, wavelength, flux, ivar, bad, meta };
         super::read::validate(&mut s)?;
         Ok(s)
     }

@@ -120,7 +120,10 @@ impl DiskRowsWriter {
     pub fn push(&mut self, row: &[f32]) -> Result<()> {
         let width = *self.width.get_or_insert(row.len());
         if row.len() != width {
-            return Err(Error::Data(format!("spectra of different lengths after preprocessing: {} and {width} values", row.len())));
+            return Err(Error::Data(format!(
+                "spectra of different lengths after preprocessing: {} and {width} values",
+                row.len()
+            )));
         }
         let out = self.out.as_mut().expect("open until finish");
         for v in row {

@@ -191,7 +191,8 @@ pub fn marcs_grid(seed: u64) -> Vec<StarLabels> {
     teffs.extend((0..17).map(|i| 4000.0 + 250.0 * i as f64));
     teffs.dedup();
     let mut rng = StdRng::seed_from_u64(seed);
-    let step = |rng: &mut StdRng, lo: f64, hi: f64| lo + 0.25 * rng.random_range(0..=((hi - lo) / 0.25).round() as u32) as f64;
+    let step =
+        |rng: &mut StdRng, lo: f64, hi: f64| lo + 0.25 * rng.random_range(0..=((hi - lo) / 0.25).round() as u32) as f64;
     let mut out = Vec::new();
     for &teff in &teffs {
         for gi in 0..13 {
@@ -243,7 +244,14 @@ enum Element {
 
 fn strong_lines() -> Vec<Line> {
     use Element::*;
-    let l = |wave, element, log_gf, damping, temp_slope, gravity_power| Line { wave, element, log_gf, damping, temp_slope, gravity_power };
+    let l = |wave, element, log_gf, damping, temp_slope, gravity_power| Line {
+        wave,
+        element,
+        log_gf,
+        damping,
+        temp_slope,
+        gravity_power,
+    };
     vec![
         l(3934.78, Ca, 5.2, 0.05, -0.2, 0.4),
         l(3969.59, Ca, 4.9, 0.05, -0.2, 0.4),
@@ -314,7 +322,10 @@ fn gauss_cdf(x: f64) -> f64 {
     // Abramowitz & Stegun 7.1.26 for erf.
     let z = x / std::f64::consts::SQRT_2;
     let t = 1.0 / (1.0 + 0.327_591_1 * z.abs());
-    let y = 1.0 - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t + 0.254_829_592) * t * (-z * z).exp();
+    let y = 1.0
+        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t + 0.254_829_592)
+            * t
+            * (-z * z).exp();
     0.5 * (1.0 + if z >= 0.0 { y } else { -y })
 }
 
@@ -344,7 +355,8 @@ pub fn render(s: &StarLabels, wave: &[f64], resolution: f64, calibration: (f64, 
             let lm = l * 1e-10;
             let planck = 1.0 / (lm.powi(5) * ((6.626e-34 * 2.998e8 / (lm * 1.381e-23 * t)).exp() - 1.0));
             let blanket = 1.0 - 0.35 * zm.min(2.0) * (-(l - 3700.0) / 700.0).exp();
-            let response = (1.0 - 0.05 * (-((l - 5900.0) / 40.0).powi(2)).exp()) * (0.75 + 0.25 * (-((l - 6000.0) / 2500.0).powi(2)).exp());
+            let response = (1.0 - 0.05 * (-((l - 5900.0) / 40.0).powi(2)).exp())
+                * (0.75 + 0.25 * (-((l - 6000.0) / 2500.0).powi(2)).exp());
             let x = (l - 6400.0) / 2700.0;
             let cal = (calibration.0 * x + calibration.1 * (x * x - 1.0 / 3.0)).exp();
             planck * blanket.max(0.2) * response * cal
@@ -368,8 +380,14 @@ pub fn render(s: &StarLabels, wave: &[f64], resolution: f64, calibration: (f64, 
         (Band { head: 4315.4, length: 22.0, to_red: false }, 1.0 * 10f64.powf(0.8 * ch) * cool(5000.0, 1000.0)),
         (Band { head: 4738.3, length: 30.0, to_red: false }, 0.8 * c2 * cool(4500.0, 800.0)),
         (Band { head: 5166.5, length: 35.0, to_red: false }, 1.0 * c2 * cool(4500.0, 800.0)),
-        (Band { head: 3884.2, length: 20.0, to_red: false }, 0.5 * 10f64.powf(0.6 * (ch + nh)) * cool(5000.0, 900.0) * giant_cn),
-        (Band { head: 4217.4, length: 25.0, to_red: false }, 0.2 * 10f64.powf(0.6 * (ch + nh)) * cool(5000.0, 900.0) * giant_cn),
+        (
+            Band { head: 3884.2, length: 20.0, to_red: false },
+            0.5 * 10f64.powf(0.6 * (ch + nh)) * cool(5000.0, 900.0) * giant_cn,
+        ),
+        (
+            Band { head: 4217.4, length: 25.0, to_red: false },
+            0.2 * 10f64.powf(0.6 * (ch + nh)) * cool(5000.0, 900.0) * giant_cn,
+        ),
         (Band { head: 5212.0, length: 45.0, to_red: false }, 0.20 * 10f64.powf(mg) * cool(4300.0, 500.0) * dwarf_mgh),
         (Band { head: 4956.0, length: 60.0, to_red: true }, 0.40 * 10f64.powf(s.feh + s.afe) * cool(3600.0, 300.0)),
         (Band { head: 5168.0, length: 60.0, to_red: true }, 0.35 * 10f64.powf(s.feh + s.afe) * cool(3600.0, 300.0)),
@@ -393,7 +411,8 @@ pub fn render(s: &StarLabels, wave: &[f64], resolution: f64, calibration: (f64, 
             if d.abs() > 40.0 * gamma.max(2.0) {
                 continue;
             }
-            let depth = core * (-0.5 * (d / sig).powi(2)).exp() + 0.45 * strength * f / (1.0 + (d / gamma.max(0.3)).powi(2));
+            let depth =
+                core * (-0.5 * (d / sig).powi(2)).exp() + 0.45 * strength * f / (1.0 + (d / gamma.max(0.3)).powi(2));
             *fl *= (1.0 - depth).max(0.05);
         }
     }
@@ -456,7 +475,8 @@ pub fn observe(labels: StarLabels, how: &Observing, rng: &mut impl Rng) -> Obser
     let mut ivar = vec![1e4f32; n];
     let mut andmask = vec![0f32; n];
     if how.noise {
-        let mut r_band: Vec<f64> = wave.iter().zip(&model).filter(|(l, _)| (6000.0..7000.0).contains(*l)).map(|(_, f)| *f).collect();
+        let mut r_band: Vec<f64> =
+            wave.iter().zip(&model).filter(|(l, _)| (6000.0..7000.0).contains(*l)).map(|(_, f)| *f).collect();
         r_band.sort_by(|a, b| a.total_cmp(b));
         let fr = r_band[r_band.len() / 2];
         let sky = [4047.0, 4359.0, 5462.0, 5579.0, 6302.0, 6366.0, 6866.0];
@@ -472,7 +492,11 @@ pub fn observe(labels: StarLabels, how: &Observing, rng: &mut impl Rng) -> Obser
     if how.bad_pixels {
         let clumps = rng.random_range(4..12);
         for k in 0..clumps {
-            let start = if k == 0 { wave.iter().position(|l| *l > rng.random_range(5800.0..5990.0)).unwrap_or(0) } else { rng.random_range(0..n) };
+            let start = if k == 0 {
+                wave.iter().position(|l| *l > rng.random_range(5800.0..5990.0)).unwrap_or(0)
+            } else {
+                rng.random_range(0..n)
+            };
             for i in start..(start + rng.random_range(1..10)).min(n) {
                 ivar[i] = 0.0;
                 andmask[i] = 1.0;

@@ -29,7 +29,11 @@ pub struct Identity {
 /// Writes one observed synthetic spectrum; the header says it is synthetic.
 pub fn write_lamost(path: &Path, obs: &Observed, id: &Identity, layout: LamostLayout) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().ok_or_else(|| Error::file(path, "not a file name"))?.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().ok_or_else(|| Error::file(path, "not a file name"))?.to_string_lossy(),
+        std::process::id()
+    ));
     let _ = std::fs::remove_file(&tmp);
     let r = write_to(&tmp, obs, id, layout);
     match r {
@@ -91,9 +95,19 @@ fn write_to(path: &Path, obs: &Observed, id: &Identity, layout: LamostLayout) ->
                 d.with_type(ColumnDataType::Float).that_repeats(n);
                 d.create()
             };
-            let descs = ["FLUX", "IVAR", "WAVELENGTH", "ANDMASK", "ORMASK"].iter().map(|c| col(c)).collect::<std::result::Result<Vec<_>, _>>().map_err(err)?;
+            let descs = ["FLUX", "IVAR", "WAVELENGTH", "ANDMASK", "ORMASK"]
+                .iter()
+                .map(|c| col(c))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(err)?;
             let hdu = f.create_table("COADD", &descs).map_err(err)?;
-            for (name, v) in [("FLUX", &obs.flux), ("IVAR", &obs.ivar), ("WAVELENGTH", &wave), ("ANDMASK", &obs.andmask), ("ORMASK", &ormask)] {
+            for (name, v) in [
+                ("FLUX", &obs.flux),
+                ("IVAR", &obs.ivar),
+                ("WAVELENGTH", &wave),
+                ("ANDMASK", &obs.andmask),
+                ("ORMASK", &ormask),
+            ] {
                 hdu.write_col(&mut f, name, v).map_err(err)?;
             }
         }

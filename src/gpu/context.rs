@@ -48,7 +48,10 @@ fn summary(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
         backend: format!("{:?}", info.backend),
         device_type: format!("{:?}", info.device_type),
         driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
-        hardware: matches!(info.device_type, wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu | wgpu::DeviceType::VirtualGpu),
+        hardware: matches!(
+            info.device_type,
+            wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu | wgpu::DeviceType::VirtualGpu
+        ),
         max_buffer_size: l.max_buffer_size,
         max_storage_buffer_binding_size: l.max_storage_buffer_binding_size as u64,
         max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
@@ -147,7 +150,10 @@ impl Gpu {
     pub fn open(index: usize) -> Result<Self> {
         let mut all = adapters();
         if index >= all.len() {
-            return Err(gpu_err("open", format!("there is no adapter gpu:{index} ({} found; `specnn devices` lists them)", all.len())));
+            return Err(gpu_err(
+                "open",
+                format!("there is no adapter gpu:{index} ({} found; `specnn devices` lists them)", all.len()),
+            ));
         }
         let adapter = all.swap_remove(index);
         Self::from_adapter(index, adapter)
@@ -171,7 +177,8 @@ impl Gpu {
         limits.max_buffer_size = al.max_buffer_size;
         limits.max_storage_buffer_binding_size = al.max_storage_buffer_binding_size;
         let desc = wgpu::DeviceDescriptor { label: Some("specnn"), required_limits: limits, ..Default::default() };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| gpu_err("open", format!("{}: cannot open the device: {e}", summary.name)))?;
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| gpu_err("open", format!("{}: cannot open the device: {e}", summary.name)))?;
         let error = Arc::new(Mutex::new(None::<String>));
         let sink = error.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -189,7 +196,15 @@ impl Gpu {
                 s.get_or_insert(format!("the GPU device was lost ({reason:?}): {msg}"));
             }
         });
-        let mut gpu = Gpu { summary, device, queue, pipelines: Vec::new(), pool: Arc::default(), pending: Mutex::default(), error };
+        let mut gpu = Gpu {
+            summary,
+            device,
+            queue,
+            pipelines: Vec::new(),
+            pool: Arc::default(),
+            pending: Mutex::default(),
+            error,
+        };
         gpu.build_pipelines()?;
         Ok(gpu)
     }
@@ -201,7 +216,10 @@ impl Gpu {
             if !modules.contains_key(k.file()) {
                 let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
                 let source = k.source();
-                let m = self.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(k.file()), source: wgpu::ShaderSource::Wgsl(source.into()) });
+                let m = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(k.file()),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                });
                 if let Some(e) = pollster::block_on(scope.pop()) {
                     return Err(gpu_err(format!("shader {}", k.file()), e.to_string()));
                 }
@@ -213,7 +231,10 @@ impl Gpu {
                 layout: None,
                 module: &modules[k.file()],
                 entry_point: Some(k.entry()),
-                compilation_options: wgpu::PipelineCompilationOptions { constants: k.constants(), ..Default::default() },
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: k.constants(),
+                    ..Default::default()
+                },
                 cache: None,
             });
             if let Some(e) = pollster::block_on(scope.pop()) {
@@ -239,11 +260,18 @@ impl Gpu {
         let buffer = match reused {
             Some(b) => b,
             None => {
-                if size > self.summary.max_buffer_size || (kind == BufKind::Storage && size > self.summary.max_storage_buffer_binding_size) {
+                if size > self.summary.max_buffer_size
+                    || (kind == BufKind::Storage && size > self.summary.max_storage_buffer_binding_size)
+                {
                     return Err(gpu_err(op, format!("a buffer of {size} bytes is larger than this adapter allows ({} bytes per binding); use a smaller batch", self.summary.max_storage_buffer_binding_size)));
                 }
                 let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-                let b = self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(op), size, usage: kind.usage(), mapped_at_creation: false });
+                let b = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(op),
+                    size,
+                    usage: kind.usage(),
+                    mapped_at_creation: false,
+                });
                 if let Some(e) = pollster::block_on(scope.pop()) {
                     return Err(gpu_err(op, format!("the GPU ran out of memory allocating {size} bytes: {e}")));
                 }
@@ -269,17 +297,32 @@ impl Gpu {
 
     /// Records one dispatch of `kernel` with `bindings` (binding number, buffer) and the uniform
     /// `params` (the binding after the last storage binding is given by `uniform_binding`).
-    pub(crate) fn dispatch(&self, op: &'static str, kernel: Kernel, bindings: &[(u32, &wgpu::Buffer)], uniform_binding: u32, params: &[u8], groups: [u32; 3]) -> Result<()> {
+    pub(crate) fn dispatch(
+        &self,
+        op: &'static str,
+        kernel: Kernel,
+        bindings: &[(u32, &wgpu::Buffer)],
+        uniform_binding: u32,
+        params: &[u8],
+        groups: [u32; 3],
+    ) -> Result<()> {
         let uniform = self.alloc(BufKind::Uniform, params.len() as u64, op)?;
         self.queue.write_buffer(uniform.buffer(), 0, params);
         let (pipeline, layout) = &self.pipelines[kernel.index()];
-        let mut entries: Vec<wgpu::BindGroupEntry> = bindings.iter().map(|(b, buf)| wgpu::BindGroupEntry { binding: *b, resource: buf.as_entire_binding() }).collect();
+        let mut entries: Vec<wgpu::BindGroupEntry> = bindings
+            .iter()
+            .map(|(b, buf)| wgpu::BindGroupEntry { binding: *b, resource: buf.as_entire_binding() })
+            .collect();
         entries.push(wgpu::BindGroupEntry { binding: uniform_binding, resource: uniform.buffer().as_entire_binding() });
-        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(op), layout, entries: &entries });
+        let bind =
+            self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(op), layout, entries: &entries });
         let mut pending = self.pending.lock().expect("pending lock");
-        let encoder = pending.encoder.get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("specnn") }));
+        let encoder = pending.encoder.get_or_insert_with(|| {
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("specnn") })
+        });
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(op), timestamp_writes: None });
+            let mut pass =
+                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(op), timestamp_writes: None });
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, &bind, &[]);
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
@@ -318,7 +361,9 @@ impl Gpu {
     /// Waits until the GPU has finished everything submitted (benchmarks time with this).
     pub fn wait(&self) -> Result<()> {
         let ops = self.submit(None);
-        self.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: None }).map_err(|e| gpu_err("wait", e.to_string()))?;
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .map_err(|e| gpu_err("wait", e.to_string()))?;
         self.check(&ops)
     }
 
@@ -347,7 +392,9 @@ impl Gpu {
         staging.buffer().map_async(wgpu::MapMode::Read, 0..size, move |r| {
             let _ = tx.send(r);
         });
-        self.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: None }).map_err(|e| gpu_err(op, format!("waiting for the GPU: {e}")))?;
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .map_err(|e| gpu_err(op, format!("waiting for the GPU: {e}")))?;
         self.check(&ops)?;
         match rx.recv() {
             Ok(Ok(())) => {}
@@ -355,7 +402,11 @@ impl Gpu {
             Err(_) => return Err(gpu_err(op, "reading back: the map callback never ran")),
         }
         let out = {
-            let view = staging.buffer().slice(0..size).get_mapped_range().map_err(|e| gpu_err(op, format!("reading back: {e}")))?;
+            let view = staging
+                .buffer()
+                .slice(0..size)
+                .get_mapped_range()
+                .map_err(|e| gpu_err(op, format!("reading back: {e}")))?;
             view[..bytes as usize].to_vec()
         };
         staging.buffer().unmap();

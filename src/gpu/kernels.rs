@@ -69,7 +69,9 @@ impl Kernel {
             Kernel::Conv2dFwd => "conv2d_fwd.wgsl",
             Kernel::Conv2dBwdInput => "conv2d_bwd_input.wgsl",
             Kernel::Conv2dBwdWeight => "conv2d_bwd_weight.wgsl",
-            Kernel::ReluFwd | Kernel::ReluBwd | Kernel::SeluFwd | Kernel::SeluBwd | Kernel::Add | Kernel::Scale => "elementwise.wgsl",
+            Kernel::ReluFwd | Kernel::ReluBwd | Kernel::SeluFwd | Kernel::SeluBwd | Kernel::Add | Kernel::Scale => {
+                "elementwise.wgsl"
+            }
             Kernel::MaxPoolFwd | Kernel::MaxPoolBwd => "maxpool.wgsl",
             Kernel::BiasGrad | Kernel::SumSplits => "reduce.wgsl",
             Kernel::Loss => "loss.wgsl",
@@ -92,7 +94,9 @@ impl Kernel {
             other => unreachable!("no shader file {other}"),
         };
         match self {
-            Kernel::Conv2dFwd | Kernel::Conv2dBwdInput | Kernel::Conv2dBwdWeight => format!("{CONV_COMMON}\n{own}\n{GEMM_CORE}"),
+            Kernel::Conv2dFwd | Kernel::Conv2dBwdInput | Kernel::Conv2dBwdWeight => {
+                format!("{CONV_COMMON}\n{own}\n{GEMM_CORE}")
+            }
             Kernel::Matmul => format!("{own}\n{GEMM_CORE}"),
             _ => own.to_string(),
         }

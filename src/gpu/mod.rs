@@ -52,7 +52,11 @@ impl Device {
             }),
             "gpu" => match Gpu::first(false)? {
                 Some(g) => Ok(Device::Gpu(Arc::new(g))),
-                None => Err(Error::Gpu { op: "device".into(), msg: "no GPU adapter found (is a Vulkan driver installed? `specnn devices` lists what wgpu sees)".into() }),
+                None => Err(Error::Gpu {
+                    op: "device".into(),
+                    msg: "no GPU adapter found (is a Vulkan driver installed? `specnn devices` lists what wgpu sees)"
+                        .into(),
+                }),
             },
             s => {
                 let n: usize = s.strip_prefix("gpu:").and_then(|n| n.parse().ok()).ok_or_else(bad)?;
@@ -65,7 +69,9 @@ impl Device {
     pub fn describe(&self) -> String {
         match self {
             Device::Cpu => format!("cpu ({} threads)", rayon::current_num_threads()),
-            Device::Gpu(g) => format!("gpu:{} {} ({}, {})", g.summary.index, g.summary.name, g.summary.backend, g.summary.device_type),
+            Device::Gpu(g) => {
+                format!("gpu:{} {} ({}, {})", g.summary.index, g.summary.name, g.summary.backend, g.summary.device_type)
+            }
         }
     }
 

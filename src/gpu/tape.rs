@@ -151,7 +151,10 @@ impl<'g> GpuTape<'g> {
     /// Backward pass from a scalar `loss` made by [`GpuTape::loss`] (upstream gradient 1, no upload).
     pub fn backward(&mut self, loss: Var) -> Result<()> {
         if !matches!(self.nodes[loss.0].op, Op::Loss { .. }) {
-            return Err(Error::invalid("backward", "backward() starts from a loss recorded by GpuTape::loss; use backward_with for a tensor"));
+            return Err(Error::invalid(
+                "backward",
+                "backward() starts from a loss recorded by GpuTape::loss; use backward_with for a tensor",
+            ));
         }
         self.run_backward(loss, true)
     }
@@ -159,7 +162,11 @@ impl<'g> GpuTape<'g> {
     /// Backward pass from `out` with upstream gradient `grad_output` (of `out`'s shape).
     pub fn backward_with(&mut self, out: Var, grad_output: GpuTensor) -> Result<()> {
         if grad_output.shape() != self.val(out).shape() {
-            return Err(Error::shape("backward", "grad_output must have the output's shape", &[grad_output.shape(), self.val(out).shape()]));
+            return Err(Error::shape(
+                "backward",
+                "grad_output must have the output's shape",
+                &[grad_output.shape(), self.val(out).shape()],
+            ));
         }
         self.accumulate(out, grad_output)?;
         self.run_backward(out, false)
@@ -203,7 +210,8 @@ impl<'g> GpuTape<'g> {
         let gpu = self.gpu;
         let node = &self.nodes[i];
         let mut out: Vec<(Var, GpuTensor)> = Vec::with_capacity(3);
-        let upstream = || g.clone().ok_or_else(|| Error::invalid("backward", "an intermediate value has no upstream gradient"));
+        let upstream =
+            || g.clone().ok_or_else(|| Error::invalid("backward", "an intermediate value has no upstream gradient"));
         match &node.op {
             Op::Leaf => {}
             Op::Loss { pred, target, grad } => {
@@ -262,7 +270,10 @@ impl<'g> GpuTape<'g> {
 
 impl<'a, 'g> Graph<'a, f32> for GpuTape<'g> {
     fn param(&mut self, name: String, _host: &'a ArrayD<f32>) -> Result<Var> {
-        let t = self.store.tensors.get(&name).cloned().ok_or_else(|| Error::ModelTensor { name: name.clone(), msg: "is not on the GPU (the parameter store lacks it)".into() })?;
+        let t = self.store.tensors.get(&name).cloned().ok_or_else(|| Error::ModelTensor {
+            name: name.clone(),
+            msg: "is not on the GPU (the parameter store lacks it)".into(),
+        })?;
         let v = self.push(t, true, Op::Leaf);
         self.params.push((name, v));
         Ok(v)

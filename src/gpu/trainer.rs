@@ -9,8 +9,8 @@ use super::tape::{GpuTape, ParamStore};
 use super::tensor::GpuTensor;
 use crate::error::{Error, Result};
 use crate::nn::Model;
-use crate::optim::{Adam, AdamConfig};
 use crate::ops::loss::Objective;
+use crate::optim::{Adam, AdamConfig};
 use ndarray::ArrayD;
 use std::sync::Arc;
 
@@ -67,7 +67,10 @@ impl GpuTrainer {
         for (name, p) in &params.tensors {
             if let (Some(ms), Some(vs)) = (state.get(&format!("{name}.m")), state.get(&format!("{name}.v"))) {
                 if ms.shape() != p.shape() || vs.shape() != p.shape() {
-                    return Err(Error::ModelTensor { name: name.clone(), msg: "Adam's saved moments do not have the parameter's shape".into() });
+                    return Err(Error::ModelTensor {
+                        name: name.clone(),
+                        msg: "Adam's saved moments do not have the parameter's shape".into(),
+                    });
                 }
                 m.tensors.insert(name.clone(), GpuTensor::upload(gpu, &ms.view())?);
                 v.tensors.insert(name.clone(), GpuTensor::upload(gpu, &vs.view())?);
@@ -89,7 +92,13 @@ impl GpuTrainer {
 
     /// One training step on a batch: `x` (the model's input shape), standardised `target` and `mask`
     /// (1 where the label is known). Returns the loss when `want_loss` (the step's only readback).
-    pub fn step(&mut self, x: &ArrayD<f32>, target: &ArrayD<f32>, mask: &ArrayD<f32>, want_loss: bool) -> Result<Option<f32>> {
+    pub fn step(
+        &mut self,
+        x: &ArrayD<f32>,
+        target: &ArrayD<f32>,
+        mask: &ArrayD<f32>,
+        want_loss: bool,
+    ) -> Result<Option<f32>> {
         if !(mask.sum() > 0.0) {
             return Err(Error::invalid("masked_mae_loss", "every target is masked: no label to learn from"));
         }

@@ -145,7 +145,10 @@ pub struct ResidualBlock<T: Float> {
 
 impl<T: Float> ResidualBlock<T> {
     pub fn new(name: &str, width: usize, rng: &mut impl Rng) -> Self {
-        Self { fc1: Dense::new(&format!("{name}.fc1"), width, width, rng), fc2: Dense::new(&format!("{name}.fc2"), width, width, rng) }
+        Self {
+            fc1: Dense::new(&format!("{name}.fc1"), width, width, rng),
+            fc2: Dense::new(&format!("{name}.fc2"), width, width, rng),
+        }
     }
     pub fn forward<'a>(&'a self, tape: &mut impl Graph<'a, T>, x: Var) -> Result<Var> {
         let h = self.fc1.forward(tape, x)?;

@@ -15,8 +15,8 @@ use crate::ops::conv2d::Padding;
 use crate::ops::maxpool2d::Pool2dSpec;
 use crate::tensor::Float;
 use ndarray::{ArrayD, ArrayViewD, Axis, Slice};
-use rayon::prelude::*;
 use rand::{rngs::StdRng, SeedableRng};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -111,7 +111,10 @@ impl Arch {
     /// The number of outputs (labels).
     pub fn outputs(&self) -> usize {
         match self {
-            Arch::VmpCnn { outputs, .. } | Arch::ResAnn { outputs, .. } | Arch::Ann { outputs, .. } | Arch::StarNet { outputs, .. } => *outputs,
+            Arch::VmpCnn { outputs, .. }
+            | Arch::ResAnn { outputs, .. }
+            | Arch::Ann { outputs, .. }
+            | Arch::StarNet { outputs, .. } => *outputs,
         }
     }
 
@@ -146,7 +149,10 @@ impl Arch {
                 for (i, _) in channels.iter().enumerate() {
                     if *padding == Padding::Valid {
                         if *kernel > side {
-                            return Err(bad(format!("conv{}: kernel {kernel} is larger than its {side}x{side} input", i + 1)));
+                            return Err(bad(format!(
+                                "conv{}: kernel {kernel} is larger than its {side}x{side} input",
+                                i + 1
+                            )));
                         }
                         side = side - kernel + 1;
                     } else if kernel % 2 == 0 {
@@ -264,7 +270,12 @@ impl<T: Float> Model<T> {
                     .collect();
                 let (dense, last) = dense_stack(flat, dense, &mut rng);
                 let out = Dense::new("out", last, *outputs, &mut rng);
-                Body::StarNet { convs, pool: MaxPool2d { spec: Pool2dSpec { kernel: (1, *pool), stride: (1, *pool) } }, dense, out }
+                Body::StarNet {
+                    convs,
+                    pool: MaxPool2d { spec: Pool2dSpec { kernel: (1, *pool), stride: (1, *pool) } },
+                    dense,
+                    out,
+                }
             }
         };
         Ok(Self { arch: arch.clone(), body })
@@ -275,14 +286,23 @@ impl<T: Float> Model<T> {
     pub fn from_tensors(arch: &Arch, mut tensors: BTreeMap<String, ArrayD<T>>) -> Result<Self> {
         let mut model = Self::new(arch, 0)?;
         for (name, slot) in model.params_mut() {
-            let t = tensors.remove(&name).ok_or_else(|| Error::ModelTensor { name: name.clone(), msg: format!("missing (the architecture {} needs it)", arch.to_json()) })?;
+            let t = tensors.remove(&name).ok_or_else(|| Error::ModelTensor {
+                name: name.clone(),
+                msg: format!("missing (the architecture {} needs it)", arch.to_json()),
+            })?;
             if t.shape() != slot.shape() {
-                return Err(Error::ModelTensor { name, msg: format!("has shape {:?} but the architecture needs {:?}", t.shape(), slot.shape()) });
+                return Err(Error::ModelTensor {
+                    name,
+                    msg: format!("has shape {:?} but the architecture needs {:?}", t.shape(), slot.shape()),
+                });
             }
             *slot = t;
         }
         if let Some(name) = tensors.keys().next() {
-            return Err(Error::ModelTensor { name: name.clone(), msg: format!("is not a parameter of the architecture {}", arch.to_json()) });
+            return Err(Error::ModelTensor {
+                name: name.clone(),
+                msg: format!("is not a parameter of the architecture {}", arch.to_json()),
+            });
         }
         Ok(model)
     }
@@ -297,7 +317,11 @@ impl<T: Float> Model<T> {
         let shape = tape.shape_of(x);
         let want = self.arch.input_shape(shape.first().copied().unwrap_or(0));
         if shape != want || shape[0] == 0 {
-            return Err(Error::shape("model", format!("input must be {:?} with N >= 1", self.arch.input_shape(1)).replace("[1,", "[N,"), &[&shape]));
+            return Err(Error::shape(
+                "model",
+                format!("input must be {:?} with N >= 1", self.arch.input_shape(1)).replace("[1,", "[N,"),
+                &[&shape],
+            ));
         }
         match &self.body {
             Body::Cnn { convs, pool, dense, out, act } => {

@@ -22,7 +22,11 @@ fn map<T: Float>(x: &Arr<impl Data<Elem = T>>, f: impl Fn(T) -> T + Sync + Send)
     }
 }
 
-fn map2<T: Float>(x: &Arr<impl Data<Elem = T>>, dy: &Arr<impl Data<Elem = T>>, f: impl Fn(T, T) -> T + Sync + Send) -> ArrayD<T> {
+fn map2<T: Float>(
+    x: &Arr<impl Data<Elem = T>>,
+    dy: &Arr<impl Data<Elem = T>>,
+    f: impl Fn(T, T) -> T + Sync + Send,
+) -> ArrayD<T> {
     if x.len() < PAR_MIN {
         Zip::from(x).and(dy).map_collect(|&v, &d| f(v, d))
     } else {
@@ -50,7 +54,9 @@ pub fn selu<T: Float>(x: &Arr<impl Data<Elem = T>>) -> ArrayD<T> {
     let mut y = ArrayD::<T>::uninit(x.raw_dim());
     match (x.as_slice(), y.as_slice_mut()) {
         (Some(xs), Some(ys)) if xs.len() < PAR_MIN => T::selu_slice(xs, ys),
-        (Some(xs), Some(ys)) => ys.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK)).for_each(|(y, x)| T::selu_slice(x, y)),
+        (Some(xs), Some(ys)) => {
+            ys.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK)).for_each(|(y, x)| T::selu_slice(x, y))
+        }
         _ => Zip::from(&mut y).and(x).for_each(|y, &v| T::selu_slice(&[v], std::slice::from_mut(y))),
     }
     // SAFETY: every element was written above (the slices cover the array; the Zip visits each).
@@ -68,7 +74,9 @@ pub fn selu_backward_into<T: Float>(x: &Arr<impl Data<Elem = T>>, mut dy: ArrayD
     assert_eq!(x.shape(), dy.shape(), "selu_backward: x and dy differ in shape");
     match (x.as_slice(), dy.as_slice_mut()) {
         (Some(xs), Some(ds)) if xs.len() < PAR_MIN => T::selu_backward_slice(xs, ds),
-        (Some(xs), Some(ds)) => ds.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK)).for_each(|(d, x)| T::selu_backward_slice(x, d)),
+        (Some(xs), Some(ds)) => {
+            ds.par_chunks_mut(CHUNK).zip(xs.par_chunks(CHUNK)).for_each(|(d, x)| T::selu_backward_slice(x, d))
+        }
         _ => Zip::from(&mut dy).and(x).for_each(|d, &v| T::selu_backward_slice(&[v], std::slice::from_mut(d))),
     }
     dy

@@ -50,7 +50,10 @@ fn out_size(op: &'static str, input: usize, pad: usize, k: usize, stride: usize)
     }
     let padded = input + 2 * pad;
     if k == 0 || k > padded {
-        return Err(Error::invalid(op, format!("kernel {k} is larger than the padded input {padded} ({input} + 2*{pad})")));
+        return Err(Error::invalid(
+            op,
+            format!("kernel {k} is larger than the padded input {padded} ({input} + 2*{pad})"),
+        ));
     }
     Ok((padded - k) / stride + 1)
 }
@@ -97,12 +100,23 @@ fn weight_matrix<'a, T: Float>(w: &'a [T], g: &ConvGeom) -> ArrayView2<'a, T> {
 }
 
 /// Forward pass.
-pub fn forward<T: Float>(x: &Arr<impl Data<Elem = T>>, w: &Arr<impl Data<Elem = T>>, b: Option<&Arr<impl Data<Elem = T>>>, spec: Conv2dSpec) -> Result<ArrayD<T>> {
+pub fn forward<T: Float>(
+    x: &Arr<impl Data<Elem = T>>,
+    w: &Arr<impl Data<Elem = T>>,
+    b: Option<&Arr<impl Data<Elem = T>>>,
+    spec: Conv2dSpec,
+) -> Result<ArrayD<T>> {
     forward_impl(x, w, b, spec, None)
 }
 
 /// `forward`, or with `cache` `forward_cached`.
-fn forward_impl<T: Float>(x: &Arr<impl Data<Elem = T>>, w: &Arr<impl Data<Elem = T>>, b: Option<&Arr<impl Data<Elem = T>>>, spec: Conv2dSpec, cache: Option<&SpectraCache<T>>) -> Result<ArrayD<T>> {
+fn forward_impl<T: Float>(
+    x: &Arr<impl Data<Elem = T>>,
+    w: &Arr<impl Data<Elem = T>>,
+    b: Option<&Arr<impl Data<Elem = T>>>,
+    spec: Conv2dSpec,
+    cache: Option<&SpectraCache<T>>,
+) -> Result<ArrayD<T>> {
     let g = geometry(x.shape(), w.shape(), b.map(|b| b.shape()), spec)?;
     let (x, w) = (x.as_standard_layout(), w.as_standard_layout());
     let b = b.map(|b| b.as_standard_layout());
@@ -186,7 +200,11 @@ pub fn backward<T: Float>(
 ) -> Result<(Option<ArrayD<T>>, Option<ArrayD<T>>, Option<ArrayD<T>>)> {
     let g = geometry(x.shape(), w.shape(), None, spec)?;
     if dy.shape() != [g.n, g.o, g.oh, g.ow] {
-        return Err(Error::shape("conv2d backward", "grad_output does not match the output", &[dy.shape(), &[g.n, g.o, g.oh, g.ow]]));
+        return Err(Error::shape(
+            "conv2d backward",
+            "grad_output does not match the output",
+            &[dy.shape(), &[g.n, g.o, g.oh, g.ow]],
+        ));
     }
     let (x, w, dy) = (x.as_standard_layout(), w.as_standard_layout(), dy.as_standard_layout());
     let (xs, ws, dys) = (x.as_slice().expect("std"), w.as_slice().expect("std"), dy.as_slice().expect("std"));

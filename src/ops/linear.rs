@@ -27,7 +27,11 @@ fn as2<T: Float>(a: &Arr<impl Data<Elem = T>>) -> ndarray::ArrayView2<'_, T> {
 }
 
 /// Forward pass.
-pub fn forward<T: Float>(x: &Arr<impl Data<Elem = T>>, w: &Arr<impl Data<Elem = T>>, b: Option<&Arr<impl Data<Elem = T>>>) -> Result<ArrayD<T>> {
+pub fn forward<T: Float>(
+    x: &Arr<impl Data<Elem = T>>,
+    w: &Arr<impl Data<Elem = T>>,
+    b: Option<&Arr<impl Data<Elem = T>>>,
+) -> Result<ArrayD<T>> {
     check(x.shape(), w.shape(), b.map(|b| b.shape()))?;
     let mut y = matmul(T::one(), as2(x), as2(w).t());
     if let Some(b) = b {
@@ -50,12 +54,8 @@ pub fn backward<T: Float>(
         return Err(Error::shape("linear backward", "grad_output does not match the output", &[dy.shape()]));
     }
     let (x2, w2, dy2) = (as2(x), as2(w), as2(dy));
-    let dx = need[0].then(|| {
-        matmul(T::one(), dy2, w2).into_dyn()
-    });
-    let dw = need[1].then(|| {
-        matmul(T::one(), dy2.t(), x2).into_dyn()
-    });
+    let dx = need[0].then(|| matmul(T::one(), dy2, w2).into_dyn());
+    let dw = need[1].then(|| matmul(T::one(), dy2.t(), x2).into_dyn());
     let db = need[2].then(|| dy2.sum_axis(Axis(0)).into_dyn());
     Ok((dx, dw, db))
 }

@@ -55,7 +55,11 @@ pub fn mse_backward<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl
 
 /// `sum(mask |pred - target|) / sum(mask)`: the MAE over the elements whose target is known (mask 1),
 /// so that a star with an unknown label is skipped for that label. An error when nothing is known.
-pub fn masked_mae<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl Data<Elem = T>>, mask: &Arr<impl Data<Elem = T>>) -> Result<T> {
+pub fn masked_mae<T: Float>(
+    pred: &Arr<impl Data<Elem = T>>,
+    target: &Arr<impl Data<Elem = T>>,
+    mask: &Arr<impl Data<Elem = T>>,
+) -> Result<T> {
     let sum = masked_abs_sum(pred, target, mask)?;
     let count = mask.sum();
     if !(count > T::zero()) {
@@ -65,13 +69,23 @@ pub fn masked_mae<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl D
 }
 
 /// Gradient of `masked_mae` with respect to `pred` for upstream scalar `g`.
-pub fn masked_mae_backward<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl Data<Elem = T>>, mask: &Arr<impl Data<Elem = T>>, g: T) -> ArrayD<T> {
+pub fn masked_mae_backward<T: Float>(
+    pred: &Arr<impl Data<Elem = T>>,
+    target: &Arr<impl Data<Elem = T>>,
+    mask: &Arr<impl Data<Elem = T>>,
+    g: T,
+) -> ArrayD<T> {
     masked_mae_grad(pred, target, mask, g / mask.sum())
 }
 
 /// `k * mask * sign(pred - target)`: the gradient of `k * sum mask |pred - target|` with respect to
 /// `pred` (0 where the difference is 0, as in PyTorch).
-pub fn masked_mae_grad<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl Data<Elem = T>>, mask: &Arr<impl Data<Elem = T>>, k: T) -> ArrayD<T> {
+pub fn masked_mae_grad<T: Float>(
+    pred: &Arr<impl Data<Elem = T>>,
+    target: &Arr<impl Data<Elem = T>>,
+    mask: &Arr<impl Data<Elem = T>>,
+    k: T,
+) -> ArrayD<T> {
     Zip::from(pred).and(target).and(mask).map_collect(|&p, &t, &m| {
         let d = p - t;
         if m <= T::zero() || d == T::zero() {
@@ -86,12 +100,19 @@ pub fn masked_mae_grad<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<i
 
 /// `sum mask |pred - target|` over the elements where `mask` is positive (`masked_mae` before the
 /// division by the mask's sum).
-pub fn masked_abs_sum<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl Data<Elem = T>>, mask: &Arr<impl Data<Elem = T>>) -> Result<T> {
+pub fn masked_abs_sum<T: Float>(
+    pred: &Arr<impl Data<Elem = T>>,
+    target: &Arr<impl Data<Elem = T>>,
+    mask: &Arr<impl Data<Elem = T>>,
+) -> Result<T> {
     check("masked_mae_loss", pred, target)?;
     if mask.shape() != pred.shape() {
         return Err(Error::shape("masked_mae_loss", "mask must have the shape of pred", &[pred.shape(), mask.shape()]));
     }
-    Ok(Zip::from(pred).and(target).and(mask).fold(T::zero(), |acc, &p, &t, &m| if m > T::zero() { acc + m * (p - t).abs() } else { acc }))
+    Ok(Zip::from(pred)
+        .and(target)
+        .and(mask)
+        .fold(T::zero(), |acc, &p, &t, &m| if m > T::zero() { acc + m * (p - t).abs() } else { acc }))
 }
 
 /// What one training step minimises, over the labels whose mask is positive.
@@ -119,11 +140,21 @@ fn nll_terms<T: Float>(mu: T, s: T, t: T, beta: T) -> (T, T, T, T) {
     (w, mu - t, (-s).exp(), s)
 }
 
-fn nll_check<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl Data<Elem = T>>, mask: &Arr<impl Data<Elem = T>>) -> Result<usize> {
+fn nll_check<T: Float>(
+    pred: &Arr<impl Data<Elem = T>>,
+    target: &Arr<impl Data<Elem = T>>,
+    mask: &Arr<impl Data<Elem = T>>,
+) -> Result<usize> {
     const OP: &str = "gaussian_nll_loss";
     let (n, k) = match (pred.shape(), target.shape()) {
         (&[n, k2], &[nt, k]) if n == nt && k2 == 2 * k => (n, k),
-        _ => return Err(Error::shape(OP, "pred must be [n, 2k] (k means, then k log-variances) for a [n, k] target", &[pred.shape(), target.shape()])),
+        _ => {
+            return Err(Error::shape(
+                OP,
+                "pred must be [n, 2k] (k means, then k log-variances) for a [n, k] target",
+                &[pred.shape(), target.shape()],
+            ))
+        }
     };
     if mask.shape() != target.shape() {
         return Err(Error::shape(OP, "mask must have the shape of target", &[target.shape(), mask.shape()]));
@@ -138,7 +169,12 @@ fn nll_check<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl Data<E
 /// log-likelihood (without its constant, as PyTorch's `GaussianNLLLoss(full=False)`) of targets
 /// `[n, k]` under a prediction `[n, 2k]` whose row holds k means `mu` then k log-variances `s`, over
 /// the elements where `mask` is positive; `w = exp(beta s)` is beta-NLL's weight (1 for beta = 0).
-pub fn masked_gaussian_nll_sum<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl Data<Elem = T>>, mask: &Arr<impl Data<Elem = T>>, beta: T) -> Result<T> {
+pub fn masked_gaussian_nll_sum<T: Float>(
+    pred: &Arr<impl Data<Elem = T>>,
+    target: &Arr<impl Data<Elem = T>>,
+    mask: &Arr<impl Data<Elem = T>>,
+    beta: T,
+) -> Result<T> {
     let k = nll_check(pred, target, mask)?;
     let half = T::of(0.5);
     let mut sum = T::zero();
@@ -156,11 +192,19 @@ pub fn masked_gaussian_nll_sum<T: Float>(pred: &Arr<impl Data<Elem = T>>, target
 /// `k_scale` times the gradient of `masked_gaussian_nll_sum` with respect to `pred` (`[n, 2k]`):
 /// `w d e` for a mean, `w (1 - d^2 e) / 2` for a log-variance (at the clamped value where it is
 /// clamped: `LOG_VAR_LIMIT`), 0 where the label is unknown.
-pub fn masked_gaussian_nll_grad<T: Float>(pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl Data<Elem = T>>, mask: &Arr<impl Data<Elem = T>>, beta: T, k_scale: T) -> Result<ArrayD<T>> {
+pub fn masked_gaussian_nll_grad<T: Float>(
+    pred: &Arr<impl Data<Elem = T>>,
+    target: &Arr<impl Data<Elem = T>>,
+    mask: &Arr<impl Data<Elem = T>>,
+    beta: T,
+    k_scale: T,
+) -> Result<ArrayD<T>> {
     let k = nll_check(pred, target, mask)?;
     let half = T::of(0.5);
     let mut g = ArrayD::<T>::zeros(pred.raw_dim());
-    for (((p, t), m), mut gr) in pred.outer_iter().zip(target.outer_iter()).zip(mask.outer_iter()).zip(g.outer_iter_mut()) {
+    for (((p, t), m), mut gr) in
+        pred.outer_iter().zip(target.outer_iter()).zip(mask.outer_iter()).zip(g.outer_iter_mut())
+    {
         for j in 0..k {
             if m[j] > T::zero() {
                 let (w, d, e, _) = nll_terms(p[j], p[k + j], t[j], beta);
@@ -183,13 +227,20 @@ mod tests {
     /// it frozen).
     #[test]
     fn gaussian_nll_gradient_matches_finite_differences() {
-        let pred: ArrayD<f64> = ArrayD::from_shape_vec(IxDyn(&[3, 4]), vec![0.3, -1.2, 0.1, -0.4, 1.5, 0.2, -0.7, 0.9, -0.2, 0.8, 13.0, -0.3]).unwrap();
+        let pred: ArrayD<f64> = ArrayD::from_shape_vec(
+            IxDyn(&[3, 4]),
+            vec![0.3, -1.2, 0.1, -0.4, 1.5, 0.2, -0.7, 0.9, -0.2, 0.8, 13.0, -0.3],
+        )
+        .unwrap();
         let target = ArrayD::from_shape_vec(IxDyn(&[3, 2]), vec![0.0, -1.0, 1.1, 0.5, 0.4, -0.6]).unwrap();
         let mask = ArrayD::from_shape_vec(IxDyn(&[3, 2]), vec![1.0, 1.0, 0.0, 1.0, 1.0, 1.0]).unwrap();
         for beta in [0.0f64, 0.5] {
             let g = masked_gaussian_nll_grad(&pred, &target, &mask, beta, 1.0).unwrap();
             // beta-NLL's weight at the unperturbed log-variances, frozen for the differences.
-            let w: Vec<f64> = (0..3).flat_map(|i| (0..2).map(move |j| (i, j))).map(|(i, j)| (beta * pred[[i, 2 + j]].clamp(-LOG_VAR_LIMIT, LOG_VAR_LIMIT)).exp()).collect();
+            let w: Vec<f64> = (0..3)
+                .flat_map(|i| (0..2).map(move |j| (i, j)))
+                .map(|(i, j)| (beta * pred[[i, 2 + j]].clamp(-LOG_VAR_LIMIT, LOG_VAR_LIMIT)).exp())
+                .collect();
             let frozen = |p: &ArrayD<f64>| -> f64 {
                 let mut s = 0.0;
                 for i in 0..3 {
@@ -228,9 +279,18 @@ mod tests {
     fn gaussian_nll_is_lowest_at_the_squared_error() {
         let target = ArrayD::from_shape_vec(IxDyn(&[1, 1]), vec![0.0]).unwrap();
         let mask = ArrayD::from_elem(IxDyn(&[1, 1]), 1.0);
-        let at = |s: f64| masked_gaussian_nll_sum(&ArrayD::from_shape_vec(IxDyn(&[1, 2]), vec![0.5, s]).unwrap(), &target, &mask, 0.0).unwrap();
+        let at = |s: f64| {
+            masked_gaussian_nll_sum(&ArrayD::from_shape_vec(IxDyn(&[1, 2]), vec![0.5, s]).unwrap(), &target, &mask, 0.0)
+                .unwrap()
+        };
         let best = 0.25f64.ln();
         assert!(at(best) < at(best - 0.1) && at(best) < at(best + 0.1));
-        assert!(masked_gaussian_nll_sum(&ArrayD::<f64>::zeros(IxDyn(&[2, 3])), &ArrayD::zeros(IxDyn(&[2, 2])), &ArrayD::zeros(IxDyn(&[2, 2])), 0.0).is_err());
+        assert!(masked_gaussian_nll_sum(
+            &ArrayD::<f64>::zeros(IxDyn(&[2, 3])),
+            &ArrayD::zeros(IxDyn(&[2, 2])),
+            &ArrayD::zeros(IxDyn(&[2, 2])),
+            0.0
+        )
+        .is_err());
     }
 }

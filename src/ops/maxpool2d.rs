@@ -35,7 +35,17 @@ pub fn geometry(x: &[usize], spec: Pool2dSpec) -> Result<PoolGeom> {
     if kh > x[2] || kw > x[3] {
         return Err(Error::invalid(OP, format!("window {kh}x{kw} is larger than the input {}x{}", x[2], x[3])));
     }
-    Ok(PoolGeom { planes: x[0] * x[1], h: x[2], w: x[3], kh, kw, sh, sw, oh: (x[2] - kh) / sh + 1, ow: (x[3] - kw) / sw + 1 })
+    Ok(PoolGeom {
+        planes: x[0] * x[1],
+        h: x[2],
+        w: x[3],
+        kh,
+        kw,
+        sh,
+        sw,
+        oh: (x[2] - kh) / sh + 1,
+        ow: (x[3] - kw) / sw + 1,
+    })
 }
 
 /// Forward pass: the pooled tensor and the argmax of every output.
@@ -50,7 +60,12 @@ pub fn forward<T: Float>(x: &Arr<impl Data<Elem = T>>, spec: Pool2dSpec) -> Resu
 }
 
 /// Backward pass through the argmax of the forward pass.
-pub fn backward<T: Float>(x_shape: &[usize], dy: &Arr<impl Data<Elem = T>>, argmax: &[u32], spec: Pool2dSpec) -> Result<ArrayD<T>> {
+pub fn backward<T: Float>(
+    x_shape: &[usize],
+    dy: &Arr<impl Data<Elem = T>>,
+    argmax: &[u32],
+    spec: Pool2dSpec,
+) -> Result<ArrayD<T>> {
     let g = geometry(x_shape, spec)?;
     if dy.len() != g.planes * g.oh * g.ow || argmax.len() != dy.len() {
         return Err(Error::shape("maxpool2d backward", "grad_output does not match the output", &[dy.shape()]));

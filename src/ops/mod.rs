@@ -29,7 +29,11 @@ pub fn add<T: Float>(a: &Arr<impl Data<Elem = T>>, b: &Arr<impl Data<Elem = T>>)
 /// Reshape to `shape` (row-major, PyTorch's order); the element count must not change.
 pub fn reshape<T: Float>(x: &Arr<impl Data<Elem = T>>, shape: &[usize]) -> Result<ArrayD<T>> {
     if shape.iter().product::<usize>() != x.len() {
-        return Err(Error::shape("reshape", format!("cannot reshape {} elements into {shape:?}", x.len()), &[x.shape()]));
+        return Err(Error::shape(
+            "reshape",
+            format!("cannot reshape {} elements into {shape:?}", x.len()),
+            &[x.shape()],
+        ));
     }
     Ok(x.as_standard_layout().into_owned().into_shape_with_order(IxDyn(shape)).expect("checked element count"))
 }

@@ -28,7 +28,11 @@ pub fn tempdir() -> tempfile::TempDir {
 /// Runs the `specnn` binary: (exit code, stdout, stderr).
 pub fn specnn(args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_specnn")).args(args).output().expect("run specnn");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 /// A GPU for the GPU tests: the first adapter of any kind (lavapipe counts). Without one the calling
