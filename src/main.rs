@@ -122,14 +122,17 @@ enum Command {
     /// (7:3 by default), label standardisation, MAE loss skipping unknown labels, Adam, early stopping
     /// on the validation MAE, and a checkpoint (MODEL.ckpt) after every epoch for --resume.
     ///
-    /// Example: specnn train --spectra survey/ --labels survey/labels.csv --arch res-ann --resolution 200 --targets cfe,mgfe,nfe --out res.safetensors
+    /// Example: specnn train --spectra survey/ --labels survey/labels.csv --arch res-ann
+    /// --resolution 200 --targets cfe,mgfe,nfe --out res.safetensors
     Train(TrainArgs),
     /// k-fold cross-validation: every star estimated by a network that did not train on it.
     ///
     /// Takes the options of `train`; --out is a folder for the fold models. Writes report.md and
     /// figures (the seed's metrics on the pooled out-of-fold estimates) to --report.
     ///
-    /// Example: specnn crossval --spectra ../shared/data/miles --labels ../shared/data/miles/labels.csv --arch vmp-cnn --channels 16,32,64 --targets teff,logg,feh --min-coverage 0.8 --folds 5 --out cv-models --report cv-report
+    /// Example: specnn crossval --spectra ../shared/data/miles --labels ../shared/data/miles/labels.csv
+    /// --arch vmp-cnn --channels 16,32,64 --targets teff,logg,feh --min-coverage 0.8 --folds 5
+    /// --out cv-models --report cv-report
     Crossval {
         #[command(flatten)]
         train: TrainArgs,
@@ -369,7 +372,10 @@ fn main() -> ExitCode {
 fn devices() -> ExitCode {
     let all = specnn::gpu::list_adapters();
     if all.is_empty() {
-        println!("no GPU adapter found: --device auto runs on the CPU (install a Vulkan driver for the GPU path; mesa-vulkan-drivers gives a CPU one for testing)");
+        println!(
+            "no GPU adapter found: --device auto runs on the CPU (install a Vulkan driver for the GPU path; \
+            mesa-vulkan-drivers gives a CPU one for testing)"
+        );
         return ExitCode::SUCCESS;
     }
     println!(
@@ -394,7 +400,10 @@ fn devices() -> ExitCode {
     }
     match all.iter().find(|a| a.hardware) {
         Some(a) => println!("--device auto takes gpu:{} ({})", a.index, a.name),
-        None => println!("--device auto takes the CPU: no hardware GPU (a CPU-emulated Vulkan device is slower than the CPU path; use --device gpu to run on it anyway)"),
+        None => println!(
+            "--device auto takes the CPU: no hardware GPU (a CPU-emulated Vulkan device is slower than \
+            the CPU path; use --device gpu to run on it anyway)"
+        ),
     }
     ExitCode::SUCCESS
 }
@@ -518,7 +527,10 @@ fn bench(
     if !json {
         println!("specnn bench: f32 on {}", device.describe());
         match peak {
-            Some(p) => println!("peak: {p:.1} GFLOP/s ({source}); GFLOP/s count a direct convolution's operations, so the FFT-convolved CNN can pass 100%"),
+            Some(p) => println!(
+                "peak: {p:.1} GFLOP/s ({source}); GFLOP/s count a direct convolution's operations, so \
+                the FFT-convolved CNN can pass 100%"
+            ),
             None => println!("peak: unknown (give --peak-gflops for the 'of peak' column)"),
         }
         println!(
@@ -573,7 +585,8 @@ fn inspect(files: &[PathBuf], medium: Option<specnn::data::Medium>) -> ExitCode 
                 let m = &s.meta;
                 let opt = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_else(|| "-".into());
                 println!(
-                    "{}: {:?}, {:?} wavelengths, {n} pixels {:.2}-{:.2} A, {bad} bad; obsid {} ra {} dec {} z {} snr {:?} class {}{}",
+                    "{}: {:?}, {:?} wavelengths, {n} pixels {:.2}-{:.2} A, {bad} bad; obsid {} ra {} dec {} z {} snr \
+                        {:?} class {}{}",
                     f.display(),
                     s.layout,
                     s.medium,
@@ -751,7 +764,8 @@ fn cli_predict(
         t0.elapsed().as_secs_f64()
     );
     println!(
-        "  {:.0} spectra/s; reading {:.1} s and preprocessing {:.1} s (CPU time over {} threads, overlapped with the model), model {:.1} s, wall {:.1} s",
+        "  {:.0} spectra/s; reading {:.1} s and preprocessing {:.1} s (CPU time over {} threads, overlapped with the \
+            model), model {:.1} s, wall {:.1} s",
         tp.spectra as f64 / tp.wall_s.max(1e-9),
         tp.read_s,
         tp.prep_s,
@@ -762,7 +776,11 @@ fn cli_predict(
     use specnn::trust::{FLAG_DOCS, FLAG_SYNTHETIC_MODEL};
     let synth = rows.iter().filter(|r| r.flags.is_some_and(|f| f & FLAG_SYNTHETIC_MODEL != 0)).count();
     if synth > 0 {
-        eprintln!("WARNING: {} was trained on SYNTHETIC spectra and {synth} of these spectra are real: their labels are not to be trusted (flags bit {FLAG_SYNTHETIC_MODEL})", model.display());
+        eprintln!(
+            "WARNING: {} was trained on SYNTHETIC spectra and {synth} of these spectra are real: their labels \
+            are not to be trusted (flags bit {FLAG_SYNTHETIC_MODEL})",
+            model.display()
+        );
     }
     for (bit, what) in FLAG_DOCS.iter().filter(|(b, _)| *b != FLAG_SYNTHETIC_MODEL) {
         let n = rows.iter().filter(|r| r.flags.is_some_and(|f| f & bit != 0)).count();
@@ -874,7 +892,10 @@ fn demo(
         ..base.clone()
     };
     let th = Thresholds::default();
-    let mut summary = String::from("# specnn demo (SYNTHETIC data)\n\n> Every number here is on SYNTHETIC spectra from specnn's simulator (a physical caricature), not on real stars.\n\n");
+    let mut summary = String::from(
+        "# specnn demo (SYNTHETIC data)\n\n> Every number here is on SYNTHETIC spectra \
+        from specnn's simulator (a physical caricature), not on real stars.\n\n",
+    );
     for (name, req) in [("res_ann", &base), ("vmp_cnn", &cnn)] {
         println!("training {name} on {} ...", req.targets.join(", "));
         cli_train(req)?;
@@ -891,7 +912,15 @@ fn demo(
             device,
         )?;
         print_evaluation(&e, &dir);
-        summary += &format!("## {name}: {}\n\nTrained on {} SYNTHETIC stars (70% train, 30% validation); evaluated on {} held-out SYNTHETIC stars. Report: `report_{name}/report.md`; catalog: `catalog_{name}.fits`.\n\n| label | unit | MAE | SD | M | MAE of the median | skill |\n|---|---|---|---|---|---|---|\n", req.targets.join(", "), n, e.evaluated);
+        summary += &format!(
+            "## {name}: {}\n\nTrained on {} SYNTHETIC stars (70% train, 30% validation); evaluated on \
+            {} held-out SYNTHETIC stars. Report: `report_{name}/report.md`; catalog: `catalog_{name}.fits`.\n\n| label \
+            | unit | MAE | SD | M | MAE of the median | skill |\n\
+            |---|---|---|---|---|---|---|\n",
+            req.targets.join(", "),
+            n,
+            e.evaluated
+        );
         use specnn::workflow::{fmt_value, MIN_SKILL};
         for ((l, m, _, _), (_, mae_med, skill)) in e.metrics.iter().zip(&e.skill) {
             let unit = specnn::data::labels::label_unit(l);
@@ -905,11 +934,20 @@ fn demo(
         }
         let weak: Vec<&str> = e.skill.iter().filter(|s| !(s.2 >= MIN_SKILL)).map(|s| s.0.as_str()).collect();
         if !weak.is_empty() {
-            summary += &format!("\n**Little or no skill** (below {MIN_SKILL} against predicting the median): {}. Not a result, even on synthetic data.\n", weak.join(", "));
+            summary += &format!(
+                "\n**Little or no skill** (below {MIN_SKILL} against predicting the median): {}. Not \
+                a result, even on synthetic data.\n",
+                weak.join(", ")
+            );
         }
         if name == "vmp_cnn" {
             let k = specnn::workflow::candidates(&trained, &rows, &th, &out.join("vmp_candidates.fits"))?;
-            summary += &format!("\nThe CNN here uses channel widths {:?} instead of the seed's [64, 128, 256], to fit the demo into about ten minutes on 2 CPU cores.\n\nVMP candidates ([Fe/H] < {}): {k}, in `vmp_candidates.fits` (with the CEMP flag).\n", channels, th.vmp_feh);
+            summary += &format!(
+                "\nThe CNN here uses channel widths {:?} instead of the seed's [64, 128, 256], to fit \
+                the demo into about ten minutes on 2 CPU cores.\n\nVMP candidates ([Fe/H] < {}): {k}, in \
+                `vmp_candidates.fits` (with the CEMP flag).\n",
+                channels, th.vmp_feh
+            );
             if let Some(c) = e.vmp {
                 summary +=
                     &format!("VMP recall {:.2}%, false-positive rate {:.2}%.\n", 100.0 * c.recall(), 100.0 * c.fpr());

@@ -431,7 +431,11 @@ impl InputScaling {
         match arch {
             Arch::Ann { .. } => Ok("fc1"),
             Arch::ResAnn { .. } => Ok("input"),
-            _ => Err(Error::invalid("train", "standardised inputs are for the dense networks (ann, res-ann): a convolution cannot absorb a per-pixel scaling")),
+            _ => Err(Error::invalid(
+                "train",
+                "standardised inputs are for the dense networks (ann, res-ann): a \
+                convolution cannot absorb a per-pixel scaling",
+            )),
         }
     }
 
@@ -699,7 +703,11 @@ fn load_checkpoint(path: &Path, cfg: &TrainConfig) -> Result<State> {
         serde_json::from_str(get("specnn-train-config")?).map_err(|e| Error::file(path, e.to_string()))?;
     // The number of epochs may grow (resume an interrupted run, or train longer); nothing else may change.
     if (TrainConfig { epochs: cfg.epochs, ..saved }) != *cfg {
-        return Err(Error::file(path, "the checkpoint was written by a run with other settings (architecture, targets, preprocessing, batch, lr, split, validation list, seed or patience); rerun without --resume or with the same settings"));
+        return Err(Error::file(
+            path,
+            "the checkpoint was written by a run with other settings (architecture, targets, preprocessing, batch, \
+             lr, split, validation list, seed or patience); rerun without --resume or with the same settings",
+        ));
     }
     let model_t: BTreeMap<String, ArrayD<f32>> =
         tensors.iter().filter_map(|(k, v)| k.strip_prefix("model.").map(|n| (n.to_string(), v.clone()))).collect();

@@ -603,7 +603,11 @@ pub fn write_report(
     let mut md = String::new();
     let _ = writeln!(md, "# specnn evaluation report\n");
     if synthetic {
-        let _ = writeln!(md, "> **SYNTHETIC DATA.** These spectra (or the model's training set) come from specnn's synthetic survey, a physical caricature. Nothing here is a result on real stars.\n");
+        let _ = writeln!(
+            md,
+            "> **SYNTHETIC DATA.** These spectra (or the model's training set) come from specnn's \
+            synthetic survey, a physical caricature. Nothing here is a result on real stars.\n"
+        );
     }
     for line in &ctx.header {
         let _ = writeln!(md, "- {line}");
@@ -621,7 +625,11 @@ pub fn write_report(
         md,
         "\n## Metrics (E = truth - estimate; MAE = mean |E|, SD = standard deviation of E, M = median of E)\n"
     );
-    let _ = writeln!(md, "| label | unit | n | MAE | SD | M | MAE of the median | skill | VMP n | VMP MAE | normal n | normal MAE |\n|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| label | unit | n | MAE | SD | M | MAE of the median | skill | VMP n | VMP MAE | normal n \
+        | normal MAE |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     let mut all = Vec::new();
     let mut no_skill = Vec::new();
     let mut skills = Vec::new();
@@ -717,13 +725,28 @@ pub fn write_report(
         }
         all.push((name.clone(), m, mv, mn));
     }
-    let _ = writeln!(md, "\nMAE of the median: the MAE of predicting every star's label as the median of the evaluated stars' labels; skill = 1 - MAE / that (0: no better than the median; 1: perfect). VMP: true [Fe/H] < {}; normal: true [Fe/H] >= {} (columns empty when [Fe/H] is not a target).", th.vmp_feh, th.vmp_feh);
+    let _ = writeln!(
+        md,
+        "\nMAE of the median: the MAE of predicting every star's label as the median of the evaluated \
+        stars' labels; skill = 1 - MAE / that (0: no better than the median; 1: perfect). VMP: true [Fe/H] < {}; \
+        normal: true [Fe/H] >= {} (columns empty when [Fe/H] is not a target).",
+        th.vmp_feh, th.vmp_feh
+    );
     if !no_skill.is_empty() {
-        let _ = writeln!(md, "\n> **Little or no skill (below {MIN_SKILL}):** {}. These estimates are barely better than predicting the median; do not use them as results.", no_skill.join("; "));
+        let _ = writeln!(
+            md,
+            "\n> **Little or no skill (below {MIN_SKILL}):** {}. These estimates are barely better \
+            than predicting the median; do not use them as results.",
+            no_skill.join("; ")
+        );
     }
     if let Some(t) = targets.iter().position(|x| x == "teff") {
         // Hot stars are few in most libraries and dominate a Teff MAE in kelvin: show both sides.
-        let _ = writeln!(md, "\n### Below and above Teff = {HOT_TEFF} K (true Teff)\n\n| label | n cool | MAE cool | n hot | MAE hot |\n|---|---|---|---|---|");
+        let _ = writeln!(
+            md,
+            "\n### Below and above Teff = {HOT_TEFF} K (true Teff)\n\n| label | n cool | MAE cool | \
+            n hot | MAE hot |\n|---|---|---|---|---|"
+        );
         for (j, name) in targets.iter().enumerate() {
             let side = |hot: bool| -> Metrics {
                 let (a, b): (Vec<f64>, Vec<f64>) = (0..data.y.nrows())
@@ -753,7 +776,12 @@ pub fn write_report(
     };
     let mut coverage = Vec::new();
     if let Some(sig) = sig {
-        let _ = writeln!(md, "\n## Uncertainties: are the stated sigmas right?\n\nA calibrated 1-sigma holds 68.3% of the stars within |E| < sigma and 95.4% within 2 sigma.\n\n| label | n | median sigma | within 1 sigma | within 2 sigma |\n|---|---|---|---|---|");
+        let _ = writeln!(
+            md,
+            "\n## Uncertainties: are the stated sigmas right?\n\nA calibrated 1-sigma holds 68.3% of \
+            the stars within |E| < sigma and 95.4% within 2 sigma.\n\n| label | n | median sigma | within 1 sigma | \
+            within 2 sigma |\n|---|---|---|---|---|"
+        );
         let mut curves = Vec::new();
         for (j, name) in targets.iter().enumerate() {
             let pairs = error_sigma(sig, &mut (0..data.y.nrows()), j);
@@ -853,7 +881,12 @@ pub fn write_report(
                 .map(|(a, b)| (*a < th.vmp_feh, *b < th.vmp_feh)),
         );
         let _ = writeln!(md, "\n## VMP identification (estimated [Fe/H] < {})\n", th.vmp_feh);
-        let _ = writeln!(md, "| estimate \\ truth | [Fe/H] < {0} | [Fe/H] >= {0} |\n|---|---|---|\n| [Fe/H] < {0} | {1} | {2} |\n| [Fe/H] >= {0} | {3} | {4} |", th.vmp_feh, c.tp, c.fp, c.fn_, c.tn);
+        let _ = writeln!(
+            md,
+            "| estimate \\ truth | [Fe/H] < {0} | [Fe/H] >= {0} |\n|---|---|---|\n| [Fe/H] < {0} | \
+            {1} | {2} |\n| [Fe/H] >= {0} | {3} | {4} |",
+            th.vmp_feh, c.tp, c.fp, c.fn_, c.tn
+        );
         let _ = writeln!(
             md,
             "\nRecall {} ({}/{}); {} of {} normal stars flagged ({}).",
@@ -873,7 +906,11 @@ pub fn write_report(
         figs.push(("VMP confusion".into(), "confusion_vmp.png".into()));
         let ths: Vec<f64> = (0..=24).map(|i| th.vmp_feh - 0.6 + 0.05 * i as f64).collect();
         let cv = curve(&tr, &es, th.vmp_feh, &ths);
-        let _ = writeln!(md, "\n### Recall and false-positive rate against the threshold on estimated [Fe/H]\n\n| threshold | recall | false-positive rate |\n|---|---|---|");
+        let _ = writeln!(
+            md,
+            "\n### Recall and false-positive rate against the threshold on estimated [Fe/H]\n\n| \
+            threshold | recall | false-positive rate |\n|---|---|---|"
+        );
         for (t_, r, f) in cv.iter().step_by(4) {
             let mark = if (t_ - th.vmp_feh).abs() < 1e-9 { " (operating point)" } else { "" };
             let _ = writeln!(md, "| {t_:.2}{mark} | {} | {} |", pct(*r, 2), pct(*f, 2));
@@ -910,7 +947,13 @@ pub fn write_report(
                 .collect();
             let levels: Vec<f64> = (1..20).map(|k| k as f64 * 0.05).collect();
             let at = |level: f64| Confusion::from_pairs(p.iter().map(|(t, pv)| (*t, *pv >= level)));
-            let _ = writeln!(md, "\n### Recall and false-positive rate against a threshold on p_vmp\n\nA star is flagged when p_vmp (the catalog's probability of [Fe/H] < {}, from its estimate and calibrated sigma) is at least P.\n\n| P | flagged | recall | false-positive rate |\n|---|---|---|---|", th.vmp_feh);
+            let _ = writeln!(
+                md,
+                "\n### Recall and false-positive rate against a threshold on p_vmp\n\nA star is \
+                flagged when p_vmp (the catalog's probability of [Fe/H] < {}, from its estimate and calibrated sigma) \
+                is at least P.\n\n| P | flagged | recall | false-positive rate |\n|---|---|---|---|",
+                th.vmp_feh
+            );
             for &level in levels.iter().skip(1).step_by(2) {
                 let c = at(level);
                 let _ = writeln!(md, "| {level:.2} | {} | {} | {} |", c.tp + c.fp, pct(c.recall(), 2), pct(c.fpr(), 2));
@@ -955,7 +998,12 @@ pub fn write_report(
             .map(|i| (data.y[[i, k]] > th.cemp_cfe, est[[i, k]] > th.cemp_cfe));
         let c = Confusion::from_pairs(pairs);
         let _ = writeln!(md, "\n## CEMP identification among true VMP stars (estimated [C/Fe] > {})\n", th.cemp_cfe);
-        let _ = writeln!(md, "| estimate \\ truth | [C/Fe] > {0} | [C/Fe] <= {0} |\n|---|---|---|\n| [C/Fe] > {0} | {1} | {2} |\n| [C/Fe] <= {0} | {3} | {4} |", th.cemp_cfe, c.tp, c.fp, c.fn_, c.tn);
+        let _ = writeln!(
+            md,
+            "| estimate \\ truth | [C/Fe] > {0} | [C/Fe] <= {0} |\n|---|---|---|\n| [C/Fe] > {0} | \
+            {1} | {2} |\n| [C/Fe] <= {0} | {3} | {4} |",
+            th.cemp_cfe, c.tp, c.fp, c.fn_, c.tn
+        );
         let _ =
             writeln!(md, "\nRecall {}; false-positive rate {}.", or_dash(pct(c.recall(), 2)), or_dash(pct(c.fpr(), 2)));
         crate::plot::confusion(
@@ -1145,8 +1193,19 @@ pub fn run_crossval(
         }
     }
     let header = vec![
-        format!("{folds}-fold cross-validation of `{described}` (seed {}): every star is estimated by the model that did not train on it", r.seed),
-        format!("each fold trained up to {} epochs with its own {:.0}:{:.0} inner split for early stopping; fold models in `{}`", r.epochs, 100.0 * r.split, 100.0 * (1.0 - r.split), r.out.display()),
+        format!(
+            "{folds}-fold cross-validation of `{described}` (seed {}): every star is estimated by the model that \
+            did not train on it",
+            r.seed
+        ),
+        format!(
+            "each fold trained up to {} epochs with its own {:.0}:{:.0} inner split for early stopping; fold \
+            models in `{}`",
+            r.epochs,
+            100.0 * r.split,
+            100.0 * (1.0 - r.split),
+            r.out.display()
+        ),
         format!("spectra: `{}`, labels: `{}`; training curve below: fold 1", r.spectra.display(), r.labels.display()),
     ];
     let ctx = ReportContext {

@@ -89,7 +89,18 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn conv2d_matches_cpu(n in 1usize..3, c in 1usize..6, o in 1usize..7, h in 3usize..12, w in 3usize..12, k in 1usize..6, pad in 0usize..3, stride in 1usize..3, bias in any::<bool>(), seed in 0u64..1000) {
+    fn conv2d_matches_cpu(
+        n in 1usize..3,
+        c in 1usize..6,
+        o in 1usize..7,
+        h in 3usize..12,
+        w in 3usize..12,
+        k in 1usize..6,
+        pad in 0usize..3,
+        stride in 1usize..3,
+        bias in any::<bool>(),
+        seed in 0u64..1000,
+    ) {
         prop_assume!(k <= h + 2 * pad && k <= w + 2 * pad);
         let Some(g) = common::gpu() else { return Ok(()) };
         let spec = Conv2dSpec { stride: (stride, stride), padding: (pad, pad) };
@@ -99,7 +110,13 @@ proptest! {
     }
 
     #[test]
-    fn conv2d_9x9_same_matches_cpu(n in 1usize..3, c in 1usize..5, o in 1usize..6, side in 9usize..20, seed in 0u64..1000) {
+    fn conv2d_9x9_same_matches_cpu(
+        n in 1usize..3,
+        c in 1usize..5,
+        o in 1usize..6,
+        side in 9usize..20,
+        seed in 0u64..1000,
+    ) {
         let Some(g) = common::gpu() else { return Ok(()) };
         let spec = Conv2dSpec { stride: (1, 1), padding: (4, 4) };
         let inputs = vec![arr(&[n, c, side, side], seed), arr(&[o, c, 9, 9], seed + 1), arr(&[o], seed + 2)];
@@ -107,7 +124,13 @@ proptest! {
     }
 
     #[test]
-    fn linear_matches_cpu(n in 1usize..70, i in 1usize..80, o in 1usize..70, bias in any::<bool>(), seed in 0u64..1000) {
+    fn linear_matches_cpu(
+        n in 1usize..70,
+        i in 1usize..80,
+        o in 1usize..70,
+        bias in any::<bool>(),
+        seed in 0u64..1000,
+    ) {
         let Some(g) = common::gpu() else { return Ok(()) };
         let mut inputs = vec![arr(&[n, i], seed), arr(&[o, i], seed + 1)];
         if bias { inputs.push(arr(&[o], seed + 2)); }
@@ -115,7 +138,15 @@ proptest! {
     }
 
     #[test]
-    fn maxpool_matches_cpu(n in 1usize..3, c in 1usize..5, h in 2usize..11, w in 2usize..11, k in 1usize..4, s in 1usize..4, seed in 0u64..1000) {
+    fn maxpool_matches_cpu(
+        n in 1usize..3,
+        c in 1usize..5,
+        h in 2usize..11,
+        w in 2usize..11,
+        k in 1usize..4,
+        s in 1usize..4,
+        seed in 0u64..1000,
+    ) {
         prop_assume!(k <= h && k <= w);
         let Some(g) = common::gpu() else { return Ok(()) };
         // Distinct values: no ties, so the argmax is the same on both devices.
@@ -146,7 +177,11 @@ proptest! {
         prop_assume!(mask.sum() > 0.0);
         for kind in [ops::LossKind::Mae, ops::LossKind::Mse, ops::LossKind::MaskedMae] {
             let mut cpu = Tape::new();
-            let (cp, ct, cm) = (cpu.input(p.clone(), true), cpu.input(t.clone(), false), cpu.input(mask.clone(), false));
+            let (
+                cp,
+                ct,
+                cm,
+            ) = (cpu.input(p.clone(), true), cpu.input(t.clone(), false), cpu.input(mask.clone(), false));
             let cl = match kind {
                 ops::LossKind::Mae => cpu.mae_loss(cp, ct).unwrap(),
                 ops::LossKind::Mse => cpu.mse_loss(cp, ct).unwrap(),
@@ -155,7 +190,8 @@ proptest! {
             cpu.backward(cl).unwrap();
             let store = ParamStore::default();
             let mut gt = GpuTape::new(&g, &store);
-            let (gp, gtv, gm) = (gt.input(p.view(), true).unwrap(), gt.input(t.view(), false).unwrap(), gt.input(mask.view(), false).unwrap());
+            let gp = gt.input(p.view(), true).unwrap();
+            let (gtv, gm) = (gt.input(t.view(), false).unwrap(), gt.input(mask.view(), false).unwrap());
             let gl = gt.loss(kind, gp, gtv, (kind == ops::LossKind::MaskedMae).then_some(gm)).unwrap();
             gt.backward(gl).unwrap();
             close(&format!("{kind:?} value"), &gt.value(gl).to_array(&g).unwrap(), &cpu.value(cl).to_owned())?;
@@ -167,7 +203,12 @@ proptest! {
     /// `ops::loss`: the loss (mean over known labels) and its gradient, log-variances up to +-15 so
     /// that some are clamped.
     #[test]
-    fn gaussian_nll_matches_cpu(rows in 1usize..40, labels in 1usize..5, seed in 0u64..1000, beta in prop::sample::select(vec![0.0f64, 0.5])) {
+    fn gaussian_nll_matches_cpu(
+        rows in 1usize..40,
+        labels in 1usize..5,
+        seed in 0u64..1000,
+        beta in prop::sample::select(vec![0.0f64, 0.5]),
+    ) {
         let Some(g) = common::gpu() else { return Ok(()) };
         let mut p = arr(&[rows, 2 * labels], seed);
         for mut r in p.outer_iter_mut() {
@@ -183,7 +224,8 @@ proptest! {
         let cpu_grad = specnn::ops::loss::masked_gaussian_nll_grad(&p, &t, &mask, beta as f32, 1.0 / count).unwrap();
         let store = ParamStore::default();
         let mut gt = GpuTape::new(&g, &store);
-        let (gp, gtv, gm) = (gt.input(p.view(), true).unwrap(), gt.input(t.view(), false).unwrap(), gt.input(mask.view(), false).unwrap());
+        let gp = gt.input(p.view(), true).unwrap();
+        let (gtv, gm) = (gt.input(t.view(), false).unwrap(), gt.input(mask.view(), false).unwrap());
         let gl = gt.gaussian_nll(gp, gtv, gm, beta).unwrap();
         gt.backward(gl).unwrap();
         close("nll value", &gt.value(gl).to_array(&g).unwrap(), &ArrayD::from_elem(IxDyn(&[]), cpu_loss))?;
@@ -196,7 +238,8 @@ proptest! {
         let cfg = AdamConfig { lr: 3e-3, ..AdamConfig::default() };
         let (mut p, grad) = (arr(&[len], seed), arr(&[len], seed + 1));
         let (mut m, mut v) = (arr(&[len], seed + 2) * 0.1, arr(&[len], seed + 3).mapv(|x| x * x * 0.01));
-        let (gp, gg, gm, gv) = (GpuTensor::upload(&g, &p.view()).unwrap(), GpuTensor::upload(&g, &grad.view()).unwrap(), GpuTensor::upload(&g, &m.view()).unwrap(), GpuTensor::upload(&g, &v.view()).unwrap());
+        let up = |a: &ArrayD<f32>| GpuTensor::upload(&g, &a.view()).unwrap();
+        let (gp, gg, gm, gv) = (up(&p), up(&grad), up(&m), up(&v));
         ops::adam(&g, &gp, &gg, &gm, &gv, step, &cfg).unwrap();
         adam_update(&mut p, &grad, &mut m, &mut v, step, &cfg);
         close("param", &gp.to_array(&g).unwrap(), &p)?;

@@ -100,10 +100,15 @@ proptest! {
 
     #[test]
     fn conv2d(n in 1usize..3, c in 1usize..4, o in 1usize..4, h in 1usize..9, w in 1usize..9,
-              kh in 1usize..6, kw in 1usize..6, sh in 1usize..3, sw in 1usize..3, ph in 0usize..3, pw in 0usize..3, seed in any::<u64>()) {
+              kh in 1usize..6, kw in 1usize..6, sh in 1usize..3, sw in 1usize..3, ph in 0usize..3, pw in 0usize..3,
+              seed in any::<u64>()) {
         prop_assume!(kh <= h + 2 * ph && kw <= w + 2 * pw);
         let mut rng = StdRng::seed_from_u64(seed);
-        let inputs = [random(&mut rng, &[n, c, h, w], 0.0), random(&mut rng, &[o, c, kh, kw], 0.0), random(&mut rng, &[o], 0.0)];
+        let inputs = [
+            random(&mut rng, &[n, c, h, w], 0.0),
+            random(&mut rng, &[o, c, kh, kw], 0.0),
+            random(&mut rng, &[o], 0.0),
+        ];
         let spec = Conv2dSpec { stride: (sh, sw), padding: (ph, pw) };
         check(&inputs, seed, |t, v| t.conv2d(v[0], v[1], Some(v[2]), spec))?;
     }
@@ -111,7 +116,11 @@ proptest! {
     #[test]
     fn conv2d_9x9_same(c in 1usize..3, o in 1usize..3, h in 5usize..12, w in 5usize..12, seed in any::<u64>()) {
         let mut rng = StdRng::seed_from_u64(seed);
-        let inputs = [random(&mut rng, &[2, c, h, w], 0.0), random(&mut rng, &[o, c, 9, 9], 0.0), random(&mut rng, &[o], 0.0)];
+        let inputs = [
+            random(&mut rng, &[2, c, h, w], 0.0),
+            random(&mut rng, &[o, c, 9, 9], 0.0),
+            random(&mut rng, &[o], 0.0),
+        ];
         let spec = Conv2dSpec { stride: (1, 1), padding: (4, 4) };
         check(&inputs, seed, |t, v| t.conv2d(v[0], v[1], Some(v[2]), spec))?;
     }
@@ -119,13 +128,27 @@ proptest! {
     #[test]
     fn conv1d_as_1xk(c in 1usize..3, o in 1usize..5, l in 8usize..30, k in 1usize..9, seed in any::<u64>()) {
         let mut rng = StdRng::seed_from_u64(seed);
-        let inputs = [random(&mut rng, &[3, c, 1, l], 0.0), random(&mut rng, &[o, c, 1, k], 0.0), random(&mut rng, &[o], 0.0)];
+        let inputs = [
+            random(&mut rng, &[3, c, 1, l], 0.0),
+            random(&mut rng, &[o, c, 1, k], 0.0),
+            random(&mut rng, &[o], 0.0),
+        ];
         let spec = Conv2dSpec { stride: (1, 1), padding: (0, 0) };
         check(&inputs, seed, |t, v| t.conv2d(v[0], v[1], Some(v[2]), spec))?;
     }
 
     #[test]
-    fn maxpool2d(n in 1usize..3, c in 1usize..4, h in 1usize..10, w in 1usize..10, kh in 1usize..4, kw in 1usize..4, sh in 1usize..4, sw in 1usize..4, seed in any::<u64>()) {
+    fn maxpool2d(
+        n in 1usize..3,
+        c in 1usize..4,
+        h in 1usize..10,
+        w in 1usize..10,
+        kh in 1usize..4,
+        kw in 1usize..4,
+        sh in 1usize..4,
+        sw in 1usize..4,
+        seed in any::<u64>(),
+    ) {
         prop_assume!(kh <= h && kw <= w);
         let mut rng = StdRng::seed_from_u64(seed);
         let inputs = [tie_free(&mut rng, &[n, c, h, w])];
@@ -167,14 +190,23 @@ proptest! {
         check(&inputs, seed, |t, v| t.mae_loss(v[0], v[1]))?;
         check(&inputs, seed, |t, v| t.mse_loss(v[0], v[1]))?;
         // The masked MAE: a fixed mask with at least one known element.
-        let mask = ArrayD::from_shape_fn(IxDyn(&[n, k]), |i| if (i[0] + i[1] + seed as usize) % 3 == 0 || (i[0], i[1]) == (0, 0) { 1.0 } else { 0.0 });
+        let mask = ArrayD::from_shape_fn(
+            IxDyn(&[n, k]),
+            |i| if (i[0] + i[1] + seed as usize) % 3 == 0 || (i[0], i[1]) == (0, 0) { 1.0 } else { 0.0 },
+        );
         check(&inputs, seed, |t, v| { let m = t.input(mask.clone(), false); t.masked_mae_loss(v[0], v[1], m) })?;
     }
 
     #[test]
     fn residual_block(n in 1usize..4, d in 1usize..12, seed in any::<u64>()) {
         let mut rng = StdRng::seed_from_u64(seed);
-        let inputs = [random(&mut rng, &[n, d], 0.0), random(&mut rng, &[d, d], 0.0), random(&mut rng, &[d], 0.0), random(&mut rng, &[d, d], 0.0), random(&mut rng, &[d], 0.0)];
+        let inputs = [
+            random(&mut rng, &[n, d], 0.0),
+            random(&mut rng, &[d, d], 0.0),
+            random(&mut rng, &[d], 0.0),
+            random(&mut rng, &[d, d], 0.0),
+            random(&mut rng, &[d], 0.0),
+        ];
         // The block as the layer builds it, with its weights as tape inputs so their gradients are checked.
         check(&inputs, seed, |t, v| {
             let h = t.linear(v[0], v[1], Some(v[2]))?;
@@ -190,7 +222,13 @@ proptest! {
         let x1 = t1.input(inputs[0].clone(), false);
         let y1 = block.forward(&mut t1, x1).unwrap();
         let mut t2 = Tape::inference();
-        let v: Vec<Var> = [&inputs[0], &block.fc1.weight, &block.fc1.bias, &block.fc2.weight, &block.fc2.bias].iter().map(|a| t2.input((*a).clone(), false)).collect();
+        let v: Vec<Var> = [
+            &inputs[0],
+            &block.fc1.weight,
+            &block.fc1.bias,
+            &block.fc2.weight,
+            &block.fc2.bias,
+        ].iter().map(|a| t2.input((*a).clone(), false)).collect();
         let h = t2.linear(v[0], v[1], Some(v[2])).unwrap();
         let h = t2.selu(h);
         let h = t2.linear(h, v[3], Some(v[4])).unwrap();

@@ -66,7 +66,8 @@ pub fn fit_one(x: &[Vec<f32>], y: &[f64], rows: &[usize], test: &[usize]) -> Res
         // support vectors (`Vec::from_iterator(row, n)` in svr.rs), so with fewer stars than pixels it
         // would silently fit on a truncated spectrum.
         return Err(Error::Data(format!(
-            "SVR: {} training stars for {} pixels; smartcore's SVR needs at least as many stars as pixels (a lower --resolution or a --window gives fewer pixels)",
+            "SVR: {} training stars for {} pixels; smartcore's SVR needs at least as many stars as pixels (a lower \
+                --resolution or a --window gives fewer pixels)",
             data.len(),
             data[0].len()
         )));

@@ -112,7 +112,8 @@ pub fn prepare(spec: &Spectrum, cfg: &PrepConfig, rv_kms: Option<f64>) -> Result
         return Err(Error::file(
             &spec.path,
             format!(
-                "covers {:.1}% of the grid {:.0}-{:.0} A (its rest-frame vacuum range is {:.0}-{:.0} A); at least {:.1}% is required (a model trained with a lower `train --min-coverage` accepts it)",
+                "covers {:.1}% of the grid {:.0}-{:.0} A (its rest-frame vacuum range is {:.0}-{:.0} A); at least \
+                    {:.1}% is required (a model trained with a lower `train --min-coverage` accepts it)",
                 100.0 * r.coverage,
                 grid[0],
                 grid[grid.len() - 1],
@@ -141,7 +142,13 @@ pub fn prepare(spec: &Spectrum, cfg: &PrepConfig, rv_kms: Option<f64>) -> Result
     // into a pattern: a range below 1e-9 of the flux level is flat.
     let (lo, hi) = out.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     if hi - lo <= 1e-9 * lo.abs().max(hi.abs()) {
-        return Err(Error::file(&spec.path, format!("after resampling, the spectrum is flat (every value is {lo:.6e} to within 1e-9): it cannot be normalised")));
+        return Err(Error::file(
+            &spec.path,
+            format!(
+                "after resampling, the spectrum is flat (every value is {lo:.6e} \
+            to within 1e-9): it cannot be normalised"
+            ),
+        ));
     }
     let row = Array2::from_shape_vec((1, out.len()), out).expect("one row");
     let mut out = minmax(row.view())

@@ -7,8 +7,10 @@
 //! | LAMOST LRS COADD (DR8+) | table `COADD` with vector FLUX, IVAR, WAVELENGTH columns | vacuum |
 //! | SDSS/BOSS COADD | table with per-pixel `flux`, `loglam`, `ivar` | vacuum |
 //! | 1-D linear image (MILES) | primary 1-D image with CRVAL1, CDELT1 | air unless VACUUM = T or AIRORVAC = 'vac' |
-//! | (wavelength, flux[, ivar]) table | first table with a wavelength and a flux column | vacuum unless AIRORVAC = 'air' or VACUUM = F |
-//! | CSV | `.csv` extension; columns `wavelength`/`wave`/`lambda`, `flux`, optional `ivar` | vacuum unless `--medium air` |
+//! | (wavelength, flux[, ivar]) table | first table with wavelength and flux columns | vacuum (1) |
+//! | CSV | `.csv` extension; `wavelength`/`wave`/`lambda`, `flux`, `ivar` (optional) | vacuum (2) |
+//!
+//! (1) unless AIRORVAC = 'air' or VACUUM = F. (2) unless `--medium air`.
 //!
 //! Wavelengths are read from the data (LAMOST's COEFF0 is rounded to 4 decimals and would misplace
 //! pixels). LAMOST medium-resolution files (COADD_B / COADD_R tables) are refused with a message.
@@ -86,7 +88,11 @@ pub fn validate(s: &mut Spectrum) -> Result<()> {
         let unmasked_bad_flux = (i..n).filter(|&i| !s.flux[i].is_finite() && !s.bad[i]).count();
         return Err(Error::file(
             &p,
-            format!("flux is {} at pixel {i} ({:.1} A), and at {unmasked_bad_flux} pixels in all, where the pixel is not masked", s.flux[i], s.wavelength[i]),
+            format!(
+                "flux is {} at pixel {i} ({:.1} A), and at {unmasked_bad_flux} pixels in all, where the pixel is \
+                not masked",
+                s.flux[i], s.wavelength[i]
+            ),
         ));
     }
     if s.bad.iter().all(|&b| b) {
@@ -258,7 +264,11 @@ fn read_fits(path: &Path) -> Result<Spectrum> {
 
     // LAMOST medium resolution: refuse clearly.
     if tabs.iter().any(|t| t.name.eq_ignore_ascii_case("COADD_B") || t.name.eq_ignore_ascii_case("COADD_R")) {
-        return Err(Error::file(path, "a LAMOST medium-resolution spectrum (COADD_B/COADD_R tables, R~7500); specnn reads low-resolution spectra only"));
+        return Err(Error::file(
+            path,
+            "a LAMOST medium-resolution spectrum (COADD_B/COADD_R tables, R~7500); specnn \
+            reads low-resolution spectra only",
+        ));
     }
 
     // LAMOST LRS image: 5 rows (flux, ivar, wavelength, andmask, ormask) with COEFF0.

@@ -263,7 +263,14 @@ impl Gpu {
                 if size > self.summary.max_buffer_size
                     || (kind == BufKind::Storage && size > self.summary.max_storage_buffer_binding_size)
                 {
-                    return Err(gpu_err(op, format!("a buffer of {size} bytes is larger than this adapter allows ({} bytes per binding); use a smaller batch", self.summary.max_storage_buffer_binding_size)));
+                    return Err(gpu_err(
+                        op,
+                        format!(
+                            "a buffer of {size} bytes is larger than this adapter allows ({} \
+                        bytes per binding); use a smaller batch",
+                            self.summary.max_storage_buffer_binding_size
+                        ),
+                    ));
                 }
                 let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
                 let b = self.device.create_buffer(&wgpu::BufferDescriptor {

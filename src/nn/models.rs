@@ -1,12 +1,15 @@
 //! The seed's networks and baselines, described by an [`Arch`] (the JSON stored in model files under
 //! `specnn-arch`) and built from the layers of `nn::layers`.
 //!
-//! | kind | input | network | parameter names |
-//! |---|---|---|---|
-//! | `vmp_cnn` | `[N, 1, S, S]` (S = 64: the S-folded spectrum) | per channel width: conv KxK + activation + 2x2 max-pool; flatten; dense layers + activation; linear out | `conv1.* conv2.* ... fc1.* fc2.* ... out.*` |
-//! | `res_ann` | `[N, inputs]` (143 pixels at R=200) | selu(input); residual blocks `selu(x + fc2(selu(fc1(x))))`; linear out | `input.* blocks.K.fc1.* blocks.K.fc2.* out.*` |
-//! | `ann` | `[N, inputs]` | dense layers + activation; linear out | `fc1.* fc2.* ... out.*` |
-//! | `star_net` | `[N, inputs]` | StarNet (Fabbro et al. 2018): 1-D conv of 4 then 16 filters of width 8 (valid) + ReLU, max-pool 4, dense 256 and 128 + ReLU, linear out | `conv1.* conv2.* fc1.* fc2.* out.*`, conv weights `[O, C, K]` as PyTorch's `Conv1d` |
+//! - `vmp_cnn`: input `[N, 1, S, S]` (S = 64: the S-folded spectrum). Per channel width a KxK conv +
+//!   activation + 2x2 max-pool; flatten; dense layers + activation; linear out. Parameters
+//!   `conv1.* conv2.* ... fc1.* fc2.* ... out.*`.
+//! - `res_ann`: input `[N, inputs]` (143 pixels at R=200). selu(input); residual blocks
+//!   `selu(x + fc2(selu(fc1(x))))`; linear out. Parameters `input.* blocks.K.fc1.* blocks.K.fc2.* out.*`.
+//! - `ann`: input `[N, inputs]`. Dense layers + activation; linear out. Parameters `fc1.* fc2.* ... out.*`.
+//! - `star_net`: input `[N, inputs]`. StarNet (Fabbro et al. 2018): 1-D conv of 4 then 16 filters of
+//!   width 8 (valid) + ReLU, max-pool 4, dense 256 and 128 + ReLU, linear out. Parameters
+//!   `conv1.* conv2.* fc1.* fc2.* out.*`, conv weights `[O, C, K]` as PyTorch's `Conv1d`.
 
 use super::layers::{Activation, Conv2d, Dense, MaxPool2d, ResidualBlock};
 use crate::autograd::{Graph, Tape, Var};
