@@ -900,7 +900,7 @@ fn demo(
         println!("training {name} on {} ...", req.targets.join(", "));
         cli_train(req)?;
         let cat = out.join(format!("catalog_{name}.fits"));
-        let (trained, rows) = cli_predict(&req.out, &[test_dir.clone()], &cat, &th, &Default::default(), None, device)?;
+        let (trained, rows) = cli_predict(&req.out, std::slice::from_ref(&test_dir), &cat, &th, &Default::default(), None, device)?;
         let dir = out.join(format!("report_{name}"));
         let e = specnn::workflow::run_evaluate(
             &req.out,

@@ -192,7 +192,7 @@ proptest! {
         // The masked MAE: a fixed mask with at least one known element.
         let mask = ArrayD::from_shape_fn(
             IxDyn(&[n, k]),
-            |i| if (i[0] + i[1] + seed as usize) % 3 == 0 || (i[0], i[1]) == (0, 0) { 1.0 } else { 0.0 },
+            |i| if (i[0] + i[1] + seed as usize).is_multiple_of(3) || (i[0], i[1]) == (0, 0) { 1.0 } else { 0.0 },
         );
         check(&inputs, seed, |t, v| { let m = t.input(mask.clone(), false); t.masked_mae_loss(v[0], v[1], m) })?;
     }

@@ -235,7 +235,7 @@ impl PackedB {
     }
     /// The strip of columns `j0..j0 + 16` in the `k` block starting at row `k0` (of depth `kc`).
     fn strip(&self, k0: usize, kc: usize, j0: usize) -> *const f32 {
-        debug_assert!(k0 % x86_consts::KC == 0 && j0 % x86_consts::NR == 0 && j0 < self.n);
+        debug_assert!(k0.is_multiple_of(x86_consts::KC) && j0.is_multiple_of(x86_consts::NR) && j0 < self.n);
         let npad = self.n.div_ceil(x86_consts::NR) * x86_consts::NR;
         self.data[k0 * npad + j0 * kc..].as_ptr()
     }
@@ -303,7 +303,7 @@ pub fn time_tiles(panels: usize, strips: usize, reps: usize, wide: bool) -> Opti
     if !available() || (wide && !has_avx512()) {
         return None;
     }
-    assert!(!wide || strips % 2 == 0, "time_tiles: the AVX-512 tile reads strips in pairs");
+    assert!(!wide || strips.is_multiple_of(2), "time_tiles: the AVX-512 tile reads strips in pairs");
     let a = vec![1e-3f32; panels * MR * KC];
     let b = vec![2e-3f32; strips * KC * NR];
     let start = std::time::Instant::now();
@@ -813,7 +813,7 @@ mod x86 {
             for _ in 0..self.per_tile.min(self.left) {
                 // The row's last line may hold fewer than 16 of its values; stay inside the row.
                 let off = (self.line * Self::LINE).min(self.row_bytes - 1);
-                _mm_prefetch::<_MM_HINT_T1>(self.row.wrapping_offset(off as isize));
+                _mm_prefetch::<_MM_HINT_T1>(self.row.wrapping_add(off));
                 self.left -= 1;
                 self.line += 1;
                 if self.line == self.lines_per_row {

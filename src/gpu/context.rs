@@ -53,7 +53,7 @@ fn summary(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
             wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu | wgpu::DeviceType::VirtualGpu
         ),
         max_buffer_size: l.max_buffer_size,
-        max_storage_buffer_binding_size: l.max_storage_buffer_binding_size as u64,
+        max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
         max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
         max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
         max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
@@ -172,10 +172,12 @@ impl Gpu {
     fn from_adapter(index: usize, adapter: wgpu::Adapter) -> Result<Self> {
         let summary = summary(index, &adapter);
         let al = adapter.limits();
-        let mut limits = wgpu::Limits::default();
         // Ask for what the adapter has where it matters (large activations and weight gradients).
-        limits.max_buffer_size = al.max_buffer_size;
-        limits.max_storage_buffer_binding_size = al.max_storage_buffer_binding_size;
+        let limits = wgpu::Limits {
+            max_buffer_size: al.max_buffer_size,
+            max_storage_buffer_binding_size: al.max_storage_buffer_binding_size,
+            ..Default::default()
+        };
         let desc = wgpu::DeviceDescriptor { label: Some("specnn"), required_limits: limits, ..Default::default() };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc))
             .map_err(|e| gpu_err("open", format!("{}: cannot open the device: {e}", summary.name)))?;

@@ -134,7 +134,7 @@ impl Arch {
     pub fn flat_features(&self) -> Result<usize> {
         let bad = |msg: String| Error::invalid("arch", msg);
         let positive = |what: &str, v: &[usize]| {
-            if v.iter().any(|&x| x == 0) {
+            if v.contains(&0) {
                 Err(bad(format!("{what} must be positive, got {v:?}")))
             } else {
                 Ok(())

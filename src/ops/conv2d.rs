@@ -34,7 +34,7 @@ impl Conv2dSpec {
         let padding = match padding {
             Padding::Valid => (0, 0),
             Padding::Same => {
-                if kh % 2 == 0 || kw % 2 == 0 {
+                if kh.is_multiple_of(2) || kw.is_multiple_of(2) {
                     return Err(Error::invalid("conv2d", format!("'same' padding needs an odd kernel, got {kh}x{kw}")));
                 }
                 (kh / 2, kw / 2)

@@ -24,7 +24,7 @@ impl Pool2dSpec {
 /// Checks the shape and returns the pooling geometry.
 pub fn geometry(x: &[usize], spec: Pool2dSpec) -> Result<PoolGeom> {
     const OP: &str = "maxpool2d";
-    if x.len() != 4 || x.iter().any(|&d| d == 0) {
+    if x.len() != 4 || x.contains(&0) {
         return Err(Error::shape(OP, "x must be [N, C, H, W] with no zero dimension", &[x]));
     }
     let (kh, kw) = spec.kernel;
