@@ -42,6 +42,7 @@ pub mod cpu;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod geometry;
 pub mod golden;
 pub mod gpu;
 pub mod io;

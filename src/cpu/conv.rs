@@ -17,46 +17,7 @@ use crate::tensor::Float;
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
-/// The sizes of one convolution, validated by `ops::conv2d`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvGeom {
-    pub n: usize,
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-    pub o: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub sh: usize,
-    pub sw: usize,
-    pub ph: usize,
-    pub pw: usize,
-    pub oh: usize,
-    pub ow: usize,
-}
-
-impl ConvGeom {
-    fn ckk(&self) -> usize {
-        self.c * self.kh * self.kw
-    }
-    fn ohw(&self) -> usize {
-        self.oh * self.ow
-    }
-    fn chw(&self) -> usize {
-        self.c * self.h * self.w
-    }
-    /// Multiply-adds of the forward pass.
-    pub fn macs(&self) -> usize {
-        self.n * self.o * self.ohw() * self.ckk()
-    }
-    /// The output columns `[lo, hi)` of a row whose input column `ox*sw + kj - pw` lies inside the
-    /// image, for stride 1.
-    fn valid_cols(&self, kj: usize) -> (usize, usize) {
-        let lo = self.pw.saturating_sub(kj).min(self.ow);
-        let hi = (self.w + self.pw).saturating_sub(kj).min(self.ow).max(lo);
-        (lo, hi)
-    }
-}
+pub use crate::geometry::ConvGeom;
 
 /// Fills `cols` (`[C*KH*KW, OH*OW]`, row-major) from one sample `x` (`[C, H, W]`).
 pub fn im2col<T: Float>(x: &[T], g: &ConvGeom, cols: &mut [T]) {

@@ -3,19 +3,7 @@
 use crate::tensor::Float;
 use rayon::prelude::*;
 
-/// The sizes of one pooling, validated by `ops::maxpool2d`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PoolGeom {
-    pub planes: usize,
-    pub h: usize,
-    pub w: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub sh: usize,
-    pub sw: usize,
-    pub oh: usize,
-    pub ow: usize,
-}
+pub use crate::geometry::PoolGeom;
 
 /// Forward pass over `planes` planes of `h x w`: writes `y` and, for each output, the index of the
 /// winning input within its plane (the first maximum, as PyTorch; NaN wins, as PyTorch).
