@@ -93,6 +93,87 @@ pub fn audit_on(path: &Path, dev: Option<&Gpu>) -> Result<Vec<CaseReport>> {
     Ok(doc.cases.iter().map(|c| run_case(c, &tensors, dev)).collect())
 }
 
+/// The audit of the golden file `path` on `device`: one device spec as `--device` takes it, or `all`
+/// for the CPU and every adapter. One `(device name, reports)` per device.
+pub fn audit_devices(path: &Path, device: &str) -> Result<Vec<(String, Vec<CaseReport>)>> {
+    let mut devices: Vec<(String, Option<std::sync::Arc<Gpu>>)> = Vec::new();
+    if device == "all" {
+        devices.push(("cpu".into(), None));
+        for i in 0..crate::gpu::list_adapters().len() {
+            let g = Gpu::open(i)?;
+            devices.push((format!("gpu:{i} {}", g.summary.name), Some(std::sync::Arc::new(g))));
+        }
+    } else {
+        let d = crate::gpu::Device::open(device)?;
+        devices.push((d.describe(), d.gpu().cloned()));
+    }
+    devices.into_iter().map(|(name, gpu)| Ok((name, audit_on(path, gpu.as_deref())?))).collect()
+}
+
+/// `specnn audit`'s table of `runs` (from [`audit_devices`]): every case with its errors and
+/// tolerance for one device, or each device's max abs error side by side for several; with `quiet`
+/// only the failures. Returns the text and whether any case failed.
+pub fn audit_table(path: &Path, runs: &[(String, Vec<CaseReport>)], quiet: bool) -> (String, bool) {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut failed_any = false;
+    if runs.len() == 1 {
+        let (name, reports) = &runs[0];
+        let _ = writeln!(out, "audit of {} on {name}", path.display());
+        let _ = writeln!(
+            out,
+            "{:<38} {:<15} {:>10} {:>10} {:>19}  result  shapes",
+            "case", "op", "max abs", "max rel", "tol (abs, rel)"
+        );
+        let failed = reports.iter().filter(|r| !r.passed).count();
+        for r in reports.iter().filter(|r| !(quiet && r.passed)) {
+            let tol = format!("{:.1e}, {:.0e}", r.tol.abs, r.tol.rel);
+            let verdict = if r.passed { "pass" } else { "FAIL" };
+            let _ = writeln!(
+                out,
+                "{:<38} {:<15} {:>10.2e} {:>10.2e} {:>19}  {verdict}  {}",
+                r.name, r.op, r.max_abs, r.max_rel, tol, r.shapes
+            );
+            if let Some(why) = r.reason.as_ref().filter(|_| !r.passed) {
+                let _ = writeln!(out, "    {why}");
+            }
+        }
+        let _ = writeln!(out, "{} passed, {failed} failed", reports.len() - failed);
+        failed_any = failed > 0;
+    } else {
+        let _ = writeln!(
+            out,
+            "audit of {} on {} devices (max abs error against PyTorch; tolerances as the file gives)",
+            path.display(),
+            runs.len()
+        );
+        for (i, (name, _)) in runs.iter().enumerate() {
+            let _ = writeln!(out, "  [{i}] {name}");
+        }
+        let mut head = format!("{:<38} {:<15}", "case", "op");
+        for i in 0..runs.len() {
+            head += &format!(" {:>16}", format!("[{i}] max abs"));
+        }
+        let _ = writeln!(out, "{head}");
+        for (c, r0) in runs[0].1.iter().enumerate() {
+            let mut line = format!("{:<38} {:<15}", r0.name, r0.op);
+            for (_, reports) in runs {
+                let r = &reports[c];
+                failed_any |= !r.passed;
+                line += &format!(" {:>11.2e} {:>4}", r.max_abs, if r.passed { "pass" } else { "FAIL" });
+            }
+            if !quiet || line.contains("FAIL") {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+        for (name, reports) in runs {
+            let failed = reports.iter().filter(|r| !r.passed).count();
+            let _ = writeln!(out, "{name}: {} passed, {failed} failed", reports.len() - failed);
+        }
+    }
+    (out, failed_any)
+}
+
 fn get<'t>(t: &'t Tensors, key: &str) -> Result<&'t ArrayD<f32>> {
     t.get(key).ok_or_else(|| Error::Golden(format!("tensor `{key}` is named by a case but not in the file")))
 }

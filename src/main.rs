@@ -409,102 +409,20 @@ fn devices() -> ExitCode {
 }
 
 fn audit(path: &std::path::Path, device: &str, quiet: bool) -> ExitCode {
-    // The devices to run on: one, or with `all` the CPU and every adapter.
-    let mut devices: Vec<(String, Option<std::sync::Arc<specnn::gpu::Gpu>>)> = Vec::new();
-    let opened = if device == "all" {
-        devices.push(("cpu".into(), None));
-        (0..specnn::gpu::list_adapters().len()).try_for_each(|i| {
-            let g = specnn::gpu::Gpu::open(i)?;
-            devices.push((format!("gpu:{i} {}", g.summary.name), Some(std::sync::Arc::new(g))));
-            Ok(())
-        })
-    } else {
-        specnn::gpu::Device::open(device).map(|d| devices.push((d.describe(), d.gpu().cloned())))
-    };
-    if let Err(e) = opened {
-        eprintln!("error: {e}");
-        return ExitCode::FAILURE;
-    }
-    let mut runs = Vec::new();
-    for (name, gpu) in &devices {
-        match golden::audit_on(path, gpu.as_deref()) {
-            Ok(r) => runs.push((name.clone(), r)),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    let mut failed_any = false;
-    if runs.len() == 1 {
-        let (name, reports) = &runs[0];
-        println!("audit of {} on {name}", path.display());
-        println!(
-            "{:<38} {:<15} {:>10} {:>10} {:>19}  result  shapes",
-            "case", "op", "max abs", "max rel", "tol (abs, rel)"
-        );
-        let (mut passed, mut failed) = (0, 0);
-        for r in reports {
-            if r.passed {
-                passed += 1;
+    match golden::audit_devices(path, device) {
+        Ok(runs) => {
+            let (table, failed_any) = golden::audit_table(path, &runs, quiet);
+            print!("{table}");
+            if failed_any {
+                ExitCode::FAILURE
             } else {
-                failed += 1;
-            }
-            if quiet && r.passed {
-                continue;
-            }
-            let tol = format!("{:.1e}, {:.0e}", r.tol.abs, r.tol.rel);
-            println!(
-                "{:<38} {:<15} {:>10.2e} {:>10.2e} {:>19}  {}  {}",
-                r.name,
-                r.op,
-                r.max_abs,
-                r.max_rel,
-                tol,
-                if r.passed { "pass" } else { "FAIL" },
-                r.shapes
-            );
-            if let Some(why) = r.reason.as_ref().filter(|_| !r.passed) {
-                println!("    {why}");
+                ExitCode::SUCCESS
             }
         }
-        println!("{passed} passed, {failed} failed");
-        failed_any = failed > 0;
-    } else {
-        // Side by side: the max abs error of each device, and pass/fail.
-        println!(
-            "audit of {} on {} devices (max abs error against PyTorch; tolerances as the file gives)",
-            path.display(),
-            runs.len()
-        );
-        for (i, (name, _)) in runs.iter().enumerate() {
-            println!("  [{i}] {name}");
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
-        let mut head = format!("{:<38} {:<15}", "case", "op");
-        for i in 0..runs.len() {
-            head += &format!(" {:>16}", format!("[{i}] max abs"));
-        }
-        println!("{head}");
-        for (c, r0) in runs[0].1.iter().enumerate() {
-            let mut line = format!("{:<38} {:<15}", r0.name, r0.op);
-            for (_, reports) in &runs {
-                let r = &reports[c];
-                failed_any |= !r.passed;
-                line += &format!(" {:>11.2e} {:>4}", r.max_abs, if r.passed { "pass" } else { "FAIL" });
-            }
-            if !quiet || line.contains("FAIL") {
-                println!("{line}");
-            }
-        }
-        for (name, reports) in &runs {
-            let failed = reports.iter().filter(|r| !r.passed).count();
-            println!("{name}: {} passed, {failed} failed", reports.len() - failed);
-        }
-    }
-    if failed_any {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
     }
 }
 
@@ -900,7 +818,8 @@ fn demo(
         println!("training {name} on {} ...", req.targets.join(", "));
         cli_train(req)?;
         let cat = out.join(format!("catalog_{name}.fits"));
-        let (trained, rows) = cli_predict(&req.out, std::slice::from_ref(&test_dir), &cat, &th, &Default::default(), None, device)?;
+        let (trained, rows) =
+            cli_predict(&req.out, std::slice::from_ref(&test_dir), &cat, &th, &Default::default(), None, device)?;
         let dir = out.join(format!("report_{name}"));
         let e = specnn::workflow::run_evaluate(
             &req.out,

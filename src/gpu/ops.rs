@@ -4,8 +4,8 @@
 use super::context::{grid, Gpu};
 use super::kernels::{Kernel, TILE_K, TILE_MN, WG};
 use super::tensor::GpuTensor;
-use crate::geometry::{ConvGeom, PoolGeom};
 use crate::error::{Error, Result};
+use crate::geometry::{ConvGeom, PoolGeom};
 use crate::ops::conv2d::{self, Conv2dSpec};
 use crate::ops::maxpool2d::{self, Pool2dSpec};
 use crate::optim::AdamConfig;
