@@ -46,6 +46,7 @@ pub mod geometry;
 pub mod golden;
 pub mod gpu;
 pub mod io;
+pub mod model_file;
 pub mod nn;
 pub mod ops;
 pub mod optim;

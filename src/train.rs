@@ -14,11 +14,15 @@ use crate::data::PrepConfig;
 use crate::error::{Error, Result};
 use crate::gpu::{Device, GpuTrainer};
 use crate::io::{read_safetensors, write_safetensors};
+pub use crate::model_file::{
+    estimate_rows, has_variance_head, predict_rows, EpochStats, History, Loss, Scaling, HISTORY_KEY, LOSS_KEY,
+    PREP_KEY, SCALING_KEY, SYNTHETIC_KEY, TARGETS_KEY,
+};
+use crate::model_file::{predict_rows_with, trained_meta, Estimator};
 use crate::nn::{save_model, Arch, Model};
 use crate::ops::loss;
 pub use crate::ops::loss::Objective;
 use crate::optim::{Adam, AdamConfig};
-use crate::predict::Estimator;
 use crate::tensor::Float;
 use crate::trust::{Calibration, Domain, CALIBRATION_KEY, DOMAIN_KEY};
 use ndarray::{Array2, ArrayD, ArrayViewD, Axis, IxDyn, Slice};
@@ -27,17 +31,6 @@ use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// Metadata keys of a trained model file.
-pub const TARGETS_KEY: &str = "specnn-targets";
-pub const SCALING_KEY: &str = "specnn-scaling";
-pub const PREP_KEY: &str = "specnn-prep";
-pub const HISTORY_KEY: &str = "specnn-history";
-pub const SYNTHETIC_KEY: &str = "specnn-trained-on-synthetic";
-/// The training loss (`mae` or `nll`); absent in files written before `--loss` existed (`mae`). A
-/// network trained with `nll` has twice the outputs: the means, then the log-variances (in the label
-/// standardisation's units).
-pub const LOSS_KEY: &str = "specnn-loss";
 
 /// How to train.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -85,29 +78,6 @@ pub struct TrainOptions {
     /// beta of beta-NLL (`--nll-beta`): each star's NLL term weighted by its predicted variance to
     /// the power beta (0: the plain Gaussian NLL).
     pub nll_beta: f64,
-}
-
-/// The training loss (`--loss`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Loss {
-    /// The masked mean absolute error of standardised labels (the seed's loss).
-    #[default]
-    Mae,
-    /// The Gaussian negative log-likelihood of a heteroscedastic head: the network predicts a mean
-    /// and a log-variance per label (twice the outputs), and the variance becomes part of each
-    /// star's uncertainty.
-    Nll,
-}
-
-impl Loss {
-    /// Network outputs per label: a mean, and for `nll` a log-variance.
-    pub fn outputs_per_label(self) -> usize {
-        match self {
-            Loss::Mae => 1,
-            Loss::Nll => 2,
-        }
-    }
 }
 
 impl TrainOptions {
@@ -200,84 +170,6 @@ pub fn rows_for(n: usize, frac: f64, seed: u64, validation: Option<&[usize]>) ->
         ));
     }
     Ok((train, val))
-}
-
-/// Label standardisation, stored in the model file: `z = (y - mean) / sd`, or
-/// `z = (log10 y - mean) / sd` for the labels marked in `log10`.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Scaling {
-    pub mean: Vec<f64>,
-    pub sd: Vec<f64>,
-    /// Which labels are standardised as log10 (absent in older files: none).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub log10: Vec<bool>,
-}
-
-impl Scaling {
-    /// Whether label `j` is learnt as its log10.
-    pub fn is_log(&self, j: usize) -> bool {
-        self.log10.get(j).copied().unwrap_or(false)
-    }
-
-    /// Label `j`'s value (in its units) of the standardised `z`.
-    pub fn to_label(&self, j: usize, z: f64) -> f64 {
-        let v = z * self.sd[j] + self.mean[j];
-        if self.is_log(j) {
-            10f64.powf(v)
-        } else {
-            v
-        }
-    }
-
-    /// The standardised value of label `j`'s value `y` (NaN for a log label that is not positive).
-    pub fn to_z(&self, j: usize, y: f64) -> f64 {
-        let v = if self.is_log(j) {
-            if y > 0.0 {
-                y.log10()
-            } else {
-                f64::NAN
-            }
-        } else {
-            y
-        };
-        (v - self.mean[j]) / self.sd[j]
-    }
-
-    /// A spread in label units of a spread `dz` in standardised units around the estimate `z`.
-    pub fn spread_to_label(&self, j: usize, z: f64, dz: f64) -> f64 {
-        if self.is_log(j) {
-            self.to_label(j, z) * std::f64::consts::LN_10 * self.sd[j] * dz
-        } else {
-            self.sd[j] * dz
-        }
-    }
-}
-
-/// One epoch's figures.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EpochStats {
-    pub epoch: usize,
-    /// Mean training loss (standardised MAE, or the Gaussian NLL for `--loss nll`).
-    pub train_loss: f64,
-    /// Validation MAE per target, in the label's units.
-    pub val_mae: Vec<f64>,
-    /// Mean standardised validation MAE (what early stopping watches).
-    pub val_score: f64,
-    pub samples_per_s: f64,
-}
-
-/// The whole run.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct History {
-    pub epochs: Vec<EpochStats>,
-    pub best_epoch: usize,
-    pub best_score: Option<f64>,
-    pub stopped_early: bool,
-    /// Row indices of the validation stars.
-    pub validation: Vec<usize>,
-    /// What the training loss is (files from before `--loss`: the MAE).
-    #[serde(default)]
-    pub loss: Loss,
 }
 
 /// The seeded split: (train, validation) row indices.
@@ -592,79 +484,6 @@ pub fn piece_gradients_with<T: Float>(
     Ok(((sum * k).f64(), grads, dense))
 }
 
-/// Predictions in label units for `rows` and a variance head's variances (`estimate_rows_with`), on
-/// the CPU.
-#[allow(clippy::type_complexity)]
-pub fn estimate_rows<X: RowSource + ?Sized>(
-    model: &Model<f32>,
-    x: &X,
-    rows: &[usize],
-    s: &Scaling,
-    batch: usize,
-) -> Result<(Array2<f64>, Option<Array2<f64>>)> {
-    estimate_rows_with(model.arch(), x, rows, s, batch, |b| model.predict(b))
-}
-
-/// Predictions in label units for `rows`, in batches of `batch`, on the CPU (on any device:
-/// `predict::Estimator::runner`).
-pub fn predict_rows<X: RowSource + ?Sized>(
-    model: &Model<f32>,
-    x: &X,
-    rows: &[usize],
-    s: &Scaling,
-    batch: usize,
-) -> Result<Array2<f64>> {
-    predict_rows_with(model.arch(), x, rows, s, batch, |b| model.predict(b))
-}
-
-/// Predictions in label units for `rows`, in batches of `batch`, each batch run by `run`.
-pub(crate) fn predict_rows_with<X: RowSource + ?Sized>(
-    arch: &Arch,
-    x: &X,
-    rows: &[usize],
-    s: &Scaling,
-    batch: usize,
-    run: impl Fn(&ArrayD<f32>) -> Result<ArrayD<f32>>,
-) -> Result<Array2<f64>> {
-    Ok(estimate_rows_with(arch, x, rows, s, batch, run)?.0)
-}
-
-/// Whether a network of `arch` estimating `labels` labels has a variance head (`--loss nll`): twice
-/// the outputs, the means then the log-variances.
-pub fn has_variance_head(arch: &Arch, labels: usize) -> bool {
-    arch.outputs() == 2 * labels
-}
-
-/// Predictions in label units for `rows` and, for a network with a variance head, each estimate's
-/// predicted variance in standardised units (`exp` of the clamped log-variance output).
-#[allow(clippy::type_complexity)]
-pub(crate) fn estimate_rows_with<X: RowSource + ?Sized>(
-    arch: &Arch,
-    x: &X,
-    rows: &[usize],
-    s: &Scaling,
-    batch: usize,
-    run: impl Fn(&ArrayD<f32>) -> Result<ArrayD<f32>>,
-) -> Result<(Array2<f64>, Option<Array2<f64>>)> {
-    let k = s.mean.len();
-    let batch = batch.max(1);
-    let head = has_variance_head(arch, k);
-    let mut out = Array2::<f64>::zeros((rows.len(), k));
-    let mut var = head.then(|| Array2::<f64>::zeros((rows.len(), k)));
-    for (c, chunk) in rows.chunks(batch).enumerate() {
-        let pred = run(&x.with_rows(chunk, |refs| to_input(arch, refs))?)?;
-        for (i, row) in pred.outer_iter().enumerate() {
-            for j in 0..k {
-                out[[c * batch + i, j]] = s.to_label(j, row[j] as f64);
-                if let Some(v) = var.as_mut() {
-                    v[[c * batch + i, j]] = (row[k + j] as f64).clamp(-loss::LOG_VAR_LIMIT, loss::LOG_VAR_LIMIT).exp();
-                }
-            }
-        }
-    }
-    Ok((out, var))
-}
-
 fn checkpoint_path(model_out: &Path) -> PathBuf {
     suffixed(model_out, ".ckpt")
 }
@@ -742,23 +561,6 @@ fn network_meta(cfg: &TrainConfig, scale: &Scaling, history: &History, synthetic
         LOSS_KEY.into(),
         serde_json::to_value(cfg.options.loss).expect("serialisable").as_str().expect("a unit variant").into(),
     );
-    meta
-}
-
-/// The metadata `predict` needs from any trained model file, network or baseline.
-fn trained_meta(
-    targets: &[String],
-    scale: &Scaling,
-    prep: &PrepConfig,
-    history: &History,
-    synthetic: bool,
-) -> HashMap<String, String> {
-    let mut meta = HashMap::new();
-    meta.insert(TARGETS_KEY.into(), targets.join(","));
-    meta.insert(SCALING_KEY.into(), serde_json::to_string(scale).expect("serialisable"));
-    meta.insert(PREP_KEY.into(), serde_json::to_string(prep).expect("serialisable"));
-    meta.insert(HISTORY_KEY.into(), serde_json::to_string(history).expect("serialisable"));
-    meta.insert(SYNTHETIC_KEY.into(), synthetic.to_string());
     meta
 }
 
@@ -925,7 +727,7 @@ pub fn train<X: RowSource + ?Sized>(
 /// The starting networks and label scaling of `--init FILE`: its architecture, targets and log
 /// targets must be this run's.
 fn init_from(path: &Path, cfg: &TrainConfig) -> Result<(Vec<Model<f32>>, Scaling)> {
-    let t = crate::predict::load_trained(path)?;
+    let t = crate::model_file::load_trained(path)?;
     let nets = match t.model {
         Estimator::Net(m) => vec![m],
         Estimator::Ensemble(ms) => ms,
