@@ -631,7 +631,7 @@ fn cli_train(req: &TrainRequest) -> specnn::Result<()> {
                     d.bytes() as f64 / 1e6
                 );
             }
-            let n_train = ((data.x.len() as f64) * req.split).round() as u64;
+            let n_train = ((data.x.len() as f64) * req.schedule.split).round() as u64;
             *pb.borrow_mut() = Some(bar(n_train, "  [{bar:30}] {pos}/{len} {msg} {per_sec}"));
         },
     )?;
@@ -777,12 +777,7 @@ fn demo(
         kind: Kind::ResAnn,
         targets: vec!["cfe".into(), "mgfe".into(), "nfe".into()],
         out: out.join("res_ann.safetensors"),
-        epochs: ann_epochs,
-        batch: 128,
-        lr: 1e-3,
-        split: 0.7,
-        seed,
-        patience: 6,
+        schedule: specnn::train::Schedule { epochs: ann_epochs, batch: 128, lr: 1e-3, split: 0.7, seed, patience: 6 },
         resolution: Some(200.0),
         channels: None,
         padding: specnn::ops::conv2d::Padding::Same,
@@ -802,11 +797,9 @@ fn demo(
         kind: Kind::VmpCnn,
         targets: vec!["teff".into(), "logg".into(), "feh".into(), "cfe".into()],
         out: out.join("vmp_cnn.safetensors"),
-        epochs: cnn_epochs,
-        batch: 32,
+        schedule: specnn::train::Schedule { epochs: cnn_epochs, batch: 32, patience: 5, ..base.schedule.clone() },
         resolution: None,
         channels: Some(channels.to_vec()),
-        patience: 5,
         ..base.clone()
     };
     let th = Thresholds::default();

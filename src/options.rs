@@ -6,7 +6,7 @@ use crate::data::{Medium, ReadOptions};
 use crate::error::Result;
 use crate::gpu::Device;
 use crate::ops::conv2d::Padding;
-use crate::train::{Loss, Recipe, TrainOptions};
+use crate::train::{Loss, Recipe, Schedule, TrainOptions};
 use crate::workflow::{Kind, TrainRequest};
 use std::path::PathBuf;
 
@@ -162,12 +162,14 @@ impl TrainSettings {
             kind,
             targets: self.targets,
             out,
-            epochs: self.epochs.unwrap_or(loop_d.epochs),
-            batch: self.batch,
-            lr: self.lr.unwrap_or(loop_d.lr),
-            split: self.split,
-            seed: self.seed,
-            patience: self.patience.unwrap_or(loop_d.patience),
+            schedule: Schedule {
+                epochs: self.epochs.unwrap_or(loop_d.epochs),
+                batch: self.batch,
+                lr: self.lr.unwrap_or(loop_d.lr),
+                split: self.split,
+                seed: self.seed,
+                patience: self.patience.unwrap_or(loop_d.patience),
+            },
             resolution: self.resolution,
             channels: self.channels,
             padding: self.padding,

@@ -38,6 +38,22 @@ pub struct TrainConfig {
     pub arch: Arch,
     pub targets: Vec<String>,
     pub prep: PrepConfig,
+    /// Epochs, batch, learning rate, split, seed and patience (flattened: the checkpoint's JSON has
+    /// them at the top level, as before).
+    #[serde(flatten)]
+    pub schedule: Schedule,
+    /// The validation stars (row indices) when given (`--validation LIST`) instead of the seeded split.
+    #[serde(default)]
+    pub validation: Option<Vec<usize>>,
+    /// Label transforms, augmentation, ensemble size and starting weights.
+    #[serde(default)]
+    pub options: TrainOptions,
+}
+
+/// The training loop's settings as a run uses them (a recipe's defaults filled in), shared by the
+/// request (`workflow::TrainRequest`) and the resolved configuration (`TrainConfig`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Schedule {
     pub epochs: usize,
     pub batch: usize,
     pub lr: f64,
@@ -46,12 +62,6 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Epochs without improvement of the validation MAE before stopping.
     pub patience: usize,
-    /// The validation stars (row indices) when given (`--validation LIST`) instead of the seeded split.
-    #[serde(default)]
-    pub validation: Option<Vec<usize>>,
-    /// Label transforms, augmentation, ensemble size and starting weights.
-    #[serde(default)]
-    pub options: TrainOptions,
 }
 
 /// The training options beyond the seed's loop, for small real sets (`--recipe small-real` sets
@@ -521,7 +531,7 @@ fn load_checkpoint(path: &Path, cfg: &TrainConfig) -> Result<State> {
     let saved: TrainConfig =
         serde_json::from_str(get("specnn-train-config")?).map_err(|e| Error::file(path, e.to_string()))?;
     // The number of epochs may grow (resume an interrupted run, or train longer); nothing else may change.
-    if (TrainConfig { epochs: cfg.epochs, ..saved }) != *cfg {
+    if (TrainConfig { schedule: Schedule { epochs: cfg.schedule.epochs, ..saved.schedule.clone() }, ..saved }) != *cfg {
         return Err(Error::file(
             path,
             "the checkpoint was written by a run with other settings (architecture, targets, preprocessing, batch, \
@@ -535,7 +545,7 @@ fn load_checkpoint(path: &Path, cfg: &TrainConfig) -> Result<State> {
         .into_iter()
         .filter_map(|(k, v)| k.strip_prefix("adam.").map(|n| (n.to_string(), v)))
         .collect();
-    let mut adam = Adam::new(AdamConfig { lr: cfg.lr, ..AdamConfig::default() });
+    let mut adam = Adam::new(AdamConfig { lr: cfg.schedule.lr, ..AdamConfig::default() });
     adam.restore(get("specnn-adam-step")?.parse().map_err(|_| Error::file(path, "bad adam step"))?, adam_t)?;
     let history: History = serde_json::from_str(get(HISTORY_KEY)?).map_err(|e| Error::file(path, e.to_string()))?;
     let bad_epochs = get("specnn-bad-epochs")?.parse().map_err(|_| Error::file(path, "bad epoch count"))?;
@@ -718,9 +728,9 @@ pub fn train<X: RowSource + ?Sized>(
         let _ = std::fs::remove_file(checkpoint_path(model_out));
         (Estimator::Ensemble(members), scale, history)
     };
-    let (train_rows, val_rows) = rows_for(x.len(), cfg.split, cfg.seed, cfg.validation.as_deref())?;
+    let (train_rows, val_rows) = rows_for(x.len(), cfg.schedule.split, cfg.schedule.seed, cfg.validation.as_deref())?;
     let (calibration, domain) =
-        attach_trust(model_out, &model, &scale, x, y, &train_rows, &val_rows, cfg.seed, device)?;
+        attach_trust(model_out, &model, &scale, x, y, &train_rows, &val_rows, cfg.schedule.seed, device)?;
     Ok(Outcome { model, scaling: scale, history, calibration, domain })
 }
 
@@ -798,12 +808,12 @@ fn train_member<X: RowSource + ?Sized>(
     on_epoch: &mut impl FnMut(&EpochStats),
     on_batch: &impl Fn(usize, f64),
 ) -> Result<(Model<f32>, Scaling, History)> {
-    let (train_rows, val_rows) = rows_for(x.len(), cfg.split, cfg.seed, cfg.validation.as_deref())?;
+    let (train_rows, val_rows) = rows_for(x.len(), cfg.schedule.split, cfg.schedule.seed, cfg.validation.as_deref())?;
     let scale = match start {
         Some((_, s)) => s.clone(),
         None => scaling(y, &train_rows, &log_flags(&cfg.targets, &cfg.options.log_targets)?)?,
     };
-    let seed = cfg.seed.wrapping_add(1_000_003u64.wrapping_mul(member as u64));
+    let seed = cfg.schedule.seed.wrapping_add(1_000_003u64.wrapping_mul(member as u64));
     let inputs = if cfg.options.standardise_inputs {
         InputScaling::first_layer(&cfg.arch)?;
         Some(InputScaling::fit(x, &train_rows)?)
@@ -829,7 +839,7 @@ fn train_member<X: RowSource + ?Sized>(
                 Some((m, _)) => from_file(m)?,
                 None => fresh_model(&cfg.arch, cfg.targets.len(), seed)?,
             },
-            adam: Adam::new(AdamConfig { lr: cfg.lr, ..AdamConfig::default() }),
+            adam: Adam::new(AdamConfig { lr: cfg.schedule.lr, ..AdamConfig::default() }),
             history: History { validation: val_rows.clone(), loss: cfg.options.loss, ..History::default() },
             bad_epochs: 0,
         }
@@ -857,7 +867,7 @@ fn train_member<X: RowSource + ?Sized>(
             None => std::borrow::Cow::Borrowed(b),
         }
     }
-    for epoch in first_epoch..cfg.epochs {
+    for epoch in first_epoch..cfg.schedule.epochs {
         if st.history.stopped_early {
             break;
         }
@@ -868,7 +878,7 @@ fn train_member<X: RowSource + ?Sized>(
             order.swap(i, rng.random_range(0..=i));
         }
         let (mut loss_sum, mut batches) = (0.0, 0usize);
-        for (b, rows) in order.chunks(cfg.batch.max(1)).enumerate() {
+        for (b, rows) in order.chunks(cfg.schedule.batch.max(1)).enumerate() {
             let mut brng = batch_rng(seed, epoch, b);
             let (input, target, mask) =
                 batch(x, y, rows, &cfg.arch, &scale, aug.map(|a| (a, grid.as_slice(), &mut brng)), inputs.as_ref())?;
@@ -933,7 +943,7 @@ fn train_member<X: RowSource + ?Sized>(
         } else {
             st.bad_epochs += 1;
             st.history.epochs.push(stats.clone());
-            if st.bad_epochs >= cfg.patience {
+            if st.bad_epochs >= cfg.schedule.patience {
                 st.history.stopped_early = true;
             }
         }

@@ -12,7 +12,7 @@ use crate::gpu::Device;
 use crate::nn::{Activation, Arch};
 use crate::ops::conv2d::Padding;
 use crate::predict::{catalog, load_trained, predict_files, Row, Thresholds, Trained};
-use crate::train::{train, EpochStats, Outcome, TrainConfig};
+use crate::train::{train, EpochStats, Outcome, Schedule, TrainConfig};
 use ndarray::Array2;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -58,12 +58,8 @@ pub struct TrainRequest {
     pub kind: Kind,
     pub targets: Vec<String>,
     pub out: PathBuf,
-    pub epochs: usize,
-    pub batch: usize,
-    pub lr: f64,
-    pub split: f64,
-    pub seed: u64,
-    pub patience: usize,
+    /// Epochs, batch, learning rate, split, seed, patience: what `TrainConfig` takes as they are.
+    pub schedule: Schedule,
     /// Degrade to this resolving power on the CSST grid (e.g. 200).
     pub resolution: Option<f64>,
     /// CNN channel widths (default the seed's 64, 128, 256).
@@ -355,8 +351,8 @@ pub fn train_labelled(
             &r.targets,
             &r.options.log_targets,
             &prep,
-            (r.split, validation.as_deref()),
-            r.seed,
+            (r.schedule.split, validation.as_deref()),
+            r.schedule.seed,
             &r.out,
             data.synthetic,
         )?;
@@ -369,12 +365,7 @@ pub fn train_labelled(
         arch,
         targets: r.targets.clone(),
         prep,
-        epochs: r.epochs,
-        batch: r.batch,
-        lr: r.lr,
-        split: r.split,
-        seed: r.seed,
-        patience: r.patience,
+        schedule: r.schedule.clone(),
         validation,
         options: r.options.clone(),
     };
@@ -1126,7 +1117,7 @@ pub fn run_crossval(
     let mut shuffled: Vec<usize> = (0..n).collect();
     {
         use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(r.seed ^ 0xC0FFEE);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(r.schedule.seed ^ 0xC0FFEE);
         for i in (1..n).rev() {
             shuffled.swap(i, rng.random_range(0..=i));
         }
@@ -1145,7 +1136,7 @@ pub fn run_crossval(
         let xs: Vec<Vec<f32>> = train_rows.iter().map(|&i| data.in_memory()[i].clone()).collect();
         let ys = data.y.select(ndarray::Axis(0), &train_rows);
         // Inside a fold the inner split is seeded: a validation list names stars of the whole set.
-        let seed = r.seed + f as u64;
+        let seed = r.schedule.seed + f as u64;
         let out = r.out.join(format!("fold{}.safetensors", f + 1));
         let outcome = match (&arch, r.kind.baseline()) {
             (Some(arch), _) => {
@@ -1153,12 +1144,7 @@ pub fn run_crossval(
                     arch: arch.clone(),
                     targets: r.targets.clone(),
                     prep: prep.clone(),
-                    epochs: r.epochs,
-                    batch: r.batch,
-                    lr: r.lr,
-                    split: r.split,
-                    seed,
-                    patience: r.patience,
+                    schedule: Schedule { seed, ..r.schedule.clone() },
                     validation: None,
                     options: r.options.clone(),
                 };
@@ -1171,7 +1157,7 @@ pub fn run_crossval(
                 &r.targets,
                 &r.options.log_targets,
                 &prep,
-                (r.split, None),
+                (r.schedule.split, None),
                 seed,
                 &out,
                 data.synthetic,
@@ -1196,14 +1182,14 @@ pub fn run_crossval(
         format!(
             "{folds}-fold cross-validation of `{described}` (seed {}): every star is estimated by the model that \
             did not train on it",
-            r.seed
+            r.schedule.seed
         ),
         format!(
             "each fold trained up to {} epochs with its own {:.0}:{:.0} inner split for early stopping; fold \
             models in `{}`",
-            r.epochs,
-            100.0 * r.split,
-            100.0 * (1.0 - r.split),
+            r.schedule.epochs,
+            100.0 * r.schedule.split,
+            100.0 * (1.0 - r.schedule.split),
             r.out.display()
         ),
         format!("spectra: `{}`, labels: `{}`; training curve below: fold 1", r.spectra.display(), r.labels.display()),
