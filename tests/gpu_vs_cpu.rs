@@ -1,5 +1,5 @@
 //! Every GPU kernel, forward and backward, against the CPU path over random shapes (odd sizes, channel
-//! counts that are not multiples of 4, batch 1), under the GPU-vs-CPU tolerance of the README's table:
+//! counts that are not multiples of 4, batch 1), under the GPU-vs-CPU tolerance of DEVELOPERS.md's table:
 //! `|gpu - cpu| <= 1e-4 + 1e-4 |cpu|` for f32 (sums of up to a few thousand products in another order),
 //! and a training run of a small VMP CNN on both devices from the same weights and batches.
 //!
@@ -300,7 +300,7 @@ fn train_both(arch: &Arch, steps: usize, batch: usize) -> (Vec<f32>, Vec<f32>, f
     (lc, lg, worst, created)
 }
 
-/// The documented training tolerance (README): after N Adam steps at lr 1e-3 the parameters agree
+/// The documented training tolerance (DEVELOPERS.md): after N Adam steps at lr 1e-3 the parameters agree
 /// within 1e-4 absolute and each step's loss within 1e-4 relative.
 fn check_training(arch: &Arch) {
     if common::gpu().is_none() {
