@@ -7,13 +7,13 @@
 //! ```
 //! A profiling aid: the figures are this machine's, best of 50 repetitions.
 
-use specnn::optim::{AdamConfig, AdamStep};
+use specnn::optim::AdamConfig;
 use std::time::Instant;
 
 const PARAMS: usize = 1_650_000;
 
 fn main() {
-    let k = AdamStep::<f32>::new(10, &AdamConfig::default());
+    let k = AdamConfig::default().step_constants::<f32>(10);
     for (n, what) in [(1usize << 15, "in cache"), (PARAMS, "from memory")] {
         let mut p = vec![0.1f32; n];
         let g: Vec<f32> = (0..n).map(|i| ((i % 97) as f32 - 48.0) * 1e-3).collect();

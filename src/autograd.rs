@@ -10,11 +10,11 @@
 //! they are during a step; after `backward`, [`Tape::into_param_grads`] hands the gradients to the
 //! optimizer by parameter name.
 
+use crate::cpu::Float;
 use crate::error::{Error, Result};
 use crate::ops::{
     self, activation, conv2d, conv2d::Conv2dSpec, conv2d::SpectraCache, linear, loss, maxpool2d, maxpool2d::Pool2dSpec,
 };
-use crate::tensor::Float;
 use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
 
 /// A handle to a value on a tape.

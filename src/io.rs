@@ -3,8 +3,9 @@
 //! Every output is written to a temporary name beside its destination and renamed into place, so an
 //! interrupted run never leaves a half-written file where a good one was.
 
+use crate::cpu::Float;
 use crate::error::{Error, Result};
-use crate::tensor::Float;
+use crate::tensor::Element;
 use ndarray::{ArrayD, IxDyn};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};

@@ -59,5 +59,6 @@ pub mod train;
 pub mod trust;
 pub mod workflow;
 
+pub use cpu::Float;
 pub use error::{Error, Result};
-pub use tensor::{Float, Tensor};
+pub use tensor::{Element, Tensor};

@@ -2,9 +2,10 @@
 //! Parameters and gradients are matched by their state-dict names.
 
 use crate::autograd::{DeferredDense, ParamGrads};
+pub use crate::cpu::adam::AdamStep;
 use crate::cpu::gemm::Reused;
+use crate::cpu::Float;
 use crate::error::{Error, Result};
-use crate::tensor::Float;
 use ndarray::{s, ArrayD, ArrayView2, Ix2, Zip};
 use std::collections::HashMap;
 
@@ -17,64 +18,17 @@ pub struct AdamConfig {
     pub eps: f64,
 }
 
+impl AdamConfig {
+    /// Adam's constants for update number `step` (1-based), in the element type.
+    pub fn step_constants<T: Float>(&self, step: u64) -> AdamStep<T> {
+        AdamStep::new(step, self.lr, self.beta1, self.beta2, self.eps)
+    }
+}
+
 impl Default for AdamConfig {
     /// PyTorch's defaults.
     fn default() -> Self {
         Self { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
-    }
-}
-
-/// Adam's constants for one update number, in the element type.
-#[derive(Clone, Copy, Debug)]
-pub struct AdamStep<T> {
-    pub one_b1: T,
-    pub b2: T,
-    pub one_b2: T,
-    pub step_size: T,
-    pub bc2_sqrt: T,
-    /// `1 / bc2_sqrt`, correctly rounded: see [`AdamStep::over_bc2_sqrt`].
-    pub inv_bc2_sqrt: T,
-    pub eps: T,
-}
-
-impl<T: Float> AdamStep<T> {
-    /// The constants of update number `step` (1-based).
-    pub fn new(step: u64, c: &AdamConfig) -> Self {
-        let bc1 = 1.0 - c.beta1.powf(step as f64);
-        let bc2_sqrt = (1.0 - c.beta2.powf(step as f64)).sqrt();
-        Self {
-            one_b1: T::of(1.0 - c.beta1),
-            b2: T::of(c.beta2),
-            one_b2: T::of(1.0 - c.beta2),
-            step_size: T::of(c.lr / bc1),
-            bc2_sqrt: T::of(bc2_sqrt),
-            inv_bc2_sqrt: T::one() / T::of(bc2_sqrt),
-            eps: T::of(c.eps),
-        }
-    }
-
-    /// `s / bc2_sqrt`, correctly rounded, without a division: the quotient through the rounded
-    /// reciprocal, then one correction with the exact remainder (Markstein's theorem: with `r` the
-    /// correctly rounded `1/c` and `q` within an ulp of `s/c`, `q + r (s - q c)` rounded once is the
-    /// correctly rounded `s/c`; the remainder is exact in a fused multiply-add unless it underflows,
-    /// which needs `s` below about 2^-100, and a square root of a moment is at least 2^-75). The same
-    /// bits as the division PyTorch does (`tests/adam_division.rs` checks every significand against
-    /// it), without one of the loop's three divider operations (two divisions and a square root),
-    /// which bound it when its data are in cache.
-    #[inline(always)]
-    pub fn over_bc2_sqrt(&self, s: T) -> T {
-        let q = s * self.inv_bc2_sqrt;
-        let rem = (-q).mul_add(self.bc2_sqrt, s);
-        rem.mul_add(self.inv_bc2_sqrt, q)
-    }
-
-    /// The rule for one element.
-    #[inline(always)]
-    pub fn apply(&self, p: &mut T, g: T, m: &mut T, v: &mut T) {
-        *m += (g - *m) * self.one_b1; // torch: exp_avg.lerp_(grad, 1 - beta1)
-        *v = *v * self.b2 + g * g * self.one_b2;
-        let denom = self.over_bc2_sqrt(v.sqrt()) + self.eps;
-        *p -= self.step_size * (*m / denom);
     }
 }
 
@@ -107,7 +61,7 @@ pub fn adam_update_sum<T: Float>(
 ) {
     const CHUNK: usize = 1 << 15;
     assert!(!grads.is_empty(), "adam_update_sum: no gradient");
-    let k = AdamStep::<T>::new(step, c);
+    let k = c.step_constants::<T>(step);
     let slices: Option<Vec<&[T]>> = grads.iter().map(|g| g.as_slice()).collect();
     if let (Some(p), Some(m), Some(v), Some(gs)) = (param.as_slice_mut(), m.as_slice_mut(), v.as_slice_mut(), slices) {
         let update = |i: usize, p: &mut [T], m: &mut [T], v: &mut [T]| {
@@ -239,7 +193,7 @@ impl<T: Float> Adam<T> {
             }
         }
         self.step_summed(plain, pieces)?;
-        let k = AdamStep::<T>::new(self.step, &self.config);
+        let k = self.config.step_constants::<T>(self.step);
         // The moments of the fused weights, out of the map while their blocks are updated.
         let mut moments: Vec<(String, ArrayD<T>, ArrayD<T>)> = fused
             .iter()

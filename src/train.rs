@@ -8,6 +8,7 @@
 use crate::augment::{batch_rng, Augment};
 use crate::autograd::{DeferredDense, ParamGrads, Tape};
 use crate::baselines::{Baseline, BaselineKind, BASELINE_KEY};
+use crate::cpu::Float;
 use crate::data::dataset::to_input;
 use crate::data::store::RowSource;
 use crate::data::PrepConfig;
@@ -23,7 +24,6 @@ use crate::nn::{save_model, Arch, Model};
 use crate::ops::loss;
 pub use crate::ops::loss::Objective;
 use crate::optim::{Adam, AdamConfig};
-use crate::tensor::Float;
 use crate::trust::{Calibration, Domain, CALIBRATION_KEY, DOMAIN_KEY};
 use ndarray::{Array2, ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 use rand::{rngs::StdRng, Rng, SeedableRng};

@@ -72,7 +72,7 @@ fn piece_gradients_add_up_to_the_whole_batch_gradient() {
 /// on whole gradients summed beforehand, in both element types, for one piece, two and three: the
 /// same bits.
 /// The seed's residual ANN too (512-wide weights: several row blocks each).
-fn step_equals_adam_on_the_summed_gradient<T: specnn::tensor::Float>() {
+fn step_equals_adam_on_the_summed_gradient<T: specnn::Float>() {
     for (arch, n) in [
         (small_res_ann(), STEP_PIECE_ROWS / 2),
         (small_res_ann(), 2 * STEP_PIECE_ROWS),

@@ -12,8 +12,8 @@
 //! parallel, each task with its own `cols` buffer; with fewer samples than threads, the GEMMs themselves
 //! are split instead.
 
+use super::float::Float;
 use super::gemm::{gemm, gemm_serial};
-use crate::tensor::Float;
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 

@@ -20,9 +20,9 @@
 //! column transforms produce.
 
 use super::conv::ConvGeom;
+use super::float::Float;
 use super::gemm::{gemm_reused_serial, Reused};
 use super::simd::Rows2;
-use crate::tensor::Float;
 use ndarray::{Array3, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
 use rustfft::{num_complex::Complex, Fft, FftPlanner};

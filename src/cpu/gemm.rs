@@ -6,7 +6,8 @@
 //! core works on one GEMM; the split is along the larger output dimension, and stops when a block is
 //! too small to be worth a thread.
 
-use crate::tensor::Float;
+use super::float::Float;
+pub use super::float::Reused;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 
 /// Multiply-adds below which a GEMM is not split further (about 100 microseconds of work).
@@ -21,26 +22,6 @@ pub fn gemm<T: Float>(alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, beta: T, c: 
 /// `c = alpha * a . b + beta * c` on the calling thread alone (for callers that are already parallel).
 pub fn gemm_serial<T: Float>(alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, beta: T, c: ArrayViewMut2<T>) {
     T::gemm_on_thread(alpha, a, b, beta, c);
-}
-
-/// A right-hand operand that several products read (a piece's layer input in
-/// `Adam::step_deferred`, read by every block of the weight's rows): the array, and where
-/// `cpu::sgemm`'s broadcast kernel runs (f32 with AVX2 and FMA), its copy in that kernel's strips
-/// ([`sgemm::PackedB`](super::sgemm::PackedB), made once by `Float::pack_reused`), which the products
-/// read instead of copying each strip themselves. Same bits either way. Built only inside the crate,
-/// from an array and the copy made from it (`autograd::DeferredDense` keeps the two together), so
-/// that they cannot differ.
-#[derive(Clone, Copy)]
-pub struct Reused<'a, T> {
-    pub(crate) view: ArrayView2<'a, T>,
-    pub(crate) packed: Option<&'a super::sgemm::PackedB>,
-}
-
-impl<'a, T> Reused<'a, T> {
-    /// The packed copy, if there is one of the array's shape.
-    pub(crate) fn packed(&self) -> Option<&'a super::sgemm::PackedB> {
-        self.packed.filter(|p| (p.nrows(), p.ncols()) == self.view.dim())
-    }
 }
 
 /// `c = alpha * a . b + beta * c` on the calling thread, with a reused `b`.

@@ -1,13 +1,19 @@
 //! CPU kernels, generic over `f32` and `f64`: plain safe Rust, parallel with rayon where it counts.
 //! Shapes are validated by `crate::ops` before a kernel is called.
 
+pub mod adam;
 pub mod conv;
+pub mod features;
 pub mod fftconv;
+pub mod float;
 pub mod gemm;
 pub mod peak;
 pub mod pool;
+pub mod selu;
 pub mod sgemm;
 pub mod simd;
+
+pub use float::Float;
 
 /// Runs `f` on one of rayon's worker threads and waits for it.
 ///

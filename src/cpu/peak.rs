@@ -18,7 +18,7 @@ const RUNS: usize = 3;
 /// GFLOP/s of one core running AVX2 FMA chains, if the CPU has AVX2 and FMA.
 pub fn avx2_one_core() -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
-    if super::sgemm::has_avx2_fma() {
+    if super::features::has_avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
         return Some(best_gflops(8, 1, || unsafe { x86::ymm(std::hint::black_box(STEPS)) }));
     }
@@ -38,7 +38,7 @@ pub fn avx512_one_core() -> Option<f64> {
 /// GFLOP/s of all of rayon's threads running AVX2 FMA chains at once, if the CPU has AVX2 and FMA.
 pub fn avx2_all_threads() -> Option<f64> {
     #[cfg(target_arch = "x86_64")]
-    if super::sgemm::has_avx2_fma() {
+    if super::features::has_avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA (checked just above); every thread is on it.
         return Some(on_every_thread(8, || unsafe { x86::ymm(std::hint::black_box(STEPS)) }));
     }

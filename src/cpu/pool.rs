@@ -1,6 +1,6 @@
 //! Max pooling on the CPU, keeping the argmax for the backward pass.
 
-use crate::tensor::Float;
+use super::float::Float;
 use rayon::prelude::*;
 
 pub use crate::geometry::PoolGeom;
@@ -50,11 +50,11 @@ fn pool_2x2_dispatch<T: Float>(xp: &[T], g: &PoolGeom, yp: &mut [T], ap: &mut [u
         unsafe fn avx2<T: Float>(xp: &[T], g: &PoolGeom, yp: &mut [T], ap: &mut [u32]) {
             pool_2x2(xp, g, yp, ap)
         }
-        if super::sgemm::wide() {
+        if super::features::wide() {
             // SAFETY: the CPU has AVX-512F/DQ, AVX2 and FMA (`sgemm::wide`).
             return unsafe { wide(xp, g, yp, ap) };
         }
-        if super::sgemm::has_avx2_fma() {
+        if super::features::has_avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA.
             return unsafe { avx2(xp, g, yp, ap) };
         }

@@ -12,8 +12,10 @@
 //! Taylor polynomial for expm1(r), and 2^n built from its bits): within 2 ulp of libm's `expm1f` on the
 //! tested range (`tests`), well inside the tolerance table's 1e-5.
 
-use super::sgemm::has_avx2_fma;
-use crate::optim::AdamStep;
+use super::adam::AdamStep;
+use super::features::has_avx2_fma;
+use super::selu::{SELU_ALPHA, SELU_SCALE};
+use crate::tensor::Element;
 use std::mem::MaybeUninit;
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -49,9 +51,9 @@ fn clamp_neg(v: f32) -> f32 {
     v.clamp(EXP_MIN, 0.0)
 }
 
-const SCALE: f32 = crate::ops::activation::SELU_SCALE as f32;
+const SCALE: f32 = SELU_SCALE as f32;
 /// SELU's scale times alpha, rounded once.
-const SCALE_ALPHA: f32 = (crate::ops::activation::SELU_SCALE * crate::ops::activation::SELU_ALPHA) as f32;
+const SCALE_ALPHA: f32 = (SELU_SCALE * SELU_ALPHA) as f32;
 
 /// `y = selu(x)`; `y` may be uninitialised memory (it is only written).
 #[inline(always)]
@@ -93,7 +95,7 @@ pub struct Rows2<'a, T> {
 /// xr[n][c] wi[o][c]` (`X conj(W)` for one frequency bin of an FFT convolution), with `c` values a
 /// row; `y*` are `x.m x w.m`, row-major. Eight partial sums per output, in a fixed order.
 #[inline(always)]
-pub fn xconj_w_body<T: crate::tensor::Float>(c: usize, x: Rows2<T>, w: Rows2<T>, yr: &mut [T], yi: &mut [T]) {
+pub fn xconj_w_body<T: Element>(c: usize, x: Rows2<T>, w: Rows2<T>, yr: &mut [T], yi: &mut [T]) {
     let c8 = c - c % 8;
     for n in 0..x.m {
         let (ar, ai) = (&x.re[n * x.ld..n * x.ld + c], &x.im[n * x.ld..n * x.ld + c]);
@@ -197,7 +199,7 @@ macro_rules! dispatch {
         $(#[$doc])*
         pub fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
-            if super::sgemm::wide() {
+            if super::features::wide() {
                 // SAFETY: the CPU has AVX-512F/DQ, AVX2 and FMA (`sgemm::wide`).
                 return unsafe { $avx512($($arg),*) };
             }
@@ -303,7 +305,7 @@ mod tests {
         let dy: Vec<f32> = xs.iter().map(|&v| 0.5 + v.abs().sin()).collect();
         let mut dx = dy.clone();
         selu_backward(&xs, &mut dx);
-        let (a, s) = (crate::ops::activation::SELU_ALPHA, crate::ops::activation::SELU_SCALE);
+        let (a, s) = (SELU_ALPHA, SELU_SCALE);
         for ((&v, &got), (&d, &gd)) in xs.iter().zip(&y).zip(dy.iter().zip(&dx)) {
             let v64 = v as f64;
             let want = if v > 0.0 { s * v64 } else { s * a * v64.exp_m1() } as f32;
@@ -324,7 +326,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn avx512_loops_give_avx2_bits() {
-        if !super::super::sgemm::has_avx512() {
+        if !super::super::features::has_avx512() {
             eprintln!("no AVX-512F/DQ: the wide loops are not exercised on this CPU");
             return;
         }
@@ -346,7 +348,7 @@ mod tests {
             assert_eq!(bits(&y2), bits(&y5), "selu, n {n}");
             assert_eq!(bits(&d2), bits(&d5), "selu', n {n}");
             for step in [1u64, 10, 10_000] {
-                let c = AdamStep::<f32>::new(step, &crate::optim::AdamConfig { lr: 0.01, ..Default::default() });
+                let c = AdamStep::<f32>::new(step, 0.01, 0.9, 0.999, 1e-8);
                 let g: Vec<f32> = dy.iter().map(|&v| v - 0.9).collect();
                 let m0: Vec<f32> = g.iter().map(|&v| 0.3 * v).collect();
                 let v0: Vec<f32> = g.iter().map(|&v| 0.01 * v * v + 1e-9).collect();

@@ -1,7 +1,7 @@
 //! Preprocessing steps of the seed, each a plain function on arrays.
 
+use crate::cpu::Float;
 use crate::error::{Error, Result};
-use crate::tensor::Float;
 use ndarray::{Array2, Array4, ArrayView2, Axis};
 
 /// Per-row min-max normalisation `x' = (x - min) / (max - min)` of `x [N, L]`.

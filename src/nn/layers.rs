@@ -4,10 +4,10 @@
 //! seeded `rand` generator so that a model is reproducible bit for bit.
 
 use crate::autograd::{Graph, Var};
+use crate::cpu::Float;
 use crate::error::Result;
 use crate::ops::conv2d::{Conv2dSpec, Padding, SpectraCache};
 use crate::ops::maxpool2d::Pool2dSpec;
-use crate::tensor::Float;
 use ndarray::{ArrayD, IxDyn};
 use rand::Rng;
 use serde::{Deserialize, Serialize};

@@ -9,9 +9,9 @@ pub mod models;
 pub use layers::{Activation, Conv2d, Dense, MaxPool2d, ResidualBlock};
 pub use models::{Arch, Model};
 
+use crate::cpu::Float;
 use crate::error::{Error, Result};
 use crate::io::{read_safetensors, write_safetensors};
-use crate::tensor::Float;
 use std::collections::HashMap;
 use std::path::Path;
 

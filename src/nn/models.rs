@@ -13,10 +13,10 @@
 
 use super::layers::{Activation, Conv2d, Dense, MaxPool2d, ResidualBlock};
 use crate::autograd::{Graph, Tape, Var};
+use crate::cpu::Float;
 use crate::error::{Error, Result};
 use crate::ops::conv2d::Padding;
 use crate::ops::maxpool2d::Pool2dSpec;
-use crate::tensor::Float;
 use ndarray::{ArrayD, ArrayViewD, Axis, Slice};
 use rand::{rngs::StdRng, SeedableRng};
 use rayon::prelude::*;

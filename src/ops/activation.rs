@@ -1,15 +1,14 @@
 //! Elementwise activations: ReLU and SELU, with PyTorch's conventions at the kinks (the gradient of
 //! ReLU at 0 is 0; SELU uses the `x > 0` branch only for strictly positive x).
 
-use crate::tensor::{Arr, Float};
+use crate::cpu::Float;
+use crate::tensor::Arr;
 use ndarray::Data;
 use ndarray::{ArrayD, Zip};
 use rayon::prelude::*;
 
-/// SELU's alpha, to full double precision (Klambauer et al. 2017).
-pub const SELU_ALPHA: f64 = 1.673_263_242_354_377_284_817_042_991_671_7;
-/// SELU's scale, to full double precision.
-pub const SELU_SCALE: f64 = 1.050_700_987_355_480_493_419_334_985_294_6;
+/// SELU's constants live beside the CPU kernels that use them; re-exported here for the ops.
+pub use crate::cpu::selu::{SELU_ALPHA, SELU_SCALE};
 
 /// Arrays smaller than this are mapped on one thread.
 const PAR_MIN: usize = 1 << 15;

@@ -6,8 +6,9 @@
 
 use crate::cpu::conv::{self, Algo, ConvGeom};
 use crate::cpu::fftconv::{self, WeightSpectra};
+use crate::cpu::Float;
 use crate::error::{Error, Result};
-use crate::tensor::{Arr, Float};
+use crate::tensor::Arr;
 use ndarray::Data;
 use ndarray::{ArrayD, ArrayView2, IxDyn};
 use serde::{Deserialize, Serialize};

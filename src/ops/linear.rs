@@ -1,8 +1,9 @@
 //! `linear`: `y = x W^T + b` with `x [N, I]`, `weight [O, I]`, `bias [O]` (PyTorch's `nn.Linear`).
 
 use crate::cpu::gemm::matmul;
+use crate::cpu::Float;
 use crate::error::{Error, Result};
-use crate::tensor::{Arr, Float};
+use crate::tensor::Arr;
 use ndarray::Data;
 use ndarray::{ArrayD, Axis, Ix2};
 

@@ -3,8 +3,9 @@
 //! negative log-likelihood of a network that predicts a mean and a log-variance per label
 //! (`train --loss nll`).
 
+use crate::cpu::Float;
 use crate::error::{Error, Result};
-use crate::tensor::{Arr, Float};
+use crate::tensor::Arr;
 use ndarray::Data;
 use ndarray::{ArrayD, Zip};
 

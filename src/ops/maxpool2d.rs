@@ -2,8 +2,9 @@
 //! (index of the winner inside its `H x W` plane) and the backward pass scatters through it.
 
 use crate::cpu::pool::{self, PoolGeom};
+use crate::cpu::Float;
 use crate::error::{Error, Result};
-use crate::tensor::{Arr, Float};
+use crate::tensor::Arr;
 use ndarray::Data;
 use ndarray::{ArrayD, IxDyn};
 

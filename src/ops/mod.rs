@@ -13,8 +13,9 @@ pub mod linear;
 pub mod loss;
 pub mod maxpool2d;
 
+use crate::cpu::Float;
 use crate::error::{Error, Result};
-use crate::tensor::{Arr, Float};
+use crate::tensor::Arr;
 use ndarray::Data;
 use ndarray::{ArrayD, IxDyn};
 
