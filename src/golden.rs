@@ -2,10 +2,10 @@
 //! specnn's f32 CPU path (or its GPU path) and compares outputs and gradients element by element with
 //! `|got - want| <= abs + rel * |want|`, the tolerances the file gives per case.
 
-use crate::autograd::{Graph, Tape, Var};
+use crate::autograd::{Backend, LossKind, Tape, Var};
 use crate::data::prep;
 use crate::error::{Error, Result};
-use crate::gpu::ops::{self as gpu_ops, LossKind};
+use crate::gpu::ops as gpu_ops;
 use crate::gpu::{Gpu, GpuTape, GpuTensor, ParamStore};
 use crate::io::read_safetensors;
 use crate::nn::{Arch, Dense, Model, ResidualBlock};
@@ -361,22 +361,27 @@ impl Prepared {
 /// Runs a model or op case on the CPU tape, or on a GPU tape holding the case's parameters.
 fn on_device(case: &Case, t: &Tensors, prepared: &Prepared, dev: Option<&Gpu>) -> Result<Got> {
     match dev {
-        None => run_case_on(case, t, prepared, Tape::new()),
+        None => run_case_on(case, t, prepared, Tape::<f32>::new()),
         Some(gpu) => {
             let store = ParamStore::upload(gpu, prepared.params())?;
-            run_case_on(case, t, prepared, GpuTape::new(gpu, &store))
+            run_case_on(case, t, prepared, GpuTape::on(gpu, &store))
         }
     }
 }
 
-fn run_case_on<'a, G: AuditTape<'a>>(case: &Case, t: &'a Tensors, prepared: &'a Prepared, mut tape: G) -> Result<Got> {
+fn run_case_on<'a, B: Backend<'a, Elem = f32>>(
+    case: &Case,
+    t: &'a Tensors,
+    prepared: &'a Prepared,
+    mut tape: Tape<'a, B>,
+) -> Result<Got> {
     let input = |role: &str| -> Result<&'a ArrayD<f32>> {
         let key = case.inputs.get(role).ok_or_else(|| Error::Golden(format!("case has no input `{role}`")))?;
         get(t, key)
     };
     let block = match prepared {
         Prepared::Model(model) => {
-            let xv = tape.input(input("x")?, case.grads.contains_key("x"))?;
+            let xv = tape.input_host(input("x")?.view(), case.grads.contains_key("x"))?;
             let y = model.forward(&mut tape, xv)?;
             return finish(case, t, tape, y, &[("x", xv)]);
         }
@@ -385,7 +390,7 @@ fn run_case_on<'a, G: AuditTape<'a>>(case: &Case, t: &'a Tensors, prepared: &'a 
     let op = case.op.as_str();
     let mut vars: Vec<(&str, Var)> = Vec::new();
     for (role, key) in &case.inputs {
-        let v = tape.input(get(t, key)?, case.grads.contains_key(role))?;
+        let v = tape.input_host(get(t, key)?.view(), case.grads.contains_key(role))?;
         vars.push((role.as_str(), v));
     }
     let var = |role: &str| {
@@ -409,8 +414,8 @@ fn run_case_on<'a, G: AuditTape<'a>>(case: &Case, t: &'a Tensors, prepared: &'a 
         "relu" => tape.relu(var("x")?)?,
         "selu" => tape.selu(var("x")?)?,
         "flatten" => tape.flatten(var("x")?)?,
-        "mae_loss" => tape.loss(LossKind::Mae, var("pred")?, var("target")?)?,
-        "mse_loss" => tape.loss(LossKind::Mse, var("pred")?, var("target")?)?,
+        "mae_loss" => tape.loss(LossKind::Mae, var("pred")?, var("target")?, None)?,
+        "mse_loss" => tape.loss(LossKind::Mse, var("pred")?, var("target")?, None)?,
         "residual_block" => {
             let block = block.as_ref().ok_or_else(|| Error::Golden("residual_block: no block".into()))?;
             block.forward(&mut tape, var("x")?)?
@@ -420,68 +425,17 @@ fn run_case_on<'a, G: AuditTape<'a>>(case: &Case, t: &'a Tensors, prepared: &'a 
     finish(case, t, tape, y, &vars)
 }
 
-/// What the audit needs of a tape beyond a model's forward pass, on either device.
-trait AuditTape<'a>: Graph<'a, f32> {
-    fn input(&mut self, a: &'a ArrayD<f32>, requires_grad: bool) -> Result<Var>;
-    fn loss(&mut self, kind: LossKind, pred: Var, target: Var) -> Result<Var>;
-    fn value_of(&self, v: Var) -> Result<ArrayD<f32>>;
-    fn backward_from(&mut self, y: Var, grad_output: &ArrayD<f32>) -> Result<()>;
-    fn grad_of(&self, v: Var) -> Result<Option<ArrayD<f32>>>;
-    fn param_grads(self) -> Result<Vec<(String, Option<ArrayD<f32>>)>>;
-}
-
-impl<'a> AuditTape<'a> for Tape<'a, f32> {
-    fn input(&mut self, a: &'a ArrayD<f32>, requires_grad: bool) -> Result<Var> {
-        Ok(self.input_view(a.view(), requires_grad))
-    }
-    fn loss(&mut self, kind: LossKind, pred: Var, target: Var) -> Result<Var> {
-        match kind {
-            LossKind::Mse => self.mse_loss(pred, target),
-            _ => self.mae_loss(pred, target),
-        }
-    }
-    fn value_of(&self, v: Var) -> Result<ArrayD<f32>> {
-        Ok(self.value(v).to_owned())
-    }
-    fn backward_from(&mut self, y: Var, grad_output: &ArrayD<f32>) -> Result<()> {
-        self.backward_with(y, grad_output.clone())
-    }
-    fn grad_of(&self, v: Var) -> Result<Option<ArrayD<f32>>> {
-        Ok(self.grad(v).cloned())
-    }
-    fn param_grads(self) -> Result<Vec<(String, Option<ArrayD<f32>>)>> {
-        Ok(self.into_param_grads())
-    }
-}
-
-impl<'a, 'g> AuditTape<'a> for GpuTape<'g> {
-    fn input(&mut self, a: &'a ArrayD<f32>, requires_grad: bool) -> Result<Var> {
-        GpuTape::input(self, a.view(), requires_grad)
-    }
-    fn loss(&mut self, kind: LossKind, pred: Var, target: Var) -> Result<Var> {
-        GpuTape::loss(self, kind, pred, target, None)
-    }
-    fn value_of(&self, v: Var) -> Result<ArrayD<f32>> {
-        self.value(v).to_array(self.gpu())
-    }
-    fn backward_from(&mut self, y: Var, grad_output: &ArrayD<f32>) -> Result<()> {
-        let g = GpuTensor::upload(self.gpu(), &grad_output.view())?;
-        self.backward_with(y, g)
-    }
-    fn grad_of(&self, v: Var) -> Result<Option<ArrayD<f32>>> {
-        self.grad(v).map(|g| g.to_array(self.gpu())).transpose()
-    }
-    fn param_grads(self) -> Result<Vec<(String, Option<ArrayD<f32>>)>> {
-        let gpu = self.gpu();
-        self.into_param_grads().into_iter().map(|(n, g)| Ok((n, g.map(|g| g.to_array(gpu)).transpose()?))).collect()
-    }
-}
-
 /// Collects the output, runs the backward pass with the case's `grad_output`, and collects the gradients
 /// of the inputs (`inputs`) and of the parameters registered on the tape.
-fn finish<'a, G: AuditTape<'a>>(case: &Case, t: &Tensors, mut tape: G, y: Var, inputs: &[(&str, Var)]) -> Result<Got> {
+fn finish<'a, B: Backend<'a, Elem = f32>>(
+    case: &Case,
+    t: &Tensors,
+    mut tape: Tape<'a, B>,
+    y: Var,
+    inputs: &[(&str, Var)],
+) -> Result<Got> {
     let mut got =
-        vec![(case.output.clone().ok_or_else(|| Error::Golden("case has no `output`".into()))?, tape.value_of(y)?)];
+        vec![(case.output.clone().ok_or_else(|| Error::Golden("case has no `output`".into()))?, tape.value_host(y)?)];
     if case.grads.is_empty() {
         return Ok(got);
     }
@@ -489,14 +443,14 @@ fn finish<'a, G: AuditTape<'a>>(case: &Case, t: &Tensors, mut tape: G, y: Var, i
         t,
         case.grad_output.as_deref().ok_or_else(|| Error::Golden("case has grads but no `grad_output`".into()))?,
     )?;
-    tape.backward_from(y, gy)?;
+    tape.backward_with_host(y, gy.clone())?;
     let mut grads: BTreeMap<String, ArrayD<f32>> = BTreeMap::new();
     for (role, v) in inputs {
-        if let Some(g) = tape.grad_of(*v)? {
+        if let Some(g) = tape.grad_host(*v)? {
             grads.insert(role.to_string(), g);
         }
     }
-    for (name, g) in tape.param_grads()? {
+    for (name, g) in tape.into_param_grads_host()? {
         if let Some(g) = g {
             grads.insert(name, g);
         }

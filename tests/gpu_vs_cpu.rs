@@ -10,7 +10,7 @@ mod common;
 
 use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
-use specnn::autograd::{Graph, Tape};
+use specnn::autograd::Tape;
 use specnn::gpu::{ops, GpuTape, GpuTensor, ParamStore};
 use specnn::ops::conv2d::Conv2dSpec;
 use specnn::ops::maxpool2d::Pool2dSpec;
@@ -64,8 +64,8 @@ macro_rules! compare_op {
         cpu.backward_with(cy, gy.clone()).unwrap();
         // GPU
         let store = ParamStore::default();
-        let mut gt = GpuTape::new(&$gpu, &store);
-        let gv: Vec<_> = inputs.iter().map(|a| gt.input(a.view(), true).unwrap()).collect();
+        let mut gt = GpuTape::on(&$gpu, &store);
+        let gv: Vec<_> = inputs.iter().map(|a| gt.upload(a.view(), true).unwrap()).collect();
         let gyv = {
             let $t = &mut gt;
             let $v = &gv;
@@ -163,9 +163,9 @@ proptest! {
         let mut x = arr(&[len], seed);
         x.mapv_inplace(|v| if v.abs() < 1e-3 { 0.5 } else { v * 3.0 });
         let y = arr(&[len], seed + 1);
-        compare_op!(g, &[x.clone()], |t, v| Graph::relu(t, v[0]).unwrap());
-        compare_op!(g, &[x.clone()], |t, v| Graph::selu(t, v[0]).unwrap());
-        compare_op!(g, &[x, y], |t, v| Graph::add(t, v[0], v[1]).unwrap());
+        compare_op!(g, &[x.clone()], |t, v| t.relu(v[0]).unwrap());
+        compare_op!(g, &[x.clone()], |t, v| t.selu(v[0]).unwrap());
+        compare_op!(g, &[x, y], |t, v| t.add(v[0], v[1]).unwrap());
     }
 
     #[test]
@@ -189,9 +189,9 @@ proptest! {
             };
             cpu.backward(cl).unwrap();
             let store = ParamStore::default();
-            let mut gt = GpuTape::new(&g, &store);
-            let gp = gt.input(p.view(), true).unwrap();
-            let (gtv, gm) = (gt.input(t.view(), false).unwrap(), gt.input(mask.view(), false).unwrap());
+            let mut gt = GpuTape::on(&g, &store);
+            let gp = gt.upload(p.view(), true).unwrap();
+            let (gtv, gm) = (gt.upload(t.view(), false).unwrap(), gt.upload(mask.view(), false).unwrap());
             let gl = gt.loss(kind, gp, gtv, (kind == ops::LossKind::MaskedMae).then_some(gm)).unwrap();
             gt.backward(gl).unwrap();
             close(&format!("{kind:?} value"), &gt.value(gl).to_array(&g).unwrap(), &cpu.value(cl).to_owned())?;
@@ -223,9 +223,9 @@ proptest! {
         let cpu_loss = specnn::ops::loss::masked_gaussian_nll_sum(&p, &t, &mask, beta as f32).unwrap() / count;
         let cpu_grad = specnn::ops::loss::masked_gaussian_nll_grad(&p, &t, &mask, beta as f32, 1.0 / count).unwrap();
         let store = ParamStore::default();
-        let mut gt = GpuTape::new(&g, &store);
-        let gp = gt.input(p.view(), true).unwrap();
-        let (gtv, gm) = (gt.input(t.view(), false).unwrap(), gt.input(mask.view(), false).unwrap());
+        let mut gt = GpuTape::on(&g, &store);
+        let gp = gt.upload(p.view(), true).unwrap();
+        let (gtv, gm) = (gt.upload(t.view(), false).unwrap(), gt.upload(mask.view(), false).unwrap());
         let gl = gt.gaussian_nll(gp, gtv, gm, beta).unwrap();
         gt.backward(gl).unwrap();
         close("nll value", &gt.value(gl).to_array(&g).unwrap(), &ArrayD::from_elem(IxDyn(&[]), cpu_loss))?;

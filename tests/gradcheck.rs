@@ -167,8 +167,8 @@ proptest! {
     fn relu_and_selu(shape in prop::collection::vec(1usize..5, 1..5), seed in any::<u64>()) {
         let mut rng = StdRng::seed_from_u64(seed);
         let inputs = [random(&mut rng, &shape, 0.05)];
-        check(&inputs, seed, |t, v| Ok(t.relu(v[0])))?;
-        check(&inputs, seed, |t, v| Ok(t.selu(v[0])))?;
+        check(&inputs, seed, |t, v| t.relu(v[0]))?;
+        check(&inputs, seed, |t, v| t.selu(v[0]))?;
     }
 
     #[test]
@@ -197,6 +197,37 @@ proptest! {
         check(&inputs, seed, |t, v| { let m = t.input(mask.clone(), false); t.masked_mae_loss(v[0], v[1], m) })?;
     }
 
+    /// The Gaussian NLL on the tape (means, then log-variances; masked labels): the gradient with
+    /// respect to the prediction against central differences (beta 0), and for beta-NLL (0.5, whose
+    /// weight `exp(beta s)` is held constant in the gradient, so differences do not apply) the value
+    /// and gradient of `ops::loss` over the mask's sum. The target gets none.
+    #[test]
+    fn gaussian_nll(n in 1usize..6, k in 1usize..4, seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let pred = random(&mut rng, &[n, 2 * k], 0.0);
+        let target = random(&mut rng, &[n, k], 0.0);
+        let mask = ArrayD::from_shape_fn(
+            IxDyn(&[n, k]),
+            |i| if (i[0] + i[1] + seed as usize).is_multiple_of(3) || (i[0], i[1]) == (0, 0) { 1.0 } else { 0.0 },
+        );
+        check(std::slice::from_ref(&pred), seed, |t, v| {
+            let (tv, m) = (t.input(target.clone(), false), t.input(mask.clone(), false));
+            t.gaussian_nll(v[0], tv, m, 0.0)
+        })?;
+        let mut t = Tape::<f64>::new();
+        let (p, tv, m) = (t.input(pred.clone(), true), t.input(target.clone(), false), t.input(mask.clone(), false));
+        let l = t.gaussian_nll(p, tv, m, 0.5).unwrap();
+        t.backward(l).unwrap();
+        let count = mask.sum();
+        let want = specnn::ops::loss::masked_gaussian_nll_sum(&pred, &target, &mask, 0.5).unwrap() / count;
+        prop_assert_eq!(t.value(l).sum(), want);
+        let want = specnn::ops::loss::masked_gaussian_nll_grad(&pred, &target, &mask, 0.5, 1.0 / count).unwrap();
+        prop_assert_eq!(t.grad(p).unwrap(), &want);
+        let mut t = Tape::<f64>::new();
+        let (p, tv, m) = (t.input(pred, false), t.input(target, true), t.input(mask, false));
+        prop_assert!(t.gaussian_nll(p, tv, m, 0.0).is_err(), "a target that needs a gradient is refused");
+    }
+
     #[test]
     fn residual_block(n in 1usize..4, d in 1usize..12, seed in any::<u64>()) {
         let mut rng = StdRng::seed_from_u64(seed);
@@ -210,10 +241,10 @@ proptest! {
         // The block as the layer builds it, with its weights as tape inputs so their gradients are checked.
         check(&inputs, seed, |t, v| {
             let h = t.linear(v[0], v[1], Some(v[2]))?;
-            let h = t.selu(h);
+            let h = t.selu(h)?;
             let h = t.linear(h, v[3], Some(v[4]))?;
             let s = t.add(v[0], h)?;
-            Ok(t.selu(s))
+            t.selu(s)
         })?;
         // And the layer itself agrees with that composition.
         let mut r = StdRng::seed_from_u64(seed);
@@ -230,10 +261,10 @@ proptest! {
             &block.fc2.bias,
         ].iter().map(|a| t2.input((*a).clone(), false)).collect();
         let h = t2.linear(v[0], v[1], Some(v[2])).unwrap();
-        let h = t2.selu(h);
+        let h = t2.selu(h).unwrap();
         let h = t2.linear(h, v[3], Some(v[4])).unwrap();
         let s = t2.add(v[0], h).unwrap();
-        let y2 = t2.selu(s);
+        let y2 = t2.selu(s).unwrap();
         prop_assert_eq!(t1.value(y1), t2.value(y2));
     }
 }

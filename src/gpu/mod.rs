@@ -4,7 +4,7 @@
 //! - [`context`]: adapter choice, device, pipelines built once, the buffer pool, the readback helper;
 //! - [`kernels`]: the enum mapping each kernel to its shader file and entry point;
 //! - [`ops`]: one function per kernel launch, shapes checked as on the CPU;
-//! - [`tape`]: the GPU autograd tape (same model code as the CPU, through `autograd::Graph`);
+//! - [`tape`]: the GPU backend of the one autograd tape, [`GpuTape`] (the same model code as the CPU);
 //! - [`trainer`]: a whole training step on the device.
 //!
 //! [`Device`] is what `--device auto|cpu|gpu|gpu:N` parses into.

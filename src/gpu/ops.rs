@@ -7,6 +7,7 @@ use super::tensor::GpuTensor;
 use crate::error::{Error, Result};
 use crate::geometry::{ConvGeom, PoolGeom};
 use crate::ops::conv2d::{self, Conv2dSpec};
+pub use crate::ops::loss::LossKind;
 use crate::ops::maxpool2d::{self, Pool2dSpec};
 use crate::optim::AdamConfig;
 use bytemuck::{Pod, Zeroable};
@@ -449,14 +450,6 @@ pub fn scale(gpu: &Gpu, a: &GpuTensor, s: Option<&GpuTensor>, factor: f32) -> Re
         grid(a.len().div_ceil(WG)),
     )?;
     Ok(out)
-}
-
-/// Which loss `loss` computes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LossKind {
-    Mae = 0,
-    Mse = 1,
-    MaskedMae = 2,
 }
 
 /// A loss and (when `want_grad`) its gradient with respect to `pred`: `(loss [1], grad)`.

@@ -37,8 +37,8 @@ impl GpuNet {
 
     /// Predictions for a batch (nothing recorded; only the output is read back).
     pub fn predict(&self, x: &ArrayD<f32>) -> Result<ArrayD<f32>> {
-        let mut tape = GpuTape::inference(&self.gpu, &self.params);
-        let xv = tape.input(x.view(), false)?;
+        let mut tape = GpuTape::inference_on(&self.gpu, &self.params);
+        let xv = tape.upload(x.view(), false)?;
         let y = self.model.forward(&mut tape, xv)?;
         tape.value(y).to_array(&self.gpu)
     }
@@ -105,10 +105,10 @@ impl GpuTrainer {
         let net = &self.net;
         let gpu = &*net.gpu;
         let (loss_t, grads) = {
-            let mut tape = GpuTape::new(gpu, &net.params);
-            let xv = tape.input(x.view(), false)?;
-            let tv = tape.input(target.view(), false)?;
-            let mv = tape.input(mask.view(), false)?;
+            let mut tape = GpuTape::on(gpu, &net.params);
+            let xv = tape.upload(x.view(), false)?;
+            let tv = tape.upload(target.view(), false)?;
+            let mv = tape.upload(mask.view(), false)?;
             let pred = net.model.forward(&mut tape, xv)?;
             let loss = match self.objective {
                 Objective::MaskedMae => tape.loss(LossKind::MaskedMae, pred, tv, Some(mv))?,

@@ -3,7 +3,7 @@
 //! (Kaiming-uniform with a = sqrt(5), i.e. weight and bias uniform in +-1/sqrt(fan_in)), drawn from a
 //! seeded `rand` generator so that a model is reproducible bit for bit.
 
-use crate::autograd::{Graph, Var};
+use crate::autograd::{Backend, Tape, Var};
 use crate::cpu::Float;
 use crate::error::Result;
 use crate::ops::conv2d::{Conv2dSpec, Padding, SpectraCache};
@@ -30,7 +30,7 @@ pub enum Activation {
 
 impl Activation {
     /// Applies the activation on the tape.
-    pub fn apply<'a, T: Float>(self, tape: &mut impl Graph<'a, T>, x: Var) -> Result<Var> {
+    pub fn apply<'a, B: Backend<'a>>(self, tape: &mut Tape<'a, B>, x: Var) -> Result<Var> {
         match self {
             Activation::Relu => tape.relu(x),
             Activation::Selu => tape.selu(x),
@@ -53,7 +53,7 @@ impl<T: Float> Dense<T> {
         let bias = uniform(rng, &[outputs], bound);
         Self { name: name.to_string(), weight, bias }
     }
-    pub fn forward<'a>(&'a self, tape: &mut impl Graph<'a, T>, x: Var) -> Result<Var> {
+    pub fn forward<'a, B: Backend<'a, Elem = T>>(&'a self, tape: &mut Tape<'a, B>, x: Var) -> Result<Var> {
         let w = tape.param(format!("{}.weight", self.name), &self.weight)?;
         let b = tape.param(format!("{}.bias", self.name), &self.bias)?;
         tape.linear(x, w, Some(b))
@@ -103,7 +103,7 @@ impl<T: Float> Conv2d<T> {
             (s[2], s[3])
         }
     }
-    pub fn forward<'a>(&'a self, tape: &mut impl Graph<'a, T>, x: Var) -> Result<Var> {
+    pub fn forward<'a, B: Backend<'a, Elem = T>>(&'a self, tape: &mut Tape<'a, B>, x: Var) -> Result<Var> {
         let (kh, kw) = self.kernel();
         let mut w = tape.param(format!("{}.weight", self.name), &self.weight)?;
         if self.weight.ndim() == 3 {
@@ -130,7 +130,7 @@ pub struct MaxPool2d {
 }
 
 impl MaxPool2d {
-    pub fn forward<'a, T: Float>(&self, tape: &mut impl Graph<'a, T>, x: Var) -> Result<Var> {
+    pub fn forward<'a, B: Backend<'a>>(&self, tape: &mut Tape<'a, B>, x: Var) -> Result<Var> {
         tape.maxpool2d(x, self.spec)
     }
 }
@@ -150,7 +150,7 @@ impl<T: Float> ResidualBlock<T> {
             fc2: Dense::new(&format!("{name}.fc2"), width, width, rng),
         }
     }
-    pub fn forward<'a>(&'a self, tape: &mut impl Graph<'a, T>, x: Var) -> Result<Var> {
+    pub fn forward<'a, B: Backend<'a, Elem = T>>(&'a self, tape: &mut Tape<'a, B>, x: Var) -> Result<Var> {
         let h = self.fc1.forward(tape, x)?;
         let h = tape.selu(h)?;
         let h = self.fc2.forward(tape, h)?;

@@ -12,7 +12,7 @@
 //!   `conv1.* conv2.* fc1.* fc2.* out.*`, conv weights `[O, C, K]` as PyTorch's `Conv1d`.
 
 use super::layers::{Activation, Conv2d, Dense, MaxPool2d, ResidualBlock};
-use crate::autograd::{Graph, Tape, Var};
+use crate::autograd::{Backend, Tape, Var};
 use crate::cpu::Float;
 use crate::error::{Error, Result};
 use crate::ops::conv2d::Padding;
@@ -316,7 +316,7 @@ impl<T: Float> Model<T> {
     }
 
     /// Forward pass of a batch `x` (shape `arch.input_shape(N)`), on `tape`.
-    pub fn forward<'a>(&'a self, tape: &mut impl Graph<'a, T>, x: Var) -> Result<Var> {
+    pub fn forward<'a, B: Backend<'a, Elem = T>>(&'a self, tape: &mut Tape<'a, B>, x: Var) -> Result<Var> {
         let shape = tape.shape_of(x);
         let want = self.arch.input_shape(shape.first().copied().unwrap_or(0));
         if shape != want || shape[0] == 0 {

@@ -9,6 +9,15 @@ use crate::tensor::Arr;
 use ndarray::Data;
 use ndarray::{ArrayD, Zip};
 
+/// Which plain loss a tape records (`autograd::Tape::loss`); the discriminant selects the GPU kernel's
+/// branch (`shaders/loss.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    Mae = 0,
+    Mse = 1,
+    MaskedMae = 2,
+}
+
 fn check<T: Float>(op: &'static str, pred: &Arr<impl Data<Elem = T>>, target: &Arr<impl Data<Elem = T>>) -> Result<()> {
     if pred.shape() != target.shape() {
         return Err(Error::shape(op, "pred and target must have the same shape", &[pred.shape(), target.shape()]));

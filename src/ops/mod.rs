@@ -3,9 +3,10 @@
 //! autograd tape (`crate::autograd`) calls these; so do tests and the golden-vector audit.
 //!
 //! Adding an op: write `ops/<name>.rs` with `forward` and `backward`, add a variant to
-//! `autograd::Op` (the compiler then points at the one `match` in `Tape::backward` that needs its rule),
-//! add a method on `Tape`, a gradient check in `tests/gradcheck.rs`, and a case to the audit if PyTorch
-//! golden vectors exist for it.
+//! `autograd::Op` (the compiler then points at the one `match` in `Tape::backward_node` that needs its
+//! rule), a recording method on `Tape` and the kernel calls on `autograd::Backend` (DEVELOPERS.md,
+//! "Adding an op"), a gradient check in `tests/gradcheck.rs`, and a case to the audit if PyTorch golden
+//! vectors exist for it.
 
 pub mod activation;
 pub mod conv2d;
