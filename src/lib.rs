@@ -40,6 +40,7 @@ pub mod bench;
 pub mod catalog;
 pub mod cpu;
 pub mod data;
+pub mod demo;
 pub mod error;
 pub mod eval;
 pub mod geometry;

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use specnn::golden;
 use specnn::options::TrainSettings;
 use specnn::predict::Thresholds;
-use specnn::workflow::{Kind, TrainRequest};
+use specnn::workflow::TrainRequest;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -353,7 +353,9 @@ fn main() -> ExitCode {
                 .map(|e| print_evaluation(&e, &dir)),
         ),
         Command::Demo { out, n, seed, channels, cnn_epochs, ann_epochs, device } => {
-            report(open_device(&device).and_then(|d| demo(&out, n, seed, &channels, cnn_epochs, ann_epochs, &d)))
+            let cfg = specnn::demo::DemoConfig { out, n, seed, channels, cnn_epochs, ann_epochs };
+            let run = |d: specnn::gpu::Device| specnn::demo::run_demo(&cfg, &d, &mut CliDemo { bar: None }).map(|_| ());
+            report(open_device(&device).and_then(run))
         }
         Command::Simulate { n, seed, out, layout, grid } => simulate(n, seed, &out, layout, grid),
         Command::Bench { iters, warmup, min_time, only, peak_gflops, json, device } => match open_device(&device) {
@@ -748,134 +750,41 @@ fn print_evaluation(e: &specnn::workflow::Evaluation, dir: &std::path::Path) {
     println!("report: {}", dir.join("report.md").display());
 }
 
-fn demo(
-    out: &std::path::Path,
-    n: usize,
-    seed: u64,
-    channels: &[usize],
-    cnn_epochs: usize,
-    ann_epochs: usize,
-    device: &specnn::gpu::Device,
-) -> specnn::Result<()> {
-    use specnn::data::write::LamostLayout;
-    use specnn::simulate::{simulate, SimulateConfig};
-    let t0 = std::time::Instant::now();
-    println!("specnn demo: everything below is on SYNTHETIC spectra from specnn's simulator, not on real stars.");
-    let train_dir = out.join("survey-train");
-    let test_dir = out.join("survey-test");
-    let layouts = vec![LamostLayout::Image, LamostLayout::Coadd];
-    for (dir, k, s) in [(&train_dir, n, seed), (&test_dir, (n / 4).max(8), seed + 1000)] {
-        let b = bar(k as u64, "  simulating [{bar:30}] {pos}/{len}");
-        simulate(&SimulateConfig { n: k, seed: s, layouts: layouts.clone(), grid: false }, dir, |_| b.inc(1))?;
-        b.finish_and_clear();
-        println!("simulated {k} SYNTHETIC spectra into {} ({:.0} s)", dir.display(), t0.elapsed().as_secs_f64());
+/// The demo's front end: progress bars for simulating, training and predicting, lines on stdout.
+struct CliDemo {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl specnn::demo::DemoUi for CliDemo {
+    fn say(&mut self, line: &str) {
+        println!("{line}");
     }
-    let labels = train_dir.join("labels.csv");
-    let base = TrainRequest {
-        spectra: train_dir.clone(),
-        labels,
-        kind: Kind::ResAnn,
-        targets: vec!["cfe".into(), "mgfe".into(), "nfe".into()],
-        out: out.join("res_ann.safetensors"),
-        schedule: specnn::train::Schedule { epochs: ann_epochs, batch: 128, lr: 1e-3, split: 0.7, seed, patience: 6 },
-        resolution: Some(200.0),
-        channels: None,
-        padding: specnn::ops::conv2d::Padding::Same,
-        window: None,
-        min_coverage: 0.95,
-        resume: false,
-        read: Default::default(),
-        device: device.clone(),
-        validation: None,
-        grid: None,
-        stream: false,
-        options: Default::default(),
-        continuum: None,
-        hidden: None,
-    };
-    let cnn = TrainRequest {
-        kind: Kind::VmpCnn,
-        targets: vec!["teff".into(), "logg".into(), "feh".into(), "cfe".into()],
-        out: out.join("vmp_cnn.safetensors"),
-        schedule: specnn::train::Schedule { epochs: cnn_epochs, batch: 32, patience: 5, ..base.schedule.clone() },
-        resolution: None,
-        channels: Some(channels.to_vec()),
-        ..base.clone()
-    };
-    let th = Thresholds::default();
-    let mut summary = String::from(
-        "# specnn demo (SYNTHETIC data)\n\n> Every number here is on SYNTHETIC spectra \
-        from specnn's simulator (a physical caricature), not on real stars.\n\n",
-    );
-    for (name, req) in [("res_ann", &base), ("vmp_cnn", &cnn)] {
-        println!("training {name} on {} ...", req.targets.join(", "));
-        cli_train(req)?;
-        let cat = out.join(format!("catalog_{name}.fits"));
-        let (trained, rows) =
-            cli_predict(&req.out, std::slice::from_ref(&test_dir), &cat, &th, &Default::default(), None, device)?;
-        let dir = out.join(format!("report_{name}"));
-        let e = specnn::workflow::run_evaluate(
-            &req.out,
-            &test_dir,
-            &test_dir.join("labels.csv"),
-            &dir,
-            &th,
-            &Default::default(),
-            device,
-        )?;
-        print_evaluation(&e, &dir);
-        summary += &format!(
-            "## {name}: {}\n\nTrained on {} SYNTHETIC stars (70% train, 30% validation); evaluated on \
-            {} held-out SYNTHETIC stars. Report: `report_{name}/report.md`; catalog: `catalog_{name}.fits`.\n\n| label \
-            | unit | MAE | SD | M | MAE of the median | skill |\n\
-            |---|---|---|---|---|---|---|\n",
-            req.targets.join(", "),
-            n,
-            e.evaluated
-        );
-        use specnn::workflow::{fmt_value, MIN_SKILL};
-        for ((l, m, _, _), (_, mae_med, skill)) in e.metrics.iter().zip(&e.skill) {
-            let unit = specnn::data::labels::label_unit(l);
-            summary += &format!(
-                "| {l} | {unit} | {} | {} | {} | {} | {skill:.2} |\n",
-                fmt_value(l, m.mae),
-                fmt_value(l, m.sd),
-                fmt_value(l, m.median),
-                fmt_value(l, *mae_med)
-            );
+    fn simulated_one(&self) {
+        if let Some(b) = &self.bar {
+            b.inc(1);
         }
-        let weak: Vec<&str> = e.skill.iter().filter(|s| !(s.2 >= MIN_SKILL)).map(|s| s.0.as_str()).collect();
-        if !weak.is_empty() {
-            summary += &format!(
-                "\n**Little or no skill** (below {MIN_SKILL} against predicting the median): {}. Not \
-                a result, even on synthetic data.\n",
-                weak.join(", ")
-            );
-        }
-        if name == "vmp_cnn" {
-            let k = specnn::workflow::candidates(&trained, &rows, &th, &out.join("vmp_candidates.fits"))?;
-            summary += &format!(
-                "\nThe CNN here uses channel widths {:?} instead of the seed's [64, 128, 256], to fit \
-                the demo into about ten minutes on 2 CPU cores.\n\nVMP candidates ([Fe/H] < {}): {k}, in \
-                `vmp_candidates.fits` (with the CEMP flag).\n",
-                channels, th.vmp_feh
-            );
-            if let Some(c) = e.vmp {
-                summary +=
-                    &format!("VMP recall {:.2}%, false-positive rate {:.2}%.\n", 100.0 * c.recall(), 100.0 * c.fpr());
-            }
-            if let Some(c) = e.cemp {
-                summary += &format!(
-                    "CEMP (among true VMP) recall {:.2}%, false-positive rate {:.2}%.\n",
-                    100.0 * c.recall(),
-                    100.0 * c.fpr()
-                );
-            }
-        }
-        summary += "\n";
     }
-    summary += &format!("Total time: {:.0} s.\n", t0.elapsed().as_secs_f64());
-    specnn::io::write_atomic(&out.join("README.md"), summary.as_bytes())?;
-    println!("demo finished in {:.0} s; summary in {}", t0.elapsed().as_secs_f64(), out.join("README.md").display());
-    Ok(())
+    fn survey(&mut self, total: usize, done: bool) {
+        match (done, self.bar.take()) {
+            (false, _) => self.bar = Some(bar(total as u64, "  simulating [{bar:30}] {pos}/{len}")),
+            (true, Some(b)) => b.finish_and_clear(),
+            (true, None) => {}
+        }
+    }
+    fn train(&mut self, req: &TrainRequest) -> specnn::Result<()> {
+        cli_train(req)
+    }
+    fn predict(
+        &mut self,
+        model: &std::path::Path,
+        spectra: &[PathBuf],
+        out: &std::path::Path,
+        th: &Thresholds,
+        device: &specnn::gpu::Device,
+    ) -> specnn::Result<(specnn::predict::Trained, Vec<specnn::predict::Row>)> {
+        cli_predict(model, spectra, out, th, &Default::default(), None, device)
+    }
+    fn evaluated(&mut self, e: &specnn::workflow::Evaluation, dir: &std::path::Path) {
+        print_evaluation(e, dir);
+    }
 }

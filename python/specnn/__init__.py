@@ -21,7 +21,7 @@ from . import _specnn
 from ._specnn import SpecnnError, devices, labels
 
 __version__ = _specnn.__version__
-__all__ = ["read", "Model", "train", "audit", "devices", "labels", "SpecnnError", "FLAGS"]
+__all__ = ["read", "Model", "train", "audit", "demo", "devices", "labels", "SpecnnError", "FLAGS"]
 
 #: The bits of the `flags` column (as in the FITS catalogs' FLAGn cards).
 FLAGS = {
@@ -270,3 +270,13 @@ def audit(path, device="cpu"):
     on ``device`` (cpu, gpu or gpu:N). Returns one dict per case: ``name``, ``op``, ``shapes``,
     ``max_abs``, ``max_rel``, ``tol_rel``, ``tol_abs``, ``tensors``, ``passed``, ``reason``."""
     return _specnn.audit(str(path), str(device))
+
+
+def demo(out="demo", *, n=4000, seed=1, channels=(16, 32, 64), cnn_epochs=30, ann_epochs=40, device="auto"):
+    """The main job on built-in SYNTHETIC data, as ``specnn demo`` runs it: simulates a training
+    survey of ``n`` stars and a test survey of ``n // 4``, trains the residual ANN (R=200; [C/Fe],
+    [Mg/Fe], [N/Fe]) and a VMP CNN of ``channels`` widths, evaluates both, searches VMP and CEMP
+    candidates, and writes models, catalogs, reports and figures under ``out``. Every number is on
+    synthetic spectra, never on real stars. Returns the path of the summary (``out/README.md``)."""
+    return _specnn.demo(str(out), int(n), int(seed), [int(c) for c in channels], int(cnn_epochs), int(ann_epochs),
+                        str(device))

@@ -238,7 +238,7 @@ impl Model {
     /// The training loss: "mae", or "nll" for a network with a variance head.
     #[getter]
     fn loss(&self) -> String {
-        serde_json::to_value(self.t.history.loss).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+        self.t.history.loss.name().to_string()
     }
 
     #[getter]
@@ -559,6 +559,26 @@ fn audit<'py>(py: Python<'py>, path: PathBuf, device: &str) -> PyResult<Bound<'p
     Ok(list)
 }
 
+/// The main job on built-in SYNTHETIC data, as `specnn demo` does (quietly); returns the summary's path.
+#[allow(clippy::too_many_arguments)]
+#[pyfunction]
+#[pyo3(signature = (out, n, seed, channels, cnn_epochs, ann_epochs, device))]
+fn demo(
+    py: Python<'_>,
+    out: PathBuf,
+    n: usize,
+    seed: u64,
+    channels: Vec<usize>,
+    cnn_epochs: usize,
+    ann_epochs: usize,
+    device: &str,
+) -> PyResult<String> {
+    let dev = device_of(device)?;
+    let cfg = specnn::demo::DemoConfig { out, n, seed, channels, cnn_epochs, ann_epochs };
+    let readme = py.detach(|| specnn::demo::run_demo(&cfg, &dev, &mut specnn::demo::Quiet)).map_err(py_err)?;
+    Ok(readme.display().to_string())
+}
+
 /// The GPU adapters wgpu finds (index for `device="gpu:N"`, name, backend, type, hardware or not).
 #[pyfunction]
 fn devices<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
@@ -589,6 +609,7 @@ fn _specnn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(train_files, m)?)?;
     m.add_function(wrap_pyfunction!(train_arrays, m)?)?;
     m.add_function(wrap_pyfunction!(audit, m)?)?;
+    m.add_function(wrap_pyfunction!(demo, m)?)?;
     m.add_function(wrap_pyfunction!(devices, m)?)?;
     m.add_function(wrap_pyfunction!(labels, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -337,6 +337,19 @@ def test_audit_of_a_missing_file_is_file_not_found(tmp_path):
         specnn.audit(tmp_path / "none.safetensors")
 
 
+def test_the_demo_runs_small_and_says_its_data_are_synthetic(tmp_path):
+    readme = specnn.demo(tmp_path / "demo", n=64, channels=(4, 8, 8), cnn_epochs=1, ann_epochs=1, device="cpu")
+    out = tmp_path / "demo"
+    assert readme == str(out / "README.md")
+    for f in ["res_ann.safetensors", "vmp_cnn.safetensors", "catalog_vmp_cnn.fits", "vmp_candidates.fits",
+              "report_res_ann/report.md"]:
+        assert (out / f).exists(), f
+    summary = (out / "README.md").read_text()
+    assert "SYNTHETIC" in summary and "channel widths [4, 8, 8]" in summary
+    model = specnn.Model.load(out / "res_ann.safetensors")
+    assert model.targets == ["cfe", "mgfe", "nfe"]
+
+
 # --- the README example ------------------------------------------------------------------------
 
 def test_the_readme_kiel_example_runs(data, tmp_path):
