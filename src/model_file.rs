@@ -43,6 +43,19 @@ pub enum Loss {
 }
 
 impl Loss {
+    /// The name in model files, on the command line and in Python (`mae`, `nll`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Loss::Mae => "mae",
+            Loss::Nll => "nll",
+        }
+    }
+
+    /// The loss of a name (`name`'s inverse).
+    pub fn parse(name: &str) -> Option<Loss> {
+        [Loss::Mae, Loss::Nll].into_iter().find(|l| l.name() == name)
+    }
+
     /// Network outputs per label: a mean, and for `nll` a log-variance.
     pub fn outputs_per_label(self) -> usize {
         match self {
@@ -426,7 +439,9 @@ pub fn load_trained(path: &Path) -> Result<Trained> {
         .map_err(|e| bad(HISTORY_KEY, e))?
         .unwrap_or_default();
     let loss: Loss = match meta.get(LOSS_KEY) {
-        Some(l) => serde_json::from_value(serde_json::Value::String(l.clone())).map_err(|e| bad(LOSS_KEY, e))?,
+        Some(l) => Loss::parse(l).ok_or_else(|| {
+            Error::file(path, format!("metadata `{LOSS_KEY}` is malformed: `{l}` is not a loss (mae, nll)"))
+        })?,
         None => Loss::Mae,
     };
     let per_label = if matches!(model, Estimator::Baseline(_)) { 1 } else { loss.outputs_per_label() };
@@ -471,4 +486,22 @@ pub fn sigmas(scaling: &Scaling, calibration: Option<&Calibration>, e: &Estimate
         }
         None => f64::NAN,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Loss;
+    use clap::ValueEnum;
+
+    /// The name in model files is the one serde and clap use, so files written before `Loss::name`
+    /// (through serde) and the `--loss` values read the same.
+    #[test]
+    fn loss_names_round_trip_and_match_serde_and_clap() {
+        for l in Loss::value_variants() {
+            assert_eq!(Loss::parse(l.name()), Some(*l));
+            assert_eq!(serde_json::to_value(l).unwrap(), serde_json::Value::String(l.name().into()));
+            assert_eq!(l.to_possible_value().unwrap().get_name(), l.name());
+        }
+        assert_eq!(Loss::parse("mse"), None);
+    }
 }

@@ -567,10 +567,7 @@ pub fn save_trained(
 /// `trained_meta` for a network trained under `cfg` (with its loss).
 fn network_meta(cfg: &TrainConfig, scale: &Scaling, history: &History, synthetic: bool) -> HashMap<String, String> {
     let mut meta = trained_meta(&cfg.targets, scale, &cfg.prep, history, synthetic);
-    meta.insert(
-        LOSS_KEY.into(),
-        serde_json::to_value(cfg.options.loss).expect("serialisable").as_str().expect("a unit variant").into(),
-    );
+    meta.insert(LOSS_KEY.into(), cfg.options.loss.name().into());
     meta
 }
 
