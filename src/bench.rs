@@ -217,3 +217,42 @@ pub fn seed_steps() -> Vec<(&'static str, Arch, usize, bool)> {
     }
     steps
 }
+
+/// The peak GFLOP/s that `of_peak` divides by, and where it came from: `given` (`--peak-gflops`), else
+/// measured on the CPU (`cpu::peak`, a fraction of a second); a GPU's is not known.
+pub fn peak_for(device: &Device, given: Option<f64>) -> (Option<f64>, String) {
+    match (given, device) {
+        (Some(p), _) => (Some(p), "given with --peak-gflops".to_string()),
+        (None, Device::Cpu) => match crate::cpu::peak::all_threads() {
+            Some((p, what)) => (Some(p), format!("measured: {what} on every thread")),
+            None => (None, String::new()),
+        },
+        (None, _) => (None, String::new()),
+    }
+}
+
+/// Runs the seed's steps (`seed_steps`) whose name contains `only` (all without it) on `device`, each
+/// result with its fraction of `peak`, handed to `each` as it comes; stops at the first error, naming
+/// the step.
+pub fn run_steps(
+    device: &Device,
+    reps: Reps,
+    only: Option<&str>,
+    peak: Option<f64>,
+    mut each: impl FnMut(&BenchResult),
+) -> Result<()> {
+    for (name, arch, batch, training) in seed_steps() {
+        if only.is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
+        let r = if training {
+            train_step_on(device, name, &arch, batch, reps)
+        } else {
+            inference_on(device, name, &arch, batch, reps)
+        };
+        let mut r = r.map_err(|e| crate::Error::invalid("bench", format!("{name}: {e}")))?;
+        r.of_peak = peak.map(|p| r.gflops / p);
+        each(&r);
+    }
+    Ok(())
+}

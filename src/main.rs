@@ -435,15 +435,7 @@ fn bench(
     json: bool,
     device: &specnn::gpu::Device,
 ) -> ExitCode {
-    // The CPU's peak is measured (a fraction of a second) unless given; a GPU's is not known.
-    let (peak, source) = match (peak, device) {
-        (Some(p), _) => (Some(p), "given with --peak-gflops".to_string()),
-        (None, specnn::gpu::Device::Cpu) => match specnn::cpu::peak::all_threads() {
-            Some((p, what)) => (Some(p), format!("measured: {what} on every thread")),
-            None => (None, String::new()),
-        },
-        (None, _) => (None, String::new()),
-    };
+    let (peak, source) = specnn::bench::peak_for(device, peak);
     if !json {
         println!("specnn bench: f32 on {}", device.describe());
         match peak {
@@ -458,40 +450,22 @@ fn bench(
             "step", "batch", "ms/step", "samples/s", "GFLOP/s", "of peak"
         );
     }
-    for (name, arch, batch, training) in specnn::bench::seed_steps() {
-        if only.is_some_and(|o| !name.contains(o)) {
-            continue;
-        }
-        let r = if training {
-            specnn::bench::train_step_on(device, name, &arch, batch, reps)
+    report(specnn::bench::run_steps(device, reps, only, peak, |r| {
+        if json {
+            println!("{}", serde_json::to_string(r).expect("serialisable"));
         } else {
-            specnn::bench::inference_on(device, name, &arch, batch, reps)
-        };
-        match r {
-            Ok(mut r) => {
-                r.of_peak = peak.map(|p| r.gflops / p);
-                if json {
-                    println!("{}", serde_json::to_string(&r).expect("serialisable"));
-                } else {
-                    let frac = r.of_peak.map(|f| format!("{:.0}%", 100.0 * f)).unwrap_or_else(|| "-".into());
-                    println!(
-                        "{:<22} {:>6} {:>11.2} {:>12.1} {:>9.1} {:>8}",
-                        r.name,
-                        r.batch,
-                        r.seconds * 1e3,
-                        r.samples_per_s,
-                        r.gflops,
-                        frac
-                    );
-                }
-            }
-            Err(e) => {
-                eprintln!("error: {name}: {e}");
-                return ExitCode::FAILURE;
-            }
+            let frac = r.of_peak.map(|f| format!("{:.0}%", 100.0 * f)).unwrap_or_else(|| "-".into());
+            println!(
+                "{:<22} {:>6} {:>11.2} {:>12.1} {:>9.1} {:>8}",
+                r.name,
+                r.batch,
+                r.seconds * 1e3,
+                r.samples_per_s,
+                r.gflops,
+                frac
+            );
         }
-    }
-    ExitCode::SUCCESS
+    }))
 }
 
 fn inspect(files: &[PathBuf], medium: Option<specnn::data::Medium>) -> ExitCode {
