@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// mimalloc keeps freed pages for reuse; the system allocator returns large blocks to the kernel on
-/// every free, so each training step paid again for page faults on its activations (measured: ~15% of
-/// an FFT convolution's time in the kernel's page-fault path).
+/// every free, so each training step would pay again for page faults on its activations (the measured
+/// cost is in BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

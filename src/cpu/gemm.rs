@@ -30,8 +30,8 @@ pub fn gemm_reused_serial<T: Float>(alpha: T, a: ArrayView2<T>, b: &Reused<T>, b
 }
 
 /// `alpha * a . b` as a new array, using every rayon thread. The array is not filled with zeros
-/// first: the product writes every element once (the fill was 5-10% of a residual-ANN training step,
-/// with the page faults of fresh memory).
+/// first: the product writes every element once (a fill would touch every page of fresh memory
+/// once more; BENCHMARKS.md has what it cost).
 pub fn matmul<T: Float>(alpha: T, a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
     let (m, n) = (a.nrows(), b.ncols());
     assert_eq!(a.ncols(), b.nrows(), "matmul: inner dimensions differ");

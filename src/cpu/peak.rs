@@ -4,13 +4,13 @@
 //! from a nominal clock that turbo and sharing make wrong on most machines.
 //!
 //! The machine's peak is the faster of AVX2 and AVX-512 chains: on CPUs whose AVX-512 runs on
-//! 256-bit pipes (AMD Zen 4) the two are equal, on those with full-width pipes (Zen 5: 135 against
-//! 270 GFLOP/s a core on the development machine) AVX-512 doubles it, and a fraction of the AVX2
+//! 256-bit pipes (AMD Zen 4) the two are equal, on those with full-width pipes (Zen 5) AVX-512
+//! doubles it (BENCHMARKS.md has the figures), and a fraction of the AVX2
 //! figure would overstate how much of the machine a step uses. x86-64 only; elsewhere there is no
 //! figure and `specnn bench` asks for `--peak-gflops`.
 
-/// FMA steps per chain in one timed run: 192 flops each for AVX2 (12 chains of 8 lanes), about 30 ms
-/// on one core at 117 GFLOP/s.
+/// FMA steps per chain in one timed run: 192 flops each for AVX2 (12 chains of 8 lanes), a few tens
+/// of milliseconds on one core.
 const STEPS: usize = 20_000_000;
 /// Timed runs; the best is kept (the others lost time to another process or a clock ramping up).
 const RUNS: usize = 3;
