@@ -11,11 +11,10 @@ use crate::data::labels::label_unit;
 use crate::data::write::LamostLayout;
 use crate::error::Result;
 use crate::gpu::Device;
-use crate::ops::conv2d::Padding;
 use crate::predict::{Row, Thresholds, Trained};
 use crate::simulate::{simulate, SimulateConfig};
 use crate::train::Schedule;
-use crate::workflow::{self, fmt_value, Evaluation, Kind, TrainRequest, MIN_SKILL};
+use crate::workflow::{self, fmt_value, Evaluation, InputOptions, Kind, NetOptions, TrainRequest, MIN_SKILL};
 use std::path::{Path, PathBuf};
 
 /// What the demo does: sizes, seed, the CNN's widths and the epochs of both networks.
@@ -90,28 +89,22 @@ pub fn requests(cfg: &DemoConfig, device: &Device) -> [(&'static str, TrainReque
         targets: vec!["cfe".into(), "mgfe".into(), "nfe".into()],
         out: cfg.out.join("res_ann.safetensors"),
         schedule: Schedule { epochs: cfg.ann_epochs, batch: 128, lr: 1e-3, split: 0.7, seed: cfg.seed, patience: 6 },
-        resolution: Some(200.0),
-        channels: None,
-        padding: Padding::Same,
-        window: None,
-        min_coverage: 0.95,
+        input: InputOptions { resolution: Some(200.0), ..Default::default() },
+        net: NetOptions::default(),
         resume: false,
         read: Default::default(),
         device: device.clone(),
         validation: None,
-        grid: None,
         stream: false,
         options: Default::default(),
-        continuum: None,
-        hidden: None,
     };
     let cnn = TrainRequest {
         kind: Kind::VmpCnn,
         targets: vec!["teff".into(), "logg".into(), "feh".into(), "cfe".into()],
         out: cfg.out.join("vmp_cnn.safetensors"),
         schedule: Schedule { epochs: cfg.cnn_epochs, batch: 32, patience: 5, ..ann.schedule.clone() },
-        resolution: None,
-        channels: Some(cfg.channels.clone()),
+        input: InputOptions::default(),
+        net: NetOptions { channels: Some(cfg.channels.clone()), ..Default::default() },
         ..ann.clone()
     };
     [("res_ann", ann), ("vmp_cnn", cnn)]

@@ -41,12 +41,8 @@ struct FlagArgs {
     /// CEMP flag: VMP and estimated [C/Fe] above this.
     #[arg(long, default_value_t = 1.0)]
     cemp_cfe: f64,
-    /// Take wavelengths as air or vacuum whatever the files say.
-    #[arg(long, value_enum)]
-    medium: Option<specnn::data::Medium>,
-    /// Search the folders given to --spectra with all their subfolders (LAMOST's date/plan folders).
-    #[arg(long)]
-    recursive: bool,
+    #[command(flatten)]
+    read: specnn::data::ReadOptions,
     /// Where the network runs: auto (the first hardware GPU, else the CPU), cpu, gpu (the first adapter
     /// of any kind, a CPU Vulkan device included) or gpu:N (adapter N of `specnn devices`).
     #[arg(long, default_value = "auto")]
@@ -58,7 +54,7 @@ impl FlagArgs {
         Thresholds { vmp_feh: self.vmp_feh, cemp_cfe: self.cemp_cfe }
     }
     fn read(&self) -> specnn::data::ReadOptions {
-        specnn::data::ReadOptions { medium: self.medium, recursive: self.recursive }
+        self.read
     }
 }
 

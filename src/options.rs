@@ -2,11 +2,11 @@
 //! `crossval` flags, and the Python package parses its keyword arguments through the same struct, so
 //! both take the same options with the same defaults and the same error messages.
 
-use crate::data::{Medium, ReadOptions};
+use crate::data::ReadOptions;
 use crate::error::Result;
 use crate::gpu::Device;
-use crate::ops::conv2d::Padding;
 use crate::train::{Loss, Recipe, Schedule, TrainOptions};
+pub use crate::workflow::{parse_grid, parse_window, InputOptions, NetOptions};
 use crate::workflow::{Kind, TrainRequest};
 use std::path::PathBuf;
 
@@ -34,25 +34,10 @@ pub struct TrainSettings {
     /// Epochs without improvement before stopping [default: 5; --recipe small-real: 30].
     #[arg(long)]
     pub patience: Option<usize>,
-    /// Degrade to this resolving power on a CSST-like grid (200 gives 143 pixels).
-    #[arg(long)]
-    pub resolution: Option<f64>,
-    /// CNN channel widths, e.g. 16,32,64 (default 64,128,256).
-    #[arg(long, value_delimiter = ',')]
-    pub channels: Option<Vec<usize>>,
-    /// CNN padding.
-    #[arg(long, value_enum, default_value = "same")]
-    pub padding: Padding,
-    /// Keep only this window, e.g. 4000,5500 (the seed's CH G-band run); other pixels become 0.
-    #[arg(long, value_parser = parse_window)]
-    pub window: Option<(f64, f64)>,
-    /// The wavelength grid every spectrum is resampled onto: START,STEP,N (vacuum Angstrom, linear;
-    /// default 4000,1,4096, the seed's; with --resolution the CSST ln-lambda grid unless this is given).
-    #[arg(long, value_parser = parse_grid)]
-    pub grid: Option<(f64, f64, usize)>,
-    /// Smallest fraction of the grid a spectrum must cover (MILES needs 0.8).
-    #[arg(long, default_value_t = 0.95)]
-    pub min_coverage: f64,
+    #[command(flatten)]
+    pub input: InputOptions,
+    #[command(flatten)]
+    pub net: NetOptions,
     /// Continue from MODEL.ckpt.
     #[arg(long)]
     pub resume: bool,
@@ -65,12 +50,8 @@ pub struct TrainSettings {
     /// larger than memory. Networks only.
     #[arg(long)]
     pub stream: bool,
-    /// Take wavelengths as air or vacuum whatever the files say.
-    #[arg(long, value_enum)]
-    pub medium: Option<Medium>,
-    /// Search the --spectra folder with all its subfolders (LAMOST's date/plan folders).
-    #[arg(long)]
-    pub recursive: bool,
+    #[command(flatten)]
+    pub read: ReadOptions,
     /// Where the network runs: auto (the first hardware GPU, else the CPU), cpu, gpu (the first adapter
     /// of any kind, a CPU Vulkan device included) or gpu:N (adapter N of `specnn devices`).
     #[arg(long, default_value = "auto")]
@@ -94,10 +75,6 @@ pub struct TrainSettings {
     /// Start from this trained model (same architecture and targets) and fine-tune it.
     #[arg(long)]
     pub init: Option<PathBuf>,
-    /// Divide each spectrum by a running-median pseudo-continuum of this many grid pixels before the
-    /// min-max normalisation (for use across instruments).
-    #[arg(long)]
-    pub continuum: Option<usize>,
     /// Train a dense network (ann, res-ann) on inputs standardised pixel by pixel; the model file
     /// holds the equivalent network on the pipeline's inputs (folded into the first layer).
     #[arg(long)]
@@ -111,9 +88,6 @@ pub struct TrainSettings {
     /// predicted variance to the power beta; 0 is the plain Gaussian NLL.
     #[arg(long, default_value_t = 0.0)]
     pub nll_beta: f64,
-    /// Hidden layer widths of `--arch ann`, e.g. 256,256 (default 512,512,512).
-    #[arg(long, value_delimiter = ',')]
-    pub hidden: Option<Vec<usize>>,
 }
 
 impl TrainSettings {
@@ -170,42 +144,54 @@ impl TrainSettings {
                 seed: self.seed,
                 patience: self.patience.unwrap_or(loop_d.patience),
             },
-            resolution: self.resolution,
-            channels: self.channels,
-            padding: self.padding,
-            window: self.window,
-            grid: self.grid,
-            min_coverage: self.min_coverage,
+            input: self.input,
+            net: self.net,
             resume: self.resume,
-            read: ReadOptions { medium: self.medium, recursive: self.recursive },
+            read: self.read,
             stream: self.stream,
             options,
-            continuum: self.continuum,
-            hidden: self.hidden,
         })
     }
 }
 
-/// `LO,HI` in Angstrom.
-pub fn parse_window(s: &str) -> std::result::Result<(f64, f64), String> {
-    let bad = || format!("`{s}` is not LO,HI in Angstrom (e.g. 4000,5500)");
-    let (lo, hi) = s.split_once(',').ok_or_else(bad)?;
-    let (lo, hi): (f64, f64) = (lo.trim().parse().map_err(|_| bad())?, hi.trim().parse().map_err(|_| bad())?);
-    if !(lo < hi) {
-        return Err(format!("window {lo},{hi}: LO must be below HI"));
-    }
-    Ok((lo, hi))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
 
-/// `START,STEP,N`: a linear grid in Angstrom.
-pub fn parse_grid(s: &str) -> std::result::Result<(f64, f64, usize), String> {
-    let bad = || format!("`{s}` is not START,STEP,N (e.g. 4000,1,4096)");
-    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
-    let [start, step, n] = parts[..] else { return Err(bad()) };
-    let (start, step, n): (f64, f64, usize) =
-        (start.parse().map_err(|_| bad())?, step.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
-    if !(start > 0.0 && step > 0.0 && n >= 2) {
-        return Err(format!("grid {s}: START and STEP must be positive and N at least 2"));
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        input: InputOptions,
+        #[command(flatten)]
+        net: NetOptions,
+        #[command(flatten)]
+        read: ReadOptions,
     }
-    Ok((start, step, n))
+
+    /// The library's `Default`s (the demo's and the tests' requests) are the CLI's defaults, and the
+    /// grouped options parse as flat flags.
+    #[test]
+    fn grouped_options_default_as_the_cli_does_and_parse_flat() {
+        let f = Flags::try_parse_from(["specnn"]).unwrap();
+        assert_eq!((f.input, f.net, f.read), (InputOptions::default(), NetOptions::default(), ReadOptions::default()));
+        let f = Flags::try_parse_from([
+            "specnn",
+            "--resolution",
+            "200",
+            "--window",
+            "4000,5500",
+            "--channels",
+            "4,8",
+            "--padding",
+            "valid",
+            "--medium",
+            "air",
+            "--recursive",
+        ])
+        .unwrap();
+        assert_eq!((f.input.resolution, f.input.window), (Some(200.0), Some((4000.0, 5500.0))));
+        assert_eq!((f.net.channels, f.net.padding), (Some(vec![4, 8]), crate::ops::conv2d::Padding::Valid));
+        assert_eq!(f.read, ReadOptions { medium: Some(crate::data::Medium::Air), recursive: true });
+    }
 }

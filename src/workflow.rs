@@ -50,6 +50,81 @@ impl Kind {
     }
 }
 
+/// How spectra become network inputs: the grid, resolution, window, coverage and continuum options of
+/// `specnn train` and `crossval` (clap derives here; Python's keywords parse through the same).
+#[derive(Clone, Debug, PartialEq, clap::Args)]
+pub struct InputOptions {
+    /// Degrade to this resolving power on a CSST-like grid (200 gives 143 pixels).
+    #[arg(long)]
+    pub resolution: Option<f64>,
+    /// Keep only this window, e.g. 4000,5500 (the seed's CH G-band run); other pixels become 0.
+    #[arg(long, value_parser = parse_window)]
+    pub window: Option<(f64, f64)>,
+    /// The wavelength grid every spectrum is resampled onto: START,STEP,N (vacuum Angstrom, linear;
+    /// default 4000,1,4096, the seed's; with --resolution the CSST ln-lambda grid unless this is given).
+    #[arg(long, value_parser = parse_grid)]
+    pub grid: Option<(f64, f64, usize)>,
+    /// Smallest fraction of the grid a spectrum must cover (MILES needs 0.8).
+    #[arg(long, default_value_t = 0.95)]
+    pub min_coverage: f64,
+    /// Divide each spectrum by a running-median pseudo-continuum of this many grid pixels before the
+    /// min-max normalisation (for use across instruments).
+    #[arg(long)]
+    pub continuum: Option<usize>,
+}
+
+impl Default for InputOptions {
+    /// The CLI's defaults.
+    fn default() -> Self {
+        Self { resolution: None, window: None, grid: None, min_coverage: 0.95, continuum: None }
+    }
+}
+
+/// The network's shape options of `specnn train` (the rest of the architecture follows `--arch`).
+#[derive(Clone, Debug, PartialEq, clap::Args)]
+pub struct NetOptions {
+    /// CNN channel widths, e.g. 16,32,64 (default 64,128,256).
+    #[arg(long, value_delimiter = ',')]
+    pub channels: Option<Vec<usize>>,
+    /// CNN padding.
+    #[arg(long, value_enum, default_value = "same")]
+    pub padding: Padding,
+    /// Hidden layer widths of `--arch ann`, e.g. 256,256 (default 512,512,512).
+    #[arg(long, value_delimiter = ',')]
+    pub hidden: Option<Vec<usize>>,
+}
+
+impl Default for NetOptions {
+    /// The CLI's defaults.
+    fn default() -> Self {
+        Self { channels: None, padding: Padding::Same, hidden: None }
+    }
+}
+
+/// `LO,HI` in Angstrom.
+pub fn parse_window(s: &str) -> std::result::Result<(f64, f64), String> {
+    let bad = || format!("`{s}` is not LO,HI in Angstrom (e.g. 4000,5500)");
+    let (lo, hi) = s.split_once(',').ok_or_else(bad)?;
+    let (lo, hi): (f64, f64) = (lo.trim().parse().map_err(|_| bad())?, hi.trim().parse().map_err(|_| bad())?);
+    if !(lo < hi) {
+        return Err(format!("window {lo},{hi}: LO must be below HI"));
+    }
+    Ok((lo, hi))
+}
+
+/// `START,STEP,N`: a linear grid in Angstrom.
+pub fn parse_grid(s: &str) -> std::result::Result<(f64, f64, usize), String> {
+    let bad = || format!("`{s}` is not START,STEP,N (e.g. 4000,1,4096)");
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let [start, step, n] = parts[..] else { return Err(bad()) };
+    let (start, step, n): (f64, f64, usize) =
+        (start.parse().map_err(|_| bad())?, step.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+    if !(start > 0.0 && step > 0.0 && n >= 2) {
+        return Err(format!("grid {s}: START and STEP must be positive and N at least 2"));
+    }
+    Ok((start, step, n))
+}
+
 /// What `specnn train` was asked.
 #[derive(Clone, Debug)]
 pub struct TrainRequest {
@@ -60,29 +135,20 @@ pub struct TrainRequest {
     pub out: PathBuf,
     /// Epochs, batch, learning rate, split, seed, patience: what `TrainConfig` takes as they are.
     pub schedule: Schedule,
-    /// Degrade to this resolving power on the CSST grid (e.g. 200).
-    pub resolution: Option<f64>,
-    /// CNN channel widths (default the seed's 64, 128, 256).
-    pub channels: Option<Vec<usize>>,
-    pub padding: Padding,
-    pub window: Option<(f64, f64)>,
-    pub min_coverage: f64,
+    /// How spectra become inputs: grid, resolution, window, coverage, continuum.
+    pub input: InputOptions,
+    /// CNN channels and padding, the plain ANN's hidden widths.
+    pub net: NetOptions,
     pub resume: bool,
     pub read: ReadOptions,
     /// Where training runs (`--device`).
     pub device: Device,
     /// A file listing the validation stars (`--validation`), instead of the seeded split.
     pub validation: Option<PathBuf>,
-    /// The resampling grid (`--grid START,STEP,N`, linear Angstrom) instead of the default.
-    pub grid: Option<(f64, f64, usize)>,
     /// Keep the preprocessed training set in a file beside the model (`--stream`) instead of memory.
     pub stream: bool,
     /// Label transforms, augmentation, ensembles, fine-tuning.
     pub options: crate::train::TrainOptions,
-    /// Divide each spectrum by a running-median pseudo-continuum of this many pixels before min-max.
-    pub continuum: Option<usize>,
-    /// Hidden widths of the plain ANN (default 512, 512, 512).
-    pub hidden: Option<Vec<usize>>,
 }
 
 /// The rows of `data` named by a validation list: one spectrum file name (or path) per line; blank
@@ -131,6 +197,7 @@ pub fn validation_rows(list: &Path, data: &Labelled) -> Result<Vec<usize>> {
 
 /// The preprocessing a request implies.
 pub fn prep_for(r: &TrainRequest) -> Result<PrepConfig> {
+    let r = &r.input;
     let mut p = match r.resolution {
         Some(res) => {
             // One pixel per resolution element from 4000 A to ~8136 A (143 pixels at R = 200).
@@ -156,9 +223,9 @@ pub fn arch_for(r: &TrainRequest, inputs: usize) -> Option<Arch> {
         // holds them (12x12), zero-padded (the seed does not say how it folded its R=200 spectra).
         Kind::VmpCnn => Arch::VmpCnn {
             in_side: (inputs as f64).sqrt().ceil() as usize,
-            channels: r.channels.clone().unwrap_or_else(|| vec![64, 128, 256]),
+            channels: r.net.channels.clone().unwrap_or_else(|| vec![64, 128, 256]),
             kernel: 9,
-            padding: r.padding,
+            padding: r.net.padding,
             activation: Activation::Relu,
             dense: vec![128, 64],
             outputs,
@@ -166,7 +233,7 @@ pub fn arch_for(r: &TrainRequest, inputs: usize) -> Option<Arch> {
         Kind::ResAnn => Arch::ResAnn { inputs, width: 512, blocks: 3, outputs },
         Kind::Ann => Arch::Ann {
             inputs,
-            hidden: r.hidden.clone().unwrap_or_else(|| vec![512, 512, 512]),
+            hidden: r.net.hidden.clone().unwrap_or_else(|| vec![512, 512, 512]),
             activation: Activation::Selu,
             outputs,
         },

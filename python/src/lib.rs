@@ -489,7 +489,7 @@ fn train_arrays(
     if yv.nrows() != flux.len() {
         return Err(SpecnnError::new_err(format!("train: {} label rows for {} spectra", yv.nrows(), flux.len())));
     }
-    let medium = match settings.medium.unwrap_or(Medium::Vacuum) {
+    let medium = match settings.read.medium.unwrap_or(Medium::Vacuum) {
         Medium::Air => "air",
         Medium::Vacuum => "vacuum",
     };

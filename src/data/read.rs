@@ -22,13 +22,14 @@ use fitsio::hdu::{FitsHdu, HduInfo};
 use fitsio::FitsFile;
 use std::path::Path;
 
-/// Options of the readers.
-#[derive(Clone, Copy, Debug, Default)]
+/// Options of the readers; the CLI's `--medium` and `--recursive` (train, crossval, predict, evaluate).
+#[derive(Clone, Copy, Debug, Default, PartialEq, clap::Args)]
 pub struct ReadOptions {
-    /// Overrides the medium a reader infers (for files whose headers do not say).
+    /// Take wavelengths as air or vacuum whatever the files say (for files whose headers do not say).
+    #[arg(long, value_enum)]
     pub medium: Option<Medium>,
-    /// Folders given as inputs are searched with all their subfolders (LAMOST archives are
-    /// date/plan folders), not only their own files.
+    /// Search the folders given as inputs with all their subfolders (LAMOST's date/plan folders).
+    #[arg(long)]
     pub recursive: bool,
 }
 
