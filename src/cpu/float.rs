@@ -105,28 +105,10 @@ impl Float for f32 {
         }
     }
     unsafe fn gemm_fresh_on_thread(alpha: f32, a: ArrayView2<f32>, b: ArrayView2<f32>, c: *mut f32, ldc: usize) {
-        let ((m, k), n) = (a.dim(), b.ncols());
+        let (m, n) = (a.nrows(), b.ncols());
         match super::sgemm::layout_rows(&a, &b) {
             Some(layout) if m > 0 && n > 0 => super::sgemm::gemm_raw(alpha, a, b, 0.0, c, ldc as isize, layout),
-            _ => {
-                let (sa, sb) = (a.strides(), b.strides());
-                matrixmultiply::sgemm(
-                    m,
-                    k,
-                    n,
-                    alpha,
-                    a.as_ptr(),
-                    sa[0],
-                    sa[1],
-                    b.as_ptr(),
-                    sb[0],
-                    sb[1],
-                    0.0,
-                    c,
-                    ldc as isize,
-                    1,
-                )
-            }
+            _ => fresh_by(matrixmultiply::sgemm, alpha, a, b, c, ldc),
         }
     }
     fn pack_reused(b: ArrayView2<f32>) -> Option<PackedB> {
@@ -167,23 +149,22 @@ impl Float for f32 {
 
 impl Float for f64 {
     unsafe fn gemm_fresh_on_thread(alpha: f64, a: ArrayView2<f64>, b: ArrayView2<f64>, c: *mut f64, ldc: usize) {
-        let ((m, k), n) = (a.dim(), b.ncols());
-        let (sa, sb) = (a.strides(), b.strides());
-        matrixmultiply::dgemm(
-            m,
-            k,
-            n,
-            alpha,
-            a.as_ptr(),
-            sa[0],
-            sa[1],
-            b.as_ptr(),
-            sb[0],
-            sb[1],
-            0.0,
-            c,
-            ldc as isize,
-            1,
-        )
+        fresh_by(matrixmultiply::dgemm, alpha, a, b, c, ldc)
     }
+}
+
+/// matrixmultiply's `sgemm` or `dgemm` (one signature): `m, k, n, alpha, a, a's strides, b, b's
+/// strides, beta, c, c's strides`.
+type RawGemm<T> =
+    unsafe fn(usize, usize, usize, T, *const T, isize, isize, *const T, isize, isize, T, *mut T, isize, isize);
+
+/// `c = alpha * a . b` by matrixmultiply's kernel `f` into raw output rows `ldc` apart (beta 0: `c`
+/// is written, never read).
+///
+/// # Safety
+/// As for `Float::gemm_fresh_on_thread`.
+unsafe fn fresh_by<T: Element>(f: RawGemm<T>, alpha: T, a: ArrayView2<T>, b: ArrayView2<T>, c: *mut T, ldc: usize) {
+    let ((m, k), n) = (a.dim(), b.ncols());
+    let (sa, sb) = (a.strides(), b.strides());
+    f(m, k, n, alpha, a.as_ptr(), sa[0], sa[1], b.as_ptr(), sb[0], sb[1], T::zero(), c, ldc as isize, 1)
 }
