@@ -21,7 +21,7 @@ from . import _specnn
 from ._specnn import SpecnnError, devices, labels
 
 __version__ = _specnn.__version__
-__all__ = ["read", "Model", "train", "audit", "demo", "devices", "labels", "SpecnnError", "FLAGS"]
+__all__ = ["read", "Model", "train", "evaluate", "crossval", "audit", "demo", "devices", "labels", "SpecnnError", "FLAGS"]
 
 #: The bits of the `flags` column (as in the FITS catalogs' FLAGn cards).
 FLAGS = {
@@ -263,6 +263,33 @@ def train(out, *, wave=None, flux=None, labels=None, ivar=None, mask=None, names
     if refused:
         warnings.warn(f"train: {len(refused)} spectra left out, e.g. {refused[0][0]}: {refused[0][1]}", stacklevel=2)
     return {"model": model, "history": json.loads(history), "trained": used, "refused": refused}
+
+
+def evaluate(model, spectra, labels, report, *, vmp_feh=None, cemp_cfe=None, medium=None, recursive=False,
+             device="auto"):
+    """Evaluates the model file ``model`` on the labelled spectra in the folder ``spectra`` (labels:
+    the table ``labels``), as ``specnn evaluate`` does: writes ``report/report.md`` and its figures,
+    and returns the figures as a dict: ``evaluated``, ``refused``, ``synthetic`` (results on synthetic
+    spectra are not results on real stars), ``labels`` (per label: ``n``, ``mae``, ``sd``,
+    ``median`` of truth - estimate, the same for the ``vmp`` and ``normal`` stars, ``mae_of_median``,
+    ``skill``, and where the model gives uncertainties ``with_sigma``, ``within_1_sigma``,
+    ``within_2_sigma``), and ``vmp``/``cemp`` (``tp``, ``fp``, ``fn``, ``tn``, ``recall``, ``fpr``, or
+    None without [Fe/H]). ``vmp_feh`` and ``cemp_cfe`` are the flags' thresholds (default -2 and 1)."""
+    return _specnn.evaluate(str(model), str(spectra), str(labels), str(report),
+                            None if vmp_feh is None else float(vmp_feh), None if cemp_cfe is None else float(cemp_cfe),
+                            medium, bool(recursive), str(device))
+
+
+def crossval(report, *, spectra, labels, out, folds=5, on_fold=None, **options):
+    """K-fold cross-validation, as ``specnn crossval`` does: trains one model per fold into the folder
+    ``out`` on the spectra in ``spectra`` (labels: the table ``labels``), estimates every star with the
+    model that did not train on it, writes ``report/report.md`` and returns its figures (the dict of
+    ``evaluate``). Every other keyword is ``specnn train``'s option, as for ``train``;
+    ``on_fold(fold, held_out_mae)`` is called after each fold."""
+    try:
+        return _specnn.crossval(str(spectra), str(labels), str(out), str(report), int(folds), _argv(options), on_fold)
+    except SpecnnError as e:
+        raise _pythonic(e) from None
 
 
 def audit(path, device="cpu"):

@@ -559,6 +559,136 @@ fn audit<'py>(py: Python<'py>, path: PathBuf, device: &str) -> PyResult<Bound<'p
     Ok(list)
 }
 
+/// An evaluation as a dict: the stars evaluated and refused, whether the data are synthetic, per label
+/// the seed's metrics (all stars, VMP, normal), the skill against the median and the coverage of the
+/// stated uncertainties, and the VMP and CEMP confusion counts.
+fn evaluation_dict<'py>(py: Python<'py>, e: &specnn::workflow::Evaluation) -> PyResult<Bound<'py, PyDict>> {
+    let metrics = |m: &specnn::eval::Metrics| -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("n", m.n)?;
+        d.set_item("mae", m.mae)?;
+        d.set_item("sd", m.sd)?;
+        d.set_item("median", m.median)?;
+        Ok(d)
+    };
+    let confusion = |c: &Option<specnn::eval::Confusion>| -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(c) = c else { return Ok(None) };
+        let d = PyDict::new(py);
+        d.set_item("tp", c.tp)?;
+        d.set_item("fp", c.fp)?;
+        d.set_item("fn", c.fn_)?;
+        d.set_item("tn", c.tn)?;
+        d.set_item("recall", c.recall())?;
+        d.set_item("fpr", c.fpr())?;
+        Ok(Some(d))
+    };
+    let labels = PyDict::new(py);
+    for (name, all, vmp, normal) in &e.metrics {
+        let d = metrics(all)?;
+        d.set_item("vmp", metrics(vmp)?)?;
+        d.set_item("normal", metrics(normal)?)?;
+        if let Some((_, mae_med, skill)) = e.skill.iter().find(|s| &s.0 == name) {
+            d.set_item("mae_of_median", mae_med)?;
+            d.set_item("skill", skill)?;
+        }
+        if let Some((_, n, c1, c2)) = e.coverage.iter().find(|c| &c.0 == name) {
+            d.set_item("with_sigma", n)?;
+            d.set_item("within_1_sigma", c1)?;
+            d.set_item("within_2_sigma", c2)?;
+        }
+        labels.set_item(name, d)?;
+    }
+    let d = PyDict::new(py);
+    d.set_item("evaluated", e.evaluated)?;
+    d.set_item("refused", e.refused)?;
+    d.set_item("synthetic", e.synthetic)?;
+    d.set_item("labels", labels)?;
+    d.set_item("vmp", confusion(&e.vmp)?)?;
+    d.set_item("cemp", confusion(&e.cemp)?)?;
+    Ok(d)
+}
+
+fn thresholds_of(vmp_feh: Option<f64>, cemp_cfe: Option<f64>) -> Thresholds {
+    let d = Thresholds::default();
+    Thresholds { vmp_feh: vmp_feh.unwrap_or(d.vmp_feh), cemp_cfe: cemp_cfe.unwrap_or(d.cemp_cfe) }
+}
+
+/// Evaluates a model file on labelled spectra, as `specnn evaluate` does: writes the report (markdown
+/// and figures) into `report` and returns its figures as a dict.
+#[pyfunction]
+#[pyo3(signature = (
+    model, spectra, labels, report, vmp_feh = None, cemp_cfe = None, medium = None, recursive = false, device = "auto"
+))]
+#[allow(clippy::too_many_arguments)]
+fn evaluate<'py>(
+    py: Python<'py>,
+    model: PathBuf,
+    spectra: PathBuf,
+    labels: PathBuf,
+    report: PathBuf,
+    vmp_feh: Option<f64>,
+    cemp_cfe: Option<f64>,
+    medium: Option<&str>,
+    recursive: bool,
+    device: &str,
+) -> PyResult<Bound<'py, PyDict>> {
+    for p in [&model, &spectra, &labels] {
+        if !p.exists() {
+            return Err(PyFileNotFoundError::new_err(format!("{}: no such file or folder", p.display())));
+        }
+    }
+    let read = ReadOptions { medium: medium.map(medium_of).transpose()?, recursive };
+    let dev = device_of(device)?;
+    let th = thresholds_of(vmp_feh, cemp_cfe);
+    let e = py
+        .detach(|| specnn::workflow::run_evaluate(&model, &spectra, &labels, &report, &th, &read, &dev))
+        .map_err(py_err)?;
+    evaluation_dict(py, &e)
+}
+
+/// K-fold cross-validation, as `specnn crossval` does: one model per fold into the folder `out`, every
+/// star estimated by the model that did not train on it, the report into `report`; returns its figures.
+/// `argv` holds the training options (`specnn train`'s); `on_fold(fold, held_out_mae)` sees each fold.
+#[pyfunction]
+#[pyo3(signature = (spectra, labels, out, report, folds, argv, on_fold = None))]
+#[allow(clippy::too_many_arguments)]
+fn crossval<'py>(
+    py: Python<'py>,
+    spectra: PathBuf,
+    labels: PathBuf,
+    out: PathBuf,
+    report: PathBuf,
+    folds: usize,
+    argv: Vec<String>,
+    on_fold: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    for p in [&spectra, &labels] {
+        if !p.exists() {
+            return Err(PyFileNotFoundError::new_err(format!("{}: no such file or folder", p.display())));
+        }
+    }
+    let settings = settings_of(argv)?;
+    let failed = std::sync::Mutex::new(None::<PyErr>);
+    let e = py
+        .detach(|| -> specnn::Result<_> {
+            let r = settings.request(spectra, labels, out)?;
+            specnn::workflow::run_crossval(&r, folds, &report, &thresholds_of(None, None), |f, _, mae| {
+                let Some(cb) = &on_fold else { return };
+                if failed.lock().unwrap().is_some() {
+                    return;
+                }
+                if let Err(err) = Python::attach(|py| cb.call1(py, (f, mae)).map(|_| ())) {
+                    *failed.lock().unwrap() = Some(err);
+                }
+            })
+        })
+        .map_err(py_err)?;
+    if let Some(err) = failed.into_inner().unwrap() {
+        return Err(err);
+    }
+    evaluation_dict(py, &e)
+}
+
 /// The main job on built-in SYNTHETIC data, as `specnn demo` does (quietly); returns the summary's path.
 #[allow(clippy::too_many_arguments)]
 #[pyfunction]
@@ -610,6 +740,8 @@ fn _specnn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(train_arrays, m)?)?;
     m.add_function(wrap_pyfunction!(audit, m)?)?;
     m.add_function(wrap_pyfunction!(demo, m)?)?;
+    m.add_function(wrap_pyfunction!(evaluate, m)?)?;
+    m.add_function(wrap_pyfunction!(crossval, m)?)?;
     m.add_function(wrap_pyfunction!(devices, m)?)?;
     m.add_function(wrap_pyfunction!(labels, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

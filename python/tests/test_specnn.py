@@ -323,6 +323,39 @@ def test_train_leaves_out_bad_spectra_with_a_warning(miles_arrays, tmp_path):
 
 # --- audit -------------------------------------------------------------------------------------
 
+def test_evaluate_returns_the_reports_figures_on_real_miles_stars(knn_model, data, tmp_path):
+    path, _ = knn_model
+    e = specnn.evaluate(path, data / "miles", data / "miles" / "labels.csv", tmp_path / "report")
+    assert (tmp_path / "report" / "report.md").exists()
+    assert e["evaluated"] == 788 and e["refused"] == 0 and not e["synthetic"]
+    assert set(e["labels"]) == {"teff", "logg", "feh"}
+    teff = e["labels"]["teff"]
+    assert teff["n"] == 785 and teff["mae"] > 0 and teff["sd"] > 0 and 0 < teff["skill"] <= 1
+    assert teff["vmp"]["n"] + teff["normal"]["n"] <= teff["n"]
+    assert teff["with_sigma"] == 785 and 0 < teff["within_1_sigma"] <= teff["within_2_sigma"] <= 1
+    v = e["vmp"]
+    assert v["tp"] + v["fn"] == 26 and v["tp"] + v["fp"] + v["fn"] + v["tn"] == 757
+    assert 0 <= v["recall"] <= 1 and e["cemp"] is None
+    with pytest.raises(FileNotFoundError):
+        specnn.evaluate(tmp_path / "none.safetensors", data / "miles", data / "miles" / "labels.csv", tmp_path / "r")
+
+
+def test_crossval_estimates_every_real_miles_star_out_of_fold(data, tmp_path):
+    folds = []
+    e = specnn.crossval(tmp_path / "cv", spectra=data / "miles", labels=data / "miles" / "labels.csv",
+                        out=tmp_path / "models", folds=3, arch="knn", targets="teff,logg,feh", grid=MILES_GRID,
+                        on_fold=lambda f, mae: folds.append((f, mae)))
+    assert [f for f, _ in folds] == [1, 2, 3] and all(mae > 0 for _, mae in folds)
+    assert sorted(p.name for p in (tmp_path / "models").glob("fold*.safetensors")) == [
+        "fold1.safetensors", "fold2.safetensors", "fold3.safetensors"]
+    assert e["evaluated"] == 788 and (tmp_path / "cv" / "report.md").exists()
+    # PCA + kNN out of fold on MILES (REAL): Teff MAE in the range EXPERIMENTS.md reports.
+    assert 150 < e["labels"]["teff"]["mae"] < 600
+    with pytest.raises(specnn.SpecnnError, match="epoks"):
+        specnn.crossval(tmp_path / "cv2", spectra=data / "miles", labels=data / "miles" / "labels.csv",
+                        out=tmp_path / "m2", arch="knn", targets="teff", epoks=3)
+
+
 def test_audit_passes_the_public_pytorch_golden_file(data):
     cases = specnn.audit(data / "golden" / "public.safetensors")
     assert len(cases) > 10
