@@ -586,7 +586,8 @@ impl<'a, B: Backend<'a>> Tape<'a, B> {
     }
 
     fn record_loss(&mut self, f: LossFn, pred: Var, target: Var, mask: Option<Var>) -> Result<Var> {
-        let want = self.grad_enabled && (self.needs(pred) || self.needs(target));
+        // `needs` is already false on a tape that records nothing.
+        let want = self.needs(pred) || self.needs(target);
         let (l, saved) = B::loss(&self.ctx, f, self.val(pred), self.val(target), mask.map(|m| self.val(m)), want)?;
         Ok(self.push(l, want, Op::Loss { f, pred, target, mask, saved }))
     }
