@@ -265,7 +265,7 @@ def train(out, *, wave=None, flux=None, labels=None, ivar=None, mask=None, names
     return {"model": model, "history": json.loads(history), "trained": used, "refused": refused}
 
 
-def evaluate(model, spectra, labels, report, *, vmp_feh=None, cemp_cfe=None, medium=None, recursive=False,
+def evaluate(model, spectra, labels, report, *, vmp_feh=-2.0, cemp_cfe=1.0, medium=None, recursive=False,
              device="auto"):
     """Evaluates the model file ``model`` on the labelled spectra in the folder ``spectra`` (labels:
     the table ``labels``), as ``specnn evaluate`` does: writes ``report/report.md`` and its figures,
@@ -274,9 +274,8 @@ def evaluate(model, spectra, labels, report, *, vmp_feh=None, cemp_cfe=None, med
     ``median`` of truth - estimate, the same for the ``vmp`` and ``normal`` stars, ``mae_of_median``,
     ``skill``, and where the model gives uncertainties ``with_sigma``, ``within_1_sigma``,
     ``within_2_sigma``), and ``vmp``/``cemp`` (``tp``, ``fp``, ``fn``, ``tn``, ``recall``, ``fpr``, or
-    None without [Fe/H]). ``vmp_feh`` and ``cemp_cfe`` are the flags' thresholds (default -2 and 1)."""
-    return _specnn.evaluate(str(model), str(spectra), str(labels), str(report),
-                            None if vmp_feh is None else float(vmp_feh), None if cemp_cfe is None else float(cemp_cfe),
+    None without [Fe/H]). ``vmp_feh`` and ``cemp_cfe`` are the flags' thresholds, as in ``predict``."""
+    return _specnn.evaluate(str(model), str(spectra), str(labels), str(report), float(vmp_feh), float(cemp_cfe),
                             medium, bool(recursive), str(device))
 
 

@@ -43,6 +43,15 @@ fn device_of(s: &str) -> PyResult<Device> {
     Device::open(s).map_err(py_err)
 }
 
+/// FileNotFoundError for a path that is not there (`what`: "file", "file or folder").
+fn must_exist(path: &std::path::Path, what: &str) -> PyResult<()> {
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(PyFileNotFoundError::new_err(format!("{}: no such {what}", path.display())))
+    }
+}
+
 fn opt_f64(v: Option<f64>) -> f64 {
     v.unwrap_or(f64::NAN)
 }
@@ -52,9 +61,7 @@ fn opt_f64(v: Option<f64>) -> f64 {
 #[pyo3(signature = (path, medium = None))]
 fn read<'py>(py: Python<'py>, path: PathBuf, medium: Option<&str>) -> PyResult<Bound<'py, PyDict>> {
     let opts = ReadOptions { medium: medium.map(medium_of).transpose()?, recursive: false };
-    if !path.exists() {
-        return Err(PyFileNotFoundError::new_err(format!("{}: no such file", path.display())));
-    }
+    must_exist(&path, "file")?;
     let s = py.detach(|| read_spectrum(&path, &opts)).map_err(py_err)?;
     let d = PyDict::new(py);
     d.set_item("path", s.path.display().to_string())?;
@@ -197,9 +204,7 @@ struct Model {
 impl Model {
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Model> {
-        if !path.exists() {
-            return Err(PyFileNotFoundError::new_err(format!("{}: no such file", path.display())));
-        }
+        must_exist(&path, "file")?;
         let t = py.detach(|| specnn::predict::load_trained(&path)).map_err(py_err)?;
         Ok(Model { t })
     }
@@ -396,6 +401,17 @@ fn summary(
     Ok((out.display().to_string(), h, used, refused))
 }
 
+/// Runs `call` (a Python callback, with the GIL taken back) unless an earlier call failed; keeps the
+/// first failure in `failed`, for the caller to raise once the Rust work is done.
+fn call_back(failed: &std::sync::Mutex<Option<PyErr>>, call: impl FnOnce(Python<'_>) -> PyResult<()>) {
+    if failed.lock().unwrap().is_some() {
+        return;
+    }
+    if let Err(err) = Python::attach(call) {
+        *failed.lock().unwrap() = Some(err);
+    }
+}
+
 /// A Python callable `on_epoch(dict)` called after every epoch (with the GIL taken back).
 fn epoch_callback(
     cb: Option<Py<PyAny>>,
@@ -404,10 +420,7 @@ fn epoch_callback(
 ) -> impl FnMut(&specnn::train::EpochStats) + '_ {
     move |e| {
         let Some(cb) = &cb else { return };
-        if failed.lock().unwrap().is_some() {
-            return;
-        }
-        let r = Python::attach(|py| -> PyResult<()> {
+        call_back(failed, |py| {
             let d = PyDict::new(py);
             d.set_item("epoch", e.epoch)?;
             d.set_item("train_loss", e.train_loss)?;
@@ -420,9 +433,6 @@ fn epoch_callback(
             cb.call1(py, (d,))?;
             Ok(())
         });
-        if let Err(err) = r {
-            *failed.lock().unwrap() = Some(err);
-        }
     }
 }
 
@@ -536,9 +546,7 @@ fn train_arrays(
 #[pyfunction]
 #[pyo3(signature = (path, device = "cpu"))]
 fn audit<'py>(py: Python<'py>, path: PathBuf, device: &str) -> PyResult<Bound<'py, PyList>> {
-    if !path.exists() {
-        return Err(PyFileNotFoundError::new_err(format!("{}: no such file", path.display())));
-    }
+    must_exist(&path, "file")?;
     let dev = device_of(device)?;
     let cases = py.detach(|| specnn::golden::audit_on(&path, dev.gpu().map(|g| g.as_ref()))).map_err(py_err)?;
     let list = PyList::empty(py);
@@ -608,16 +616,11 @@ fn evaluation_dict<'py>(py: Python<'py>, e: &specnn::workflow::Evaluation) -> Py
     Ok(d)
 }
 
-fn thresholds_of(vmp_feh: Option<f64>, cemp_cfe: Option<f64>) -> Thresholds {
-    let d = Thresholds::default();
-    Thresholds { vmp_feh: vmp_feh.unwrap_or(d.vmp_feh), cemp_cfe: cemp_cfe.unwrap_or(d.cemp_cfe) }
-}
-
 /// Evaluates a model file on labelled spectra, as `specnn evaluate` does: writes the report (markdown
 /// and figures) into `report` and returns its figures as a dict.
 #[pyfunction]
 #[pyo3(signature = (
-    model, spectra, labels, report, vmp_feh = None, cemp_cfe = None, medium = None, recursive = false, device = "auto"
+    model, spectra, labels, report, vmp_feh = -2.0, cemp_cfe = 1.0, medium = None, recursive = false, device = "auto"
 ))]
 #[allow(clippy::too_many_arguments)]
 fn evaluate<'py>(
@@ -626,20 +629,18 @@ fn evaluate<'py>(
     spectra: PathBuf,
     labels: PathBuf,
     report: PathBuf,
-    vmp_feh: Option<f64>,
-    cemp_cfe: Option<f64>,
+    vmp_feh: f64,
+    cemp_cfe: f64,
     medium: Option<&str>,
     recursive: bool,
     device: &str,
 ) -> PyResult<Bound<'py, PyDict>> {
     for p in [&model, &spectra, &labels] {
-        if !p.exists() {
-            return Err(PyFileNotFoundError::new_err(format!("{}: no such file or folder", p.display())));
-        }
+        must_exist(p, "file or folder")?;
     }
     let read = ReadOptions { medium: medium.map(medium_of).transpose()?, recursive };
     let dev = device_of(device)?;
-    let th = thresholds_of(vmp_feh, cemp_cfe);
+    let th = Thresholds { vmp_feh, cemp_cfe };
     let e = py
         .detach(|| specnn::workflow::run_evaluate(&model, &spectra, &labels, &report, &th, &read, &dev))
         .map_err(py_err)?;
@@ -663,22 +664,16 @@ fn crossval<'py>(
     on_fold: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     for p in [&spectra, &labels] {
-        if !p.exists() {
-            return Err(PyFileNotFoundError::new_err(format!("{}: no such file or folder", p.display())));
-        }
+        must_exist(p, "file or folder")?;
     }
     let settings = settings_of(argv)?;
     let failed = std::sync::Mutex::new(None::<PyErr>);
     let e = py
         .detach(|| -> specnn::Result<_> {
             let r = settings.request(spectra, labels, out)?;
-            specnn::workflow::run_crossval(&r, folds, &report, &thresholds_of(None, None), |f, _, mae| {
-                let Some(cb) = &on_fold else { return };
-                if failed.lock().unwrap().is_some() {
-                    return;
-                }
-                if let Err(err) = Python::attach(|py| cb.call1(py, (f, mae)).map(|_| ())) {
-                    *failed.lock().unwrap() = Some(err);
+            specnn::workflow::run_crossval(&r, folds, &report, &Thresholds::default(), |f, _, mae| {
+                if let Some(cb) = &on_fold {
+                    call_back(&failed, |py| cb.call1(py, (f, mae)).map(|_| ()));
                 }
             })
         })
