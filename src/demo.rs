@@ -17,24 +17,37 @@ use crate::train::Schedule;
 use crate::workflow::{self, fmt_value, Evaluation, InputOptions, Kind, NetOptions, TrainRequest, MIN_SKILL};
 use std::path::{Path, PathBuf};
 
-/// What the demo does: sizes, seed, the CNN's widths and the epochs of both networks.
-#[derive(Clone, Debug)]
+/// What the demo does: sizes, seed, the CNN's widths and the epochs of both networks; the options of
+/// `specnn demo`, whose defaults are also [`DemoConfig::default`]'s (and Python's `specnn.demo`).
+#[derive(Clone, Debug, PartialEq, clap::Args)]
 pub struct DemoConfig {
     /// The output folder (surveys, models, catalogs, reports, `README.md`).
+    #[arg(long, default_value = "demo")]
     pub out: PathBuf,
     /// Training stars (the test survey has a quarter as many, at least 8).
+    #[arg(long, default_value_t = 4000)]
     pub n: usize,
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// The CNN's channel widths (the seed's are 64, 128, 256).
+    /// CNN channel widths (the seed's are 64,128,256; the demo's default is smaller to fit ten minutes
+    /// on 2 cores).
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64")]
     pub channels: Vec<usize>,
+    #[arg(long, default_value_t = 30)]
     pub cnn_epochs: usize,
+    #[arg(long, default_value_t = 40)]
     pub ann_epochs: usize,
 }
 
 impl Default for DemoConfig {
-    /// The CLI's defaults: 4000 stars, channels 16, 32, 64 (to fit about ten minutes on 2 cores).
+    /// `specnn demo`'s defaults, from its clap attributes (one definition).
     fn default() -> Self {
-        Self { out: "demo".into(), n: 4000, seed: 1, channels: vec![16, 32, 64], cnn_epochs: 30, ann_epochs: 40 }
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            cfg: DemoConfig,
+        }
+        <Flags as clap::Parser>::parse_from(["demo"]).cfg
     }
 }
 
@@ -218,4 +231,17 @@ fn candidates_note(cfg: &DemoConfig, th: &Thresholds, k: usize, e: &Evaluation) 
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DemoConfig;
+
+    /// The library's default is the CLI's, as `specnn demo --help` and the README give it.
+    #[test]
+    fn the_default_is_specnn_demos() {
+        let d = DemoConfig::default();
+        assert_eq!((d.out.to_str(), d.n, d.seed), (Some("demo"), 4000, 1));
+        assert_eq!((d.channels, d.cnn_epochs, d.ann_epochs), (vec![16, 32, 64], 30, 40));
+    }
 }

@@ -203,20 +203,8 @@ enum Command {
     ///
     /// Example: specnn demo --out demo/
     Demo {
-        #[arg(long, default_value = "demo")]
-        out: PathBuf,
-        /// Training stars (the test survey has a quarter as many).
-        #[arg(long, default_value_t = 4000)]
-        n: usize,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// CNN channel widths (the seed's are 64,128,256; the demo's default is smaller to fit ten minutes on 2 cores).
-        #[arg(long, value_delimiter = ',', default_value = "16,32,64")]
-        channels: Vec<usize>,
-        #[arg(long, default_value_t = 30)]
-        cnn_epochs: usize,
-        #[arg(long, default_value_t = 40)]
-        ann_epochs: usize,
+        #[command(flatten)]
+        cfg: specnn::demo::DemoConfig,
         /// Where the networks train and run (auto, cpu, gpu, gpu:N).
         #[arg(long, default_value = "auto")]
         device: String,
@@ -348,8 +336,7 @@ fn main() -> ExitCode {
                 })
                 .map(|e| print_evaluation(&e, &dir)),
         ),
-        Command::Demo { out, n, seed, channels, cnn_epochs, ann_epochs, device } => {
-            let cfg = specnn::demo::DemoConfig { out, n, seed, channels, cnn_epochs, ann_epochs };
+        Command::Demo { cfg, device } => {
             let run = |d: specnn::gpu::Device| specnn::demo::run_demo(&cfg, &d, &mut CliDemo { bar: None }).map(|_| ());
             report(open_device(&device).and_then(run))
         }

@@ -298,11 +298,13 @@ def audit(path, device="cpu"):
     return _specnn.audit(str(path), str(device))
 
 
-def demo(out="demo", *, n=4000, seed=1, channels=(16, 32, 64), cnn_epochs=30, ann_epochs=40, device="auto"):
+def demo(out="demo", *, n=None, seed=None, channels=None, cnn_epochs=None, ann_epochs=None, device="auto"):
     """The main job on built-in SYNTHETIC data, as ``specnn demo`` runs it: simulates a training
     survey of ``n`` stars and a test survey of ``n // 4``, trains the residual ANN (R=200; [C/Fe],
     [Mg/Fe], [N/Fe]) and a VMP CNN of ``channels`` widths, evaluates both, searches VMP and CEMP
     candidates, and writes models, catalogs, reports and figures under ``out``. Every number is on
-    synthetic spectra, never on real stars. Returns the path of the summary (``out/README.md``)."""
-    return _specnn.demo(str(out), int(n), int(seed), [int(c) for c in channels], int(cnn_epochs), int(ann_epochs),
-                        str(device))
+    synthetic spectra, never on real stars. An option left at None takes ``specnn demo``'s default
+    (``specnn demo --help``). Returns the path of the summary (``out/README.md``)."""
+    opt = lambda v, f: None if v is None else f(v)
+    return _specnn.demo(str(out), opt(n, int), opt(seed, int), opt(channels, lambda c: [int(x) for x in c]),
+                        opt(cnn_epochs, int), opt(ann_epochs, int), str(device))

@@ -687,19 +687,27 @@ fn crossval<'py>(
 /// The main job on built-in SYNTHETIC data, as `specnn demo` does (quietly); returns the summary's path.
 #[allow(clippy::too_many_arguments)]
 #[pyfunction]
-#[pyo3(signature = (out, n, seed, channels, cnn_epochs, ann_epochs, device))]
+#[pyo3(signature = (out, n = None, seed = None, channels = None, cnn_epochs = None, ann_epochs = None, device = "auto"))]
 fn demo(
     py: Python<'_>,
     out: PathBuf,
-    n: usize,
-    seed: u64,
-    channels: Vec<usize>,
-    cnn_epochs: usize,
-    ann_epochs: usize,
+    n: Option<usize>,
+    seed: Option<u64>,
+    channels: Option<Vec<usize>>,
+    cnn_epochs: Option<usize>,
+    ann_epochs: Option<usize>,
     device: &str,
 ) -> PyResult<String> {
     let dev = device_of(device)?;
-    let cfg = specnn::demo::DemoConfig { out, n, seed, channels, cnn_epochs, ann_epochs };
+    let d = specnn::demo::DemoConfig::default();
+    let cfg = specnn::demo::DemoConfig {
+        out,
+        n: n.unwrap_or(d.n),
+        seed: seed.unwrap_or(d.seed),
+        channels: channels.unwrap_or(d.channels),
+        cnn_epochs: cnn_epochs.unwrap_or(d.cnn_epochs),
+        ann_epochs: ann_epochs.unwrap_or(d.ann_epochs),
+    };
     let readme = py.detach(|| specnn::demo::run_demo(&cfg, &dev, &mut specnn::demo::Quiet)).map_err(py_err)?;
     Ok(readme.display().to_string())
 }
