@@ -533,7 +533,7 @@ pub fn run_evaluate(
     let rows: Vec<usize> = (0..data.x.len()).collect();
     let e = t.model.runner(device)?.estimate_rows(data.in_memory(), &rows, &t.scaling, 128)?;
     let sig = t.sigmas(&e);
-    let est = e.mean;
+    let est = &e.mean;
     let header = vec![
         format!("model: `{}` — `{}`", model.display(), t.model.describe()),
         format!(
@@ -555,8 +555,10 @@ pub fn run_evaluate(
         prep: &t.prep,
         history: Some(&t.history),
         synthetic: data.synthetic || t.synthetic,
+        spread_z: Some(&e.spread_z),
+        fold: None,
     };
-    write_report(report, &ctx, &data, &est, t.calibration.as_ref().map(|_| &sig), th)
+    write_report(report, &ctx, &data, est, t.calibration.as_ref().map(|_| &sig), th)
 }
 
 /// What a report says besides the numbers.
@@ -567,6 +569,11 @@ pub struct ReportContext<'a> {
     pub prep: &'a PrepConfig,
     pub history: Option<&'a crate::train::History>,
     pub synthetic: bool,
+    /// Each star's raw model spread (standardised units, before calibration), for `estimates.csv`.
+    pub spread_z: Option<&'a Array2<f64>>,
+    /// Each star's cross-validation fold (0-based; crossval only), for `estimates.csv` (written 1-based,
+    /// as the fold model files are numbered).
+    pub fold: Option<&'a [usize]>,
 }
 
 /// Where reports split the stars into cool and hot (K).
@@ -604,28 +611,44 @@ pub fn fmt_value(label: &str, v: f64) -> String {
     }
 }
 
-/// Writes `file, LABEL_true, LABEL_est, ...`, one row per star (empty where unknown).
+/// Writes `estimates.csv`: `file` (and `fold` in cross-validation), then per label `LABEL_true`,
+/// `LABEL_est`, `LABEL_err` (the calibrated 1-sigma, when the model has one) and `LABEL_spread_z`
+/// (the model's raw spread in standardised units, when known), one row per star (empty where
+/// unknown).
 fn write_estimates(
     path: &Path,
+    ctx: &ReportContext,
     data: &Labelled,
-    targets: &[String],
     est: &Array2<f64>,
     sig: Option<&Array2<f64>>,
 ) -> Result<()> {
+    let targets = ctx.targets;
     let mut out = String::from("file");
+    if ctx.fold.is_some() {
+        out += ",fold";
+    }
     for t in targets {
         let _ = write!(out, ",{t}_true,{t}_est");
         if sig.is_some() {
             let _ = write!(out, ",{t}_err");
+        }
+        if ctx.spread_z.is_some() {
+            let _ = write!(out, ",{t}_spread_z");
         }
     }
     out.push('\n');
     let num = |v: f64| if v.is_finite() { format!("{v}") } else { String::new() };
     for (i, f) in data.files.iter().enumerate() {
         out += &f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if let Some(fold) = ctx.fold {
+            let _ = write!(out, ",{}", fold[i] + 1);
+        }
         for j in 0..targets.len() {
             let _ = write!(out, ",{},{}", num(data.y[[i, j]]), num(est[[i, j]]));
             if let Some(s) = sig {
+                let _ = write!(out, ",{}", num(s[[i, j]]));
+            }
+            if let Some(s) = ctx.spread_z {
                 let _ = write!(out, ",{}", num(s[[i, j]]));
             }
         }
@@ -634,7 +657,6 @@ fn write_estimates(
     crate::io::write_atomic(path, out.as_bytes())
 }
 
-/// Writes `report.md` and the figures for estimates `est` of the labelled stars `data`.
 /// S/N bins of the reports' metrics (header S/N; stars without one are counted apart).
 const SNR_BINS: [(f64, f64); 5] = [(0.0, 10.0), (10.0, 20.0), (20.0, 50.0), (50.0, 100.0), (100.0, f64::INFINITY)];
 
@@ -824,7 +846,7 @@ pub fn write_report(
             );
         }
     }
-    write_estimates(&report.join("estimates.csv"), data, targets, est, sig)?;
+    write_estimates(&report.join("estimates.csv"), ctx, data, est, sig)?;
     let _ = writeln!(md, "\nEvery star's true and estimated labels: `estimates.csv`.");
     // (error, sigma) of label `j` for the stars `rows` that have both.
     let error_sigma = |sig: &Array2<f64>, rows: &mut dyn Iterator<Item = usize>, j: usize| -> Vec<(f64, f64)> {
@@ -1195,6 +1217,7 @@ pub fn run_crossval(
     }
     let mut est = Array2::<f64>::from_elem((n, r.targets.len()), f64::NAN);
     let mut sig = est.clone();
+    let mut spread = est.clone();
     let mut first_history = None;
     let mut described = String::new();
     for f in 0..folds {
@@ -1233,11 +1256,12 @@ pub fn run_crossval(
         };
         let e = outcome.model.runner(&r.device)?.estimate_rows(data.in_memory(), &test_rows, &outcome.scaling, 128)?;
         let s = crate::predict::sigmas(&outcome.scaling, Some(&outcome.calibration), &e);
-        let pred = e.mean;
         for (k, &row) in test_rows.iter().enumerate() {
-            est.row_mut(row).assign(&pred.row(k));
+            est.row_mut(row).assign(&e.mean.row(k));
             sig.row_mut(row).assign(&s.row(k));
+            spread.row_mut(row).assign(&e.spread_z.row(k));
         }
+        let pred = e.mean;
         let fold_mae = crate::train::label_mae(&data.y, &test_rows, &pred, 0).unwrap_or(0.0);
         on_fold(f + 1, &outcome, fold_mae);
         if first_history.is_none() {
@@ -1267,6 +1291,8 @@ pub fn run_crossval(
         prep: &prep,
         history: first_history.as_ref(),
         synthetic: data.synthetic,
+        spread_z: Some(&spread),
+        fold: Some(&fold_of),
     };
     write_report(report, &ctx, &data, &est, Some(&sig), th)
 }

@@ -222,7 +222,11 @@ fn knn_baseline_trains_predicts_and_reports_coverage() {
     assert!(md.contains("## Uncertainties") && md.contains("## By S/N") && md.contains("Below and above Teff"), "{md}");
     assert_eq!(&std::fs::read(report.join("coverage.png")).unwrap()[1..4], b"PNG");
     let est = std::fs::read_to_string(report.join("estimates.csv")).unwrap();
-    assert!(est.starts_with("file,teff_true,teff_est,teff_err,logg_true"), "{est}");
+    assert!(est.starts_with("file,teff_true,teff_est,teff_err,teff_spread_z,logg_true"), "{est}");
+    // The kNN's raw spread (its neighbours' spread, standardised) is there for every star.
+    let spreads: Vec<f64> = est.lines().skip(1).map(|l| l.split(',').nth(4).unwrap().parse().unwrap()).collect();
+    assert_eq!(spreads.len(), 30);
+    assert!(spreads.iter().all(|v| v.is_finite() && *v >= 0.0) && spreads.iter().any(|v| *v > 0.0), "{est}");
 }
 
 #[test]

@@ -429,6 +429,18 @@ fn crossval_estimates_every_star_out_of_fold() {
         md.contains("3-fold cross-validation") && md.contains("| feh | dex | 48 |") && md.contains("SYNTHETIC DATA"),
         "{md}"
     );
+    // estimates.csv names each star's fold (1-based, as the fold files) and every fold holds stars.
+    let est = std::fs::read_to_string(report.join("estimates.csv")).unwrap();
+    let mut lines = est.lines();
+    assert_eq!(
+        lines.next(),
+        Some("file,fold,feh_true,feh_est,feh_err,feh_spread_z,teff_true,teff_est,teff_err,teff_spread_z")
+    );
+    let folds: Vec<usize> = lines.map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect();
+    assert_eq!(folds.len(), 48);
+    for f in 1..=3 {
+        assert_eq!(folds.iter().filter(|&&x| x == f).count(), 16, "{est}");
+    }
     let (code, _, err) = specnn(&[
         "crossval",
         "--spectra",

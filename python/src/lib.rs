@@ -687,7 +687,9 @@ fn crossval<'py>(
 /// The main job on built-in SYNTHETIC data, as `specnn demo` does (quietly); returns the summary's path.
 #[allow(clippy::too_many_arguments)]
 #[pyfunction]
-#[pyo3(signature = (out, n = None, seed = None, channels = None, cnn_epochs = None, ann_epochs = None, device = "auto"))]
+#[pyo3(
+    signature = (out, n = None, seed = None, channels = None, cnn_epochs = None, ann_epochs = None, device = "auto")
+)]
 fn demo(
     py: Python<'_>,
     out: PathBuf,
