@@ -110,6 +110,7 @@ pub fn requests(cfg: &DemoConfig, device: &Device) -> [(&'static str, TrainReque
         validation: None,
         stream: false,
         options: Default::default(),
+        calibrate_folds: None,
     };
     let cnn = TrainRequest {
         kind: Kind::VmpCnn,

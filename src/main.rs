@@ -590,6 +590,12 @@ fn cli_train(req: &TrainRequest) -> specnn::Result<()> {
                     d.bytes() as f64 / 1e6
                 );
             }
+            if let Some(k) = req.calibrate_folds {
+                println!(
+                    "after training, a {k}-fold cross-validation with the same options calibrates the uncertainties \
+                    ({k} more trainings, without progress lines)"
+                );
+            }
             let n_train = ((data.x.len() as f64) * req.schedule.split).round() as u64;
             *pb.borrow_mut() = Some(bar(n_train, "  [{bar:30}] {pos}/{len} {msg} {per_sec}"));
         },
@@ -606,6 +612,11 @@ fn cli_train(req: &TrainRequest) -> specnn::Result<()> {
         if h.stopped_early { ", stopped early" } else { "" },
         t0.elapsed().as_secs_f64()
     );
+    let c = &outcome.calibration;
+    if c.source != specnn::trust::VALIDATION {
+        let n: Vec<String> = req.targets.iter().zip(&c.n).map(|(t, n)| format!("{t} {n}")).collect();
+        println!("uncertainties calibrated on out-of-fold estimates ({}): {} stars", c.source, n.join(", "));
+    }
     Ok(())
 }
 

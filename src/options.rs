@@ -72,6 +72,18 @@ pub struct TrainSettings {
     /// their average, and their spread is reported.
     #[arg(long)]
     pub ensemble: Option<usize>,
+    /// With --ensemble K: bagging. Each member trains and stops early on its own seeded split, so
+    /// the members differ in the stars they learnt from and their spread also says how much an
+    /// estimate depends on which stars were seen. The validation stars of one member are training
+    /// stars of others, so `train --bag` needs --calibrate-folds.
+    #[arg(long)]
+    pub bag: bool,
+    /// Calibrate the uncertainties on every star's out-of-fold estimate from a K-fold cross-validation
+    /// with the same options (K more trainings; fold models in a scratch folder beside --out, removed
+    /// after) instead of on the validation stars: more stars, none of which chose an epoch. The
+    /// catalogs' ERRCAL card says `crossval K`. `train` only.
+    #[arg(long)]
+    pub calibrate_folds: Option<usize>,
     /// Start from this trained model (same architecture and targets) and fine-tune it.
     #[arg(long)]
     pub init: Option<PathBuf>,
@@ -119,10 +131,23 @@ impl TrainSettings {
                 "`nll` trains a network's variance head; the baselines take no loss",
             ));
         }
+        if self.bag && self.ensemble.unwrap_or(d.ensemble) < 2 {
+            return Err(crate::error::Error::invalid("--bag", "bagging needs an ensemble: add --ensemble K (K >= 2)"));
+        }
+        if self.bag && self.validation.is_some() {
+            return Err(crate::error::Error::invalid(
+                "--bag",
+                "each bagged member draws its own split, so --validation cannot name the validation stars",
+            ));
+        }
+        if self.calibrate_folds.is_some_and(|k| k < 2) {
+            return Err(crate::error::Error::invalid("--calibrate-folds", "needs at least 2 folds"));
+        }
         let options = TrainOptions {
             log_targets,
             augment,
             ensemble: self.ensemble.unwrap_or(d.ensemble).max(1),
+            bag: self.bag,
             init: self.init.clone(),
             standardise_inputs: self.standardise_inputs || d.standardise_inputs,
             loss: self.loss,
@@ -150,6 +175,7 @@ impl TrainSettings {
             read: self.read,
             stream: self.stream,
             options,
+            calibrate_folds: self.calibrate_folds,
         })
     }
 }

@@ -308,8 +308,9 @@ pub fn catalog(t: &Trained, rows: &[Row], th: &Thresholds) -> Catalog {
     for (bit, what) in crate::trust::FLAG_DOCS {
         c.card(&format!("FLAG{bit}"), what, &format!("flags bit value {bit}"));
     }
-    if calibrated {
-        c.card("ERRCAL", "validation", "*_err: 1-sigma, calibrated on validation stars");
+    if let Some(cal) = &t.calibration {
+        let what = if cal.source == crate::trust::VALIDATION { "validation stars" } else { "out-of-fold stars" };
+        c.card("ERRCAL", cal.source.clone(), &format!("*_err: 1-sigma, calibrated on {what}"));
     }
     if t.synthetic || rows.iter().any(|r| r.synthetic) {
         c.card("SYNTHETI", true, "synthetic spectra or a model trained on them");

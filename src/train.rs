@@ -76,6 +76,10 @@ pub struct TrainOptions {
     /// Networks trained from different seeds on the same split, stored in one file, their
     /// predictions averaged (1: a single network).
     pub ensemble: usize,
+    /// Bagging (`--bag`): each ensemble member after the first trains and stops on its own seeded
+    /// split instead of the first member's, so the members differ in the stars they learnt from
+    /// (the label scaling stays the first split's, shared by all).
+    pub bag: bool,
     /// Start from this trained model's weights (the same architecture and targets) and its label
     /// scaling, instead of a random start: fine-tuning.
     pub init: Option<PathBuf>,
@@ -132,6 +136,7 @@ impl Recipe {
                 log_targets: targets.iter().filter(|t| *t == "teff").cloned().collect(),
                 augment: Augment::default(),
                 ensemble: 5,
+                bag: false,
                 init: None,
                 standardise_inputs: dense,
                 loss: Loss::Mae,
@@ -153,12 +158,18 @@ impl Default for TrainOptions {
             log_targets: Vec::new(),
             augment: Augment::default(),
             ensemble: 1,
+            bag: false,
             init: None,
             standardise_inputs: false,
             loss: Loss::Mae,
             nll_beta: 0.0,
         }
     }
+}
+
+/// The split seed of ensemble member `member` (> 0) under `--bag`.
+pub fn bag_seed(seed: u64, member: usize) -> u64 {
+    seed.wrapping_add(7919u64.wrapping_mul(member as u64))
 }
 
 /// The (train, validation) rows: the given validation rows, or the seeded split.
@@ -642,6 +653,14 @@ fn attach_trust<X: RowSource + ?Sized>(
     Ok((calibration, domain))
 }
 
+/// Replaces the uncertainty calibration stored in the model file at `path` (rewritten atomically).
+pub fn replace_calibration(path: &Path, calibration: &Calibration) -> Result<()> {
+    let (tensors, mut meta) = read_safetensors::<f32>(path)?;
+    meta.insert(CALIBRATION_KEY.into(), serde_json::to_string(calibration).expect("serialisable"));
+    let list: Vec<(String, &ArrayD<f32>)> = tensors.iter().map(|(n, t)| (n.clone(), t)).collect();
+    write_safetensors(path, &list, meta)
+}
+
 /// Trains on rows `x` (preprocessed spectra) with targets `y` (`[stars, targets]`, NaN = unknown),
 /// writing the best model to `model_out` and a checkpoint beside it after every epoch. With `resume`,
 /// continues from that checkpoint. `on_epoch` sees each epoch's figures; `on_batch` each batch's loss.
@@ -809,6 +828,12 @@ fn train_member<X: RowSource + ?Sized>(
     let scale = match start {
         Some((_, s)) => s.clone(),
         None => scaling(y, &train_rows, &log_flags(&cfg.targets, &cfg.options.log_targets)?)?,
+    };
+    // Bagging: members after the first learn from (and stop on) their own split.
+    let (train_rows, val_rows) = if cfg.options.bag && member > 0 {
+        rows_for(x.len(), cfg.schedule.split, bag_seed(cfg.schedule.seed, member), None)?
+    } else {
+        (train_rows, val_rows)
     };
     let seed = cfg.schedule.seed.wrapping_add(1_000_003u64.wrapping_mul(member as u64));
     let inputs = if cfg.options.standardise_inputs {

@@ -7,7 +7,9 @@
 //! `scale` and `floor` are chosen so that 68.3% of the validation stars have |error| < sigma and, as
 //! near as the pair allows, 95.4% have |error| < 2 sigma. A model with no spread gets `scale = 0`: one
 //! sigma per label, the validation errors' 68.3rd percentile. Stored in the model file under
-//! `specnn-calibration`.
+//! `specnn-calibration`. With `train --calibrate-folds K` the pairs are every star's out-of-fold
+//! estimate and spread from a K-fold cross-validation instead (more stars, none of them used to
+//! choose the epoch): `source` says which.
 //!
 //! **Flags.** A bitmask per catalog row (`flags`, 0 = none), documented in the catalog header:
 //! - [`FLAG_RANGE`] 1: an estimate lies outside the training labels' range;
@@ -63,6 +65,18 @@ pub struct Calibration {
     pub floor: Vec<f64>,
     /// Validation stars each label's calibration was fitted on.
     pub n: Vec<usize>,
+    /// What it was fitted on: [`VALIDATION`] (the run's validation stars, the default and what files
+    /// without this field mean) or `crossval K` (every star's out-of-fold estimate in a K-fold
+    /// cross-validation, `train --calibrate-folds K`).
+    #[serde(default = "validation_source")]
+    pub source: String,
+}
+
+/// The calibration source of a run's own validation stars.
+pub const VALIDATION: &str = "validation";
+
+fn validation_source() -> String {
+    VALIDATION.into()
 }
 
 /// The fraction of `(err, sigma)` pairs with |err| < k sigma.
@@ -182,7 +196,7 @@ impl Calibration {
             floor.push(b);
             n.push(e.iter().filter(|v| v.is_finite()).count());
         }
-        Self { scale, floor, n }
+        Self { scale, floor, n, source: VALIDATION.into() }
     }
 
     /// Label `j`'s 1-sigma uncertainty in standardised units for a spread `spread_z` (NaN: none).

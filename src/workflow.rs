@@ -9,10 +9,12 @@ use crate::data::{read_spectrum, Grid, Labels, PrepConfig, ReadOptions, Spectrum
 use crate::error::{Error, Result};
 use crate::eval::{curve, metrics, Confusion, Metrics};
 use crate::gpu::Device;
+use crate::model_file::Scaling;
 use crate::nn::{Activation, Arch};
 use crate::ops::conv2d::Padding;
 use crate::predict::{catalog, load_trained, predict_files, Row, Thresholds, Trained};
 use crate::train::{train, EpochStats, Outcome, Schedule, TrainConfig};
+use crate::trust::Calibration;
 use ndarray::Array2;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -149,6 +151,9 @@ pub struct TrainRequest {
     pub stream: bool,
     /// Label transforms, augmentation, ensembles, fine-tuning.
     pub options: crate::train::TrainOptions,
+    /// `--calibrate-folds K`: calibrate the uncertainties on the out-of-fold estimates of a K-fold
+    /// cross-validation with the same options, instead of on the validation stars.
+    pub calibrate_folds: Option<usize>,
 }
 
 /// The rows of `data` named by a validation list: one spectrum file name (or path) per line; blank
@@ -405,6 +410,46 @@ pub fn train_labelled(
     on_batch: impl Fn(usize, f64),
 ) -> Result<Outcome> {
     known_targets(&r.targets)?;
+    if r.options.bag && r.calibrate_folds.is_none() {
+        return Err(Error::invalid(
+            "--bag",
+            "a bagged member's validation stars are other members' training stars, so they cannot calibrate \
+            the uncertainties: add --calibrate-folds K (e.g. 5)",
+        ));
+    }
+    if r.calibrate_folds.is_some() && r.stream {
+        return Err(Error::invalid("--calibrate-folds", "cross-validation keeps the set in memory: drop --stream"));
+    }
+    let mut o = train_one(r, data, on_epoch, on_batch)?;
+    if let Some(folds) = r.calibrate_folds {
+        calibrate_on_folds(r, data, folds, &mut o)?;
+    }
+    Ok(o)
+}
+
+/// Replaces the calibration of the model `r` trained (`o`, and its file `r.out`) by one fitted on
+/// every star's out-of-fold estimate in a `folds`-fold cross-validation of `r` on `data` (fold models
+/// in a scratch folder beside `r.out`, removed after).
+fn calibrate_on_folds(r: &TrainRequest, data: &Labelled, folds: usize, o: &mut Outcome) -> Result<()> {
+    let dir = sibling(&r.out, ".calibration-folds");
+    let sub = TrainRequest { calibrate_folds: None, validation: None, resume: false, ..r.clone() };
+    let oof = out_of_fold(&sub, data, folds, &dir, |_, _, _| {});
+    let _ = std::fs::remove_dir_all(&dir);
+    let oof = oof?;
+    let rows: Vec<usize> = (0..data.y.nrows()).collect();
+    let cal = oof.calibration(&data.y, &rows, &o.scaling);
+    crate::train::replace_calibration(&r.out, &cal)?;
+    o.calibration = cal;
+    Ok(())
+}
+
+/// `train_labelled` without the cross-validated calibration.
+fn train_one(
+    r: &TrainRequest,
+    data: &Labelled,
+    on_epoch: impl FnMut(&EpochStats),
+    on_batch: impl Fn(usize, f64),
+) -> Result<Outcome> {
     let prep = prep_for(r)?;
     let validation = r.validation.as_deref().map(|l| validation_rows(l, data)).transpose()?;
     if let Some(kind) = r.kind.baseline() {
@@ -499,6 +544,9 @@ pub struct Evaluation {
     /// Per label: stars with an uncertainty, and the fractions with |error| under 1 and 2 sigma
     /// (empty when the model gives no uncertainties).
     pub coverage: Vec<(String, usize, f64, f64)>,
+    /// Crossval only, the same for the sigmas of a calibration fitted on the other folds' stars
+    /// ([`OutOfFold::cross_fitted_sigmas`]); empty otherwise.
+    pub cross_fitted: Vec<(String, usize, f64, f64)>,
     /// Per label: the MAE of predicting the evaluated stars' median, and the skill 1 - MAE / that
     /// (NaN for a label no star has).
     pub skill: Vec<(String, f64, f64)>,
@@ -557,6 +605,7 @@ pub fn run_evaluate(
         synthetic: data.synthetic || t.synthetic,
         spread_z: Some(&e.spread_z),
         fold: None,
+        cross_fitted: None,
     };
     write_report(report, &ctx, &data, est, t.calibration.as_ref().map(|_| &sig), th)
 }
@@ -574,6 +623,9 @@ pub struct ReportContext<'a> {
     /// Each star's cross-validation fold (0-based; crossval only), for `estimates.csv` (written 1-based,
     /// as the fold model files are numbered).
     pub fold: Option<&'a [usize]>,
+    /// Crossval only: each star's 1-sigma from a calibration fitted on the other folds' out-of-fold
+    /// estimates ([`OutOfFold::cross_fitted_sigmas`]), reported beside the fold models' own.
+    pub cross_fitted: Option<&'a Array2<f64>>,
 }
 
 /// Where reports split the stars into cool and hot (K).
@@ -855,21 +907,50 @@ pub fn write_report(
             .collect()
     };
     let mut coverage = Vec::new();
+    let mut cross_fitted = Vec::new();
     if let Some(sig) = sig {
         let _ = writeln!(
             md,
             "\n## Uncertainties: are the stated sigmas right?\n\nA calibrated 1-sigma holds 68.3% of \
-            the stars within |E| < sigma and 95.4% within 2 sigma.\n\n| label | n | median sigma | within 1 sigma | \
-            within 2 sigma |\n|---|---|---|---|---|"
+            the stars within |E| < sigma and 95.4% within 2 sigma."
+        );
+        if ctx.cross_fitted.is_some() {
+            let _ = writeln!(
+                md,
+                "\nTwo calibrations: each fold model's own (fitted on its inner validation stars, which \
+                also chose a network's epoch), and one fitted on the other folds' out-of-fold estimates \
+                (every star scored by a calibration that did not see it): what `train --calibrate-folds` \
+                gives a model."
+            );
+        }
+        let (extra_head, extra_rule) = match ctx.cross_fitted {
+            Some(_) => (
+                " median sigma, other folds | within 1 sigma, other folds | within 2 sigma, other folds |",
+                "---|---|---|",
+            ),
+            None => ("", ""),
+        };
+        let _ = writeln!(
+            md,
+            "\n| label | n | median sigma | within 1 sigma | within 2 sigma |{extra_head}\n\
+            |---|---|---|---|---|{extra_rule}"
         );
         let mut curves = Vec::new();
         for (j, name) in targets.iter().enumerate() {
             let pairs = error_sigma(sig, &mut (0..data.y.nrows()), j);
             let (c1, c2) = (crate::trust::coverage(&pairs, 1.0), crate::trust::coverage(&pairs, 2.0));
             let med = crate::trust::quantile(&pairs.iter().map(|p| p.1).collect::<Vec<_>>(), 0.5);
+            let mut extra = String::new();
+            if let Some(cs) = ctx.cross_fitted {
+                let pairs = error_sigma(cs, &mut (0..data.y.nrows()), j);
+                let (x1, x2) = (crate::trust::coverage(&pairs, 1.0), crate::trust::coverage(&pairs, 2.0));
+                let med = crate::trust::quantile(&pairs.iter().map(|p| p.1).collect::<Vec<_>>(), 0.5);
+                let _ = write!(extra, " {} | {} | {} |", fmt_value(name, med), pct(x1, 1), pct(x2, 1));
+                cross_fitted.push((name.clone(), pairs.len(), x1, x2));
+            }
             let _ = writeln!(
                 md,
-                "| {name} | {} | {} | {} | {} |",
+                "| {name} | {} | {} | {} | {} |{extra}",
                 pairs.len(),
                 fmt_value(name, med),
                 pct(c1, 1),
@@ -1152,6 +1233,7 @@ pub fn write_report(
     Ok(Evaluation {
         metrics: all,
         coverage,
+        cross_fitted,
         skill: skills,
         vmp,
         cemp,
@@ -1175,25 +1257,34 @@ pub fn candidates(t: &Trained, rows: &[Row], th: &Thresholds, out: &Path) -> Res
     Ok(picked.len())
 }
 
-/// Runs `specnn crossval`: k-fold cross-validation. Stars are dealt into `folds` seeded folds; each
-/// fold's network is trained on the other folds (with its own inner split for early stopping, so the
-/// held-out fold never chooses the epoch) and estimates the held-out stars. The report pools these
-/// out-of-fold estimates of every star. Fold models are written to `r.out` (a folder).
-pub fn run_crossval(
+/// Every star's out-of-fold estimate in a k-fold cross-validation.
+pub struct OutOfFold {
+    pub est: Array2<f64>,
+    /// The fold models' own calibrated 1-sigma uncertainties (label units; NaN where none).
+    pub sig: Array2<f64>,
+    /// The fold models' raw spreads, each in its fold model's standardised units (NaN where none).
+    pub spread_z: Array2<f64>,
+    /// Each star's fold (0-based).
+    pub fold_of: Vec<usize>,
+    /// Each fold model's label scaling.
+    pub scalings: Vec<Scaling>,
+    pub first_history: Option<crate::train::History>,
+    /// The first fold model's description.
+    pub described: String,
+}
+
+/// The k-fold cross-validation of `r` on `data`: stars are dealt into `folds` seeded folds; each
+/// fold's model is trained on the other folds (with its own inner split for early stopping, so the
+/// held-out fold never chooses the epoch), written to `dir/foldF.safetensors`, and estimates the
+/// held-out stars.
+pub fn out_of_fold(
     r: &TrainRequest,
+    data: &Labelled,
     folds: usize,
-    report: &Path,
-    th: &Thresholds,
+    dir: &Path,
     mut on_fold: impl FnMut(usize, &Outcome, f64),
-) -> Result<Evaluation> {
-    if r.stream {
-        return Err(Error::invalid(
-            "crossval",
-            "--stream is for `train`: cross-validation keeps its (smaller) set in memory",
-        ));
-    }
+) -> Result<OutOfFold> {
     let prep = prep_for(r)?;
-    let data = load_labelled(&r.spectra, &r.labels, &r.targets, &prep, &r.read, None, false)?;
     let n = data.x.len();
     if folds < 2 || n < 4 * folds {
         return Err(Error::invalid(
@@ -1201,7 +1292,7 @@ pub fn run_crossval(
             format!("{folds} folds over {n} usable spectra: need at least 2 folds and 4 stars per fold"),
         ));
     }
-    std::fs::create_dir_all(&r.out).map_err(|e| Error::io(&r.out, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let arch = arch_for(r, prep.grid.n);
     let mut shuffled: Vec<usize> = (0..n).collect();
     {
@@ -1215,19 +1306,24 @@ pub fn run_crossval(
     for (pos, &row) in shuffled.iter().enumerate() {
         fold_of[row] = pos % folds;
     }
-    let mut est = Array2::<f64>::from_elem((n, r.targets.len()), f64::NAN);
-    let mut sig = est.clone();
-    let mut spread = est.clone();
-    let mut first_history = None;
-    let mut described = String::new();
+    let nan = Array2::<f64>::from_elem((n, r.targets.len()), f64::NAN);
+    let mut o = OutOfFold {
+        est: nan.clone(),
+        sig: nan.clone(),
+        spread_z: nan,
+        fold_of,
+        scalings: Vec::with_capacity(folds),
+        first_history: None,
+        described: String::new(),
+    };
     for f in 0..folds {
-        let train_rows: Vec<usize> = (0..n).filter(|&i| fold_of[i] != f).collect();
-        let test_rows: Vec<usize> = (0..n).filter(|&i| fold_of[i] == f).collect();
+        let train_rows: Vec<usize> = (0..n).filter(|&i| o.fold_of[i] != f).collect();
+        let test_rows: Vec<usize> = (0..n).filter(|&i| o.fold_of[i] == f).collect();
         let xs: Vec<Vec<f32>> = train_rows.iter().map(|&i| data.in_memory()[i].clone()).collect();
         let ys = data.y.select(ndarray::Axis(0), &train_rows);
         // Inside a fold the inner split is seeded: a validation list names stars of the whole set.
         let seed = r.schedule.seed + f as u64;
-        let out = r.out.join(format!("fold{}.safetensors", f + 1));
+        let out = dir.join(format!("fold{}.safetensors", f + 1));
         let outcome = match (&arch, r.kind.baseline()) {
             (Some(arch), _) => {
                 let cfg = TrainConfig {
@@ -1257,23 +1353,88 @@ pub fn run_crossval(
         let e = outcome.model.runner(&r.device)?.estimate_rows(data.in_memory(), &test_rows, &outcome.scaling, 128)?;
         let s = crate::predict::sigmas(&outcome.scaling, Some(&outcome.calibration), &e);
         for (k, &row) in test_rows.iter().enumerate() {
-            est.row_mut(row).assign(&e.mean.row(k));
-            sig.row_mut(row).assign(&s.row(k));
-            spread.row_mut(row).assign(&e.spread_z.row(k));
+            o.est.row_mut(row).assign(&e.mean.row(k));
+            o.sig.row_mut(row).assign(&s.row(k));
+            o.spread_z.row_mut(row).assign(&e.spread_z.row(k));
         }
-        let pred = e.mean;
-        let fold_mae = crate::train::label_mae(&data.y, &test_rows, &pred, 0).unwrap_or(0.0);
+        let fold_mae = crate::train::label_mae(&data.y, &test_rows, &e.mean, 0).unwrap_or(0.0);
         on_fold(f + 1, &outcome, fold_mae);
-        if first_history.is_none() {
-            described = outcome.model.describe();
-            first_history = Some(outcome.history);
+        o.scalings.push(outcome.scaling.clone());
+        if o.first_history.is_none() {
+            o.described = outcome.model.describe();
+            o.first_history = Some(outcome.history);
         }
     }
+    Ok(o)
+}
+
+impl OutOfFold {
+    /// The calibration fitted on the out-of-fold estimates of stars `rows`, in the standardised units
+    /// of `scaling` (each star's error and spread converted from its fold model's units).
+    pub fn calibration(&self, y: &Array2<f64>, rows: &[usize], scaling: &Scaling) -> Calibration {
+        let k = y.ncols();
+        let (mut err, mut spread) = (vec![Vec::new(); k], vec![Vec::new(); k]);
+        for &i in rows {
+            let fs = &self.scalings[self.fold_of[i]];
+            for j in 0..k {
+                err[j].push(scaling.to_z(j, y[[i, j]]) - scaling.to_z(j, self.est[[i, j]]));
+                spread[j].push(self.spread_z[[i, j]] * fs.sd[j] / scaling.sd[j]);
+            }
+        }
+        Calibration { source: format!("crossval {}", self.scalings.len()), ..Calibration::fit(&err, &spread) }
+    }
+
+    /// Each star's 1-sigma (label units) from a calibration fitted on the other folds' stars only:
+    /// what a model calibrated on out-of-fold estimates (`train --calibrate-folds`) states, measured on
+    /// stars the calibration did not see.
+    pub fn cross_fitted_sigmas(&self, y: &Array2<f64>) -> Array2<f64> {
+        let mut sig = Array2::from_elem(self.est.dim(), f64::NAN);
+        for (f, fs) in self.scalings.iter().enumerate() {
+            let others: Vec<usize> = (0..y.nrows()).filter(|&i| self.fold_of[i] != f).collect();
+            let cal = self.calibration(y, &others, fs);
+            for i in (0..y.nrows()).filter(|&i| self.fold_of[i] == f) {
+                for j in 0..y.ncols() {
+                    let z = fs.to_z(j, self.est[[i, j]]);
+                    sig[[i, j]] = fs.spread_to_label(j, z, cal.sigma_z(j, self.spread_z[[i, j]]));
+                }
+            }
+        }
+        sig
+    }
+}
+
+/// Runs `specnn crossval`: [`out_of_fold`] on the labelled spectra of `r`, fold models in `r.out` (a
+/// folder). The report pools the out-of-fold estimates of every star, with the fold models' own
+/// uncertainties and, beside them, those of a calibration fitted on the other folds' stars.
+pub fn run_crossval(
+    r: &TrainRequest,
+    folds: usize,
+    report: &Path,
+    th: &Thresholds,
+    on_fold: impl FnMut(usize, &Outcome, f64),
+) -> Result<Evaluation> {
+    if r.stream {
+        return Err(Error::invalid(
+            "crossval",
+            "--stream is for `train`: cross-validation keeps its (smaller) set in memory",
+        ));
+    }
+    if r.calibrate_folds.is_some() {
+        return Err(Error::invalid(
+            "crossval",
+            "--calibrate-folds is for `train`: crossval's report already gives the coverage of a calibration \
+            fitted on the other folds",
+        ));
+    }
+    let prep = prep_for(r)?;
+    let data = load_labelled(&r.spectra, &r.labels, &r.targets, &prep, &r.read, None, false)?;
+    let o = out_of_fold(r, &data, folds, &r.out, on_fold)?;
+    let cross = o.cross_fitted_sigmas(&data.y);
     let header = vec![
         format!(
-            "{folds}-fold cross-validation of `{described}` (seed {}): every star is estimated by the model that \
+            "{folds}-fold cross-validation of `{}` (seed {}): every star is estimated by the model that \
             did not train on it",
-            r.schedule.seed
+            o.described, r.schedule.seed
         ),
         format!(
             "each fold trained up to {} epochs with its own {:.0}:{:.0} inner split for early stopping; fold \
@@ -1289,12 +1450,13 @@ pub fn run_crossval(
         header,
         targets: &r.targets,
         prep: &prep,
-        history: first_history.as_ref(),
+        history: o.first_history.as_ref(),
         synthetic: data.synthetic,
-        spread_z: Some(&spread),
-        fold: Some(&fold_of),
+        spread_z: Some(&o.spread_z),
+        fold: Some(&o.fold_of),
+        cross_fitted: Some(&cross),
     };
-    write_report(report, &ctx, &data, &est, Some(&sig), th)
+    write_report(report, &ctx, &data, &o.est, Some(&o.sig), th)
 }
 
 /// Runs `specnn merge`: joins shard catalogs (in the order given) into `out`, checking against the

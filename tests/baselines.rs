@@ -209,4 +209,6 @@ fn crossval_of_a_baseline_names_it() {
     assert_eq!(code, 0, "{out}\n{err}");
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
     assert!(md.contains("2-fold cross-validation of `{\"kind\":\"rf\",\"inputs\":143}`"), "{md}");
+    // The forest's spread gives sigmas: the fold models' own and a calibration on the other fold.
+    assert!(md.contains("within 2 sigma, other folds |") && md.contains("Two calibrations"), "{md}");
 }

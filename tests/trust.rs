@@ -386,3 +386,157 @@ fn a_model_trained_on_cool_miles_stars_flags_hot_ones() {
         cool_rows.len()
     );
 }
+
+/// `train --calibrate-folds K` on a SYNTHETIC survey: the model's calibration comes from a K-fold
+/// cross-validation (every labelled star), the catalog says so in ERRCAL, and the scratch fold models
+/// are gone; the options that cannot work are refused by name.
+#[test]
+fn calibrate_folds_fits_on_every_out_of_fold_star() {
+    let dir = common::tempdir();
+    let train = survey(dir.path(), "train", 90, 71);
+    let labels = train.join("labels.csv");
+    let model = dir.path().join("k.safetensors");
+    let base = ["--spectra", s(&train), "--labels", s(&labels), "--resolution", "200", "--targets", "teff,feh"];
+    let args = |extra: &[&'static str], out: &Path| -> Vec<String> {
+        let mut a: Vec<String> = vec!["train".into()];
+        a.extend(base.iter().map(|x| x.to_string()));
+        a.extend(extra.iter().map(|x| x.to_string()));
+        a.extend(["--out".to_string(), s(out).to_string()]);
+        a
+    };
+    let run = |a: Vec<String>| specnn(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (code, out, err) = run(args(&["--arch", "knn", "--calibrate-folds", "3"], &model));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("crossval 3") && out.contains("teff 90"), "{out}");
+    let t = specnn::predict::load_trained(&model).unwrap();
+    let c = t.calibration.as_ref().unwrap();
+    assert_eq!((c.source.as_str(), c.n.clone()), ("crossval 3", vec![90, 90]));
+    // A plain run calibrates on its 27 validation stars.
+    let plain = dir.path().join("plain.safetensors");
+    assert_eq!(run(args(&["--arch", "knn"], &plain)).0, 0);
+    let p = specnn::predict::load_trained(&plain).unwrap();
+    let pc = p.calibration.as_ref().unwrap();
+    assert_eq!((pc.source.as_str(), pc.n.clone()), ("validation", vec![27, 27]));
+    assert_ne!(pc.scale, c.scale);
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("k.safetensors"))
+        .collect();
+    assert_eq!(left, vec!["k.safetensors".to_string()], "the scratch fold models are removed");
+    let cat = dir.path().join("cat.fits");
+    let (code, out, err) = specnn(&["predict", "--model", s(&model), "--spectra", s(&train), "--out", s(&cat)]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let read = specnn::catalog::Catalog::read(&cat).unwrap();
+    assert_eq!(read.card_value("ERRCAL"), Some(&specnn::catalog::CardValue::Str("crossval 3".into())));
+
+    for (extra, says) in [
+        (&["--arch", "knn", "--calibrate-folds", "1"][..], "at least 2 folds"),
+        (&["--arch", "ann", "--bag"][..], "--ensemble"),
+        (&["--arch", "ann", "--bag", "--ensemble", "2", "--epochs", "1"][..], "--calibrate-folds"),
+    ] {
+        let (code, _, err) = run(args(extra, &dir.path().join("x.safetensors")));
+        assert_ne!(code, 0, "{extra:?}");
+        assert!(err.contains(says), "{extra:?}: {err}");
+    }
+    let mut cv = args(&["--arch", "knn", "--calibrate-folds", "3", "--report"], &dir.path().join("cvm"));
+    cv[0] = "crossval".into();
+    cv.insert(cv.len() - 2, s(&dir.path().join("cv")).to_string());
+    let (code, _, err) = run(cv);
+    assert_ne!(code, 0);
+    assert!(err.contains("crossval's report already gives"), "{err}");
+}
+
+/// `--bag`: the first member is the one an unbagged ensemble trains; the others learn from their
+/// own splits, so they differ from the unbagged ensemble's. SYNTHETIC survey.
+#[test]
+fn bagged_members_after_the_first_train_on_their_own_split() {
+    let dir = common::tempdir();
+    let train = survey(dir.path(), "train", 60, 81);
+    let labels = train.join("labels.csv");
+    let fit = |name: &str, extra: &[&str]| -> std::collections::BTreeMap<String, ndarray::ArrayD<f32>> {
+        let out = dir.path().join(name);
+        let mut a = vec![
+            "train",
+            "--spectra",
+            s(&train),
+            "--labels",
+            s(&labels),
+            "--arch",
+            "res-ann",
+            "--resolution",
+            "200",
+            "--targets",
+            "feh",
+            "--ensemble",
+            "2",
+            "--epochs",
+            "2",
+            "--device",
+            "cpu",
+            "--out",
+            s(&out),
+        ];
+        a.extend_from_slice(extra);
+        let (code, o, err) = specnn(&a);
+        assert_eq!(code, 0, "{o}\n{err}");
+        specnn::io::read_safetensors::<f32>(&out).unwrap().0
+    };
+    let plain = fit("plain.safetensors", &[]);
+    let bagged = fit("bag.safetensors", &["--bag", "--calibrate-folds", "2"]);
+    let w = |t: &std::collections::BTreeMap<String, ndarray::ArrayD<f32>>, m: usize| {
+        t[&format!("members.{m}.out.weight")].clone()
+    };
+    assert_eq!(w(&plain, 0), w(&bagged, 0), "member 0 trains on the shared split either way");
+    assert_ne!(w(&plain, 1), w(&bagged, 1), "member 1 trains on its own split");
+}
+
+/// The out-of-fold calibration in numbers: stars whose errors are drawn from N(0, (2 spread)^2) get a
+/// scale of 2 (no floor), so 68% and 95% of each fold's stars fall within 1 and 2 of the sigmas
+/// fitted on the other folds; and a calibration fitted in another label scaling states the same
+/// sigmas in label units.
+#[test]
+fn out_of_fold_calibration_recovers_the_error_scale_across_folds() {
+    use rand::{Rng, SeedableRng};
+    use specnn::model_file::Scaling;
+    let n = 6000;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let fold_scaling = Scaling { mean: vec![0.0], sd: vec![0.5], log10: vec![false] };
+    let (mut y, mut est, mut spread) =
+        (ndarray::Array2::zeros((n, 1)), ndarray::Array2::zeros((n, 1)), ndarray::Array2::zeros((n, 1)));
+    for i in 0..n {
+        let sz: f64 = 0.05 + 0.5 * rng.random::<f64>();
+        // Box-Muller: a standard normal.
+        let (u1, u2): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random());
+        let g = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        est[[i, 0]] = rng.random::<f64>();
+        y[[i, 0]] = est[[i, 0]] + 2.0 * sz * 0.5 * g;
+        spread[[i, 0]] = sz;
+    }
+    let o = specnn::workflow::OutOfFold {
+        est: est.clone(),
+        sig: ndarray::Array2::from_elem((n, 1), f64::NAN),
+        spread_z: spread.clone(),
+        fold_of: (0..n).map(|i| i % 3).collect(),
+        scalings: vec![fold_scaling.clone(); 3],
+        first_history: None,
+        described: String::new(),
+    };
+    let sig = o.cross_fitted_sigmas(&y);
+    let pairs: Vec<(f64, f64)> = (0..n).map(|i| (y[[i, 0]] - est[[i, 0]], sig[[i, 0]])).collect();
+    let (c1, c2) = (specnn::trust::coverage(&pairs, 1.0), specnn::trust::coverage(&pairs, 2.0));
+    assert!((c1 - 0.683).abs() < 0.03 && (c2 - 0.954).abs() < 0.02, "{c1} {c2}");
+    let all: Vec<usize> = (0..n).collect();
+    let cal = o.calibration(&y, &all, &fold_scaling);
+    assert!((cal.scale[0] - 2.0).abs() < 0.15 && cal.source == "crossval 3", "{cal:?}");
+    // The same pairs seen from a model whose label sd is 4 times larger: sigma_z shrinks 4 times, the
+    // sigma in label units stays.
+    let wide = Scaling { mean: vec![1.0], sd: vec![2.0], log10: vec![false] };
+    let cal_wide = o.calibration(&y, &all, &wide);
+    for i in [0, 17, 4242] {
+        let a = fold_scaling.spread_to_label(0, 0.0, cal.sigma_z(0, spread[[i, 0]]));
+        let spread_wide = spread[[i, 0]] * 0.5 / 2.0;
+        let b = wide.spread_to_label(0, 0.0, cal_wide.sigma_z(0, spread_wide));
+        assert!((a - b).abs() < 1e-9 * a.max(1.0), "star {i}: {a} against {b}");
+    }
+}

@@ -107,6 +107,9 @@ class Model:
     members = property(lambda self: self._m.members, doc="Networks in the ensemble (1 for one network or a baseline).")
     synthetic = property(lambda self: self._m.synthetic, doc="Whether it was trained on SYNTHETIC spectra.")
     calibrated = property(lambda self: self._m.calibrated, doc="Whether it gives calibrated uncertainties (`*_err`).")
+    calibration_source = property(lambda self: self._m.calibration_source,
+                                  doc="What `*_err` was calibrated on: \"validation\", \"crossval K\" "
+                                      "(`calibrate_folds=K`), or None.")
     loss = property(lambda self: self._m.loss, doc="The training loss: \"mae\", or \"nll\" for a network with a variance head (`loss=\"nll\"`).")
     grid = property(lambda self: self._m.grid, doc="The wavelength grid (vacuum Angstrom) spectra are resampled onto.")
 

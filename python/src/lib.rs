@@ -251,6 +251,12 @@ impl Model {
         self.t.calibration.is_some()
     }
 
+    /// What the uncertainties were calibrated on: "validation", "crossval K", or None.
+    #[getter]
+    fn calibration_source(&self) -> Option<String> {
+        self.t.calibration.as_ref().map(|c| c.source.clone())
+    }
+
     /// The wavelength grid (vacuum Angstrom) every spectrum is resampled onto.
     #[getter]
     fn grid<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
@@ -603,6 +609,11 @@ fn evaluation_dict<'py>(py: Python<'py>, e: &specnn::workflow::Evaluation) -> Py
             d.set_item("with_sigma", n)?;
             d.set_item("within_1_sigma", c1)?;
             d.set_item("within_2_sigma", c2)?;
+        }
+        // Crossval only: a calibration fitted on the other folds' out-of-fold stars.
+        if let Some((_, _, c1, c2)) = e.cross_fitted.iter().find(|c| &c.0 == name) {
+            d.set_item("within_1_sigma_other_folds", c1)?;
+            d.set_item("within_2_sigma_other_folds", c2)?;
         }
         labels.set_item(name, d)?;
     }

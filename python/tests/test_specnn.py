@@ -351,9 +351,23 @@ def test_crossval_estimates_every_real_miles_star_out_of_fold(data, tmp_path):
     assert e["evaluated"] == 788 and (tmp_path / "cv" / "report.md").exists()
     # PCA + kNN out of fold on MILES (REAL): Teff MAE in the range EXPERIMENTS.md reports.
     assert 150 < e["labels"]["teff"]["mae"] < 600
+    # Both calibrations are scored: the fold models' own and one fitted on the other folds.
+    for label in ("teff", "logg", "feh"):
+        d = e["labels"][label]
+        assert 0.5 < d["within_1_sigma_other_folds"] < 0.9 and d["within_1_sigma_other_folds"] < d["within_2_sigma_other_folds"]
     with pytest.raises(specnn.SpecnnError, match="epoks"):
         specnn.crossval(tmp_path / "cv2", spectra=data / "miles", labels=data / "miles" / "labels.csv",
                         out=tmp_path / "m2", arch="knn", targets="teff", epoks=3)
+
+
+def test_calibrate_folds_calibrates_on_every_real_miles_star_out_of_fold(data, tmp_path):
+    out = tmp_path / "knn.safetensors"
+    r = specnn.train(out, spectra=data / "miles", labels=data / "miles" / "labels.csv", arch="knn",
+                     targets="teff,logg,feh", grid=MILES_GRID, calibrate_folds=3)
+    m = specnn.Model.load(r["model"])
+    assert m.calibrated and m.calibration_source == "crossval 3"
+    assert specnn.Model.load(out).calibration_source == "crossval 3"
+    assert not any(p.name.endswith("calibration-folds") for p in tmp_path.iterdir())
 
 
 def test_audit_passes_the_public_pytorch_golden_file(data):
