@@ -114,6 +114,17 @@ impl Scaling {
             self.sd[j] * dz
         }
     }
+
+    /// The error `truth - estimate` of label `j` in the units of a standardised sigma: the inverse of
+    /// [`Scaling::spread_to_label`] at the estimate, so `|error_z| < sigma_z` exactly when
+    /// `|truth - estimate|` is below the sigma stated in label units. For a log label that is the
+    /// error linearised at the estimate, `(truth - est) / (est ln 10 sd)`, not the log10 difference
+    /// (which differs from it for large errors, and would calibrate a different interval than the
+    /// catalog states).
+    pub fn error_z(&self, j: usize, truth: f64, est: f64) -> f64 {
+        let per_unit = self.spread_to_label(j, self.to_z(j, est), 1.0);
+        (truth - est) / per_unit
+    }
 }
 
 /// One epoch's figures.
@@ -490,8 +501,30 @@ pub fn sigmas(scaling: &Scaling, calibration: Option<&Calibration>, e: &Estimate
 
 #[cfg(test)]
 mod tests {
-    use super::Loss;
+    use super::{Loss, Scaling};
     use clap::ValueEnum;
+
+    /// `error_z` is the error in the units of the stated sigma: below a standardised sigma exactly
+    /// when the error in label units is below that sigma in label units, for log and linear labels;
+    /// for a small error of a log label it is the log10 difference, for a large one it is not.
+    #[test]
+    fn error_z_measures_errors_as_the_stated_sigma_does() {
+        let s = Scaling { mean: vec![3.7, 0.0], sd: vec![0.2, 0.5], log10: vec![true, false] };
+        for (j, est, truth) in [(0, 5000.0, 5100.0), (0, 11_000.0, 23_000.0), (0, 9000.0, 6000.0), (1, -0.5, -1.4)] {
+            let z = s.to_z(j, est);
+            let e = s.error_z(j, truth, est);
+            for sigma_z in [0.01, 0.1, 0.5, 1.0, 3.0] {
+                let in_label = (truth - est).abs() < s.spread_to_label(j, z, sigma_z);
+                assert_eq!(e.abs() < sigma_z, in_label, "label {j}, {est} -> {truth}, sigma_z {sigma_z}");
+            }
+        }
+        let small = s.error_z(0, 5010.0, 5000.0);
+        let log_diff = s.to_z(0, 5010.0) - s.to_z(0, 5000.0);
+        assert!((small - log_diff).abs() < 2e-3 * log_diff.abs(), "{small} {log_diff}");
+        let big = s.error_z(0, 23_000.0, 11_000.0);
+        let log_big = s.to_z(0, 23_000.0) - s.to_z(0, 11_000.0);
+        assert!(big > 1.3 * log_big, "{big} {log_big}");
+    }
 
     /// The name in model files is the one serde and clap use, so files written before `Loss::name`
     /// (through serde) and the `--loss` values read the same.

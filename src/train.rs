@@ -636,9 +636,7 @@ fn attach_trust<X: RowSource + ?Sized>(
     let e = est.runner(device)?.estimate_rows(&xv, &vall, scale, 256)?;
     let k = scale.mean.len();
     let err: Vec<Vec<f64>> = (0..k)
-        .map(|j| {
-            va.iter().enumerate().map(|(i, &r)| scale.to_z(j, y[[r, j]]) - scale.to_z(j, e.mean[[i, j]])).collect()
-        })
+        .map(|j| va.iter().enumerate().map(|(i, &r)| scale.error_z(j, y[[r, j]], e.mean[[i, j]])).collect())
         .collect();
     let spread: Vec<Vec<f64>> = (0..k).map(|j| e.spread_z.column(j).to_vec()).collect();
     let calibration = Calibration::fit(&err, &spread);

@@ -3,7 +3,9 @@
 //! **Uncertainties.** A model's raw spread (an ensemble's member spread, the neighbours' spread of the
 //! kNN, the trees' spread of a random forest; none for a single network) is turned into a 1-sigma
 //! uncertainty per label by a calibration fitted on the validation stars after training:
-//! `sigma_z = sqrt((scale * spread_z)^2 + floor^2)` in standardised units (log10 for log labels).
+//! `sigma_z = sqrt((scale * spread_z)^2 + floor^2)` in standardised units (log10 for log labels),
+//! fitted to the errors `Scaling::error_z` gives: in those units, but linearised at the estimate for
+//! log labels, so that the fit targets the interval the catalog states (estimate +- sigma in K).
 //! `scale` and `floor` are chosen so that 68.3% of the validation stars have |error| < sigma and, as
 //! near as the pair allows, 95.4% have |error| < 2 sigma. A model with no spread gets `scale = 0`: one
 //! sigma per label, the validation errors' 68.3rd percentile. Stored in the model file under

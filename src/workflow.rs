@@ -1377,7 +1377,7 @@ impl OutOfFold {
         for &i in rows {
             let fs = &self.scalings[self.fold_of[i]];
             for j in 0..k {
-                err[j].push(scaling.to_z(j, y[[i, j]]) - scaling.to_z(j, self.est[[i, j]]));
+                err[j].push(scaling.error_z(j, y[[i, j]], self.est[[i, j]]));
                 spread[j].push(self.spread_z[[i, j]] * fs.sd[j] / scaling.sd[j]);
             }
         }
