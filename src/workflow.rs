@@ -1446,6 +1446,14 @@ pub fn run_crossval(
         ),
         format!("spectra: `{}`, labels: `{}`; training curve below: fold 1", r.spectra.display(), r.labels.display()),
     ];
+    let mut header = header;
+    if r.options.bag {
+        header.push(
+            "`--bag`: a fold model's own calibration is fitted on validation stars that its other members \
+            trained on, so its sigmas are too small; the columns calibrated on the other folds are the ones to read"
+                .into(),
+        );
+    }
     let ctx = ReportContext {
         header,
         targets: &r.targets,
