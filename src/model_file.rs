@@ -491,12 +491,14 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// The 1-sigma uncertainties (label units) of estimates `e` under `calibration` (NaN without one).
 pub fn sigmas(scaling: &Scaling, calibration: Option<&Calibration>, e: &Estimates) -> ndarray::Array2<f64> {
     ndarray::Array2::from_shape_fn(e.mean.dim(), |(i, j)| match calibration {
-        Some(c) => {
-            let z = scaling.to_z(j, e.mean[[i, j]]);
-            scaling.spread_to_label(j, z, c.sigma_z(j, e.spread_z[[i, j]]))
-        }
+        Some(c) => sigma_of(scaling, c, j, e.mean[[i, j]], e.spread_z[[i, j]]),
         None => f64::NAN,
     })
+}
+
+/// The 1-sigma uncertainty (label units) of label `j`'s estimate `est` with raw spread `spread_z`.
+pub fn sigma_of(scaling: &Scaling, c: &Calibration, j: usize, est: f64, spread_z: f64) -> f64 {
+    scaling.spread_to_label(j, scaling.to_z(j, est), c.sigma_z(j, spread_z))
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ pub const TWO_SIGMA: f64 = 0.954_499_736;
 pub struct Calibration {
     pub scale: Vec<f64>,
     pub floor: Vec<f64>,
-    /// Validation stars each label's calibration was fitted on.
+    /// Stars each label's calibration was fitted on (validation or out-of-fold, as `source` says).
     pub n: Vec<usize>,
     /// What it was fitted on: [`VALIDATION`] (the run's validation stars, the default and what files
     /// without this field mean) or `crossval K` (every star's out-of-fold estimate in a K-fold

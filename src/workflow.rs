@@ -937,16 +937,19 @@ pub fn write_report(
         );
         let mut curves = Vec::new();
         for (j, name) in targets.iter().enumerate() {
-            let pairs = error_sigma(sig, &mut (0..data.y.nrows()), j);
-            let (c1, c2) = (crate::trust::coverage(&pairs, 1.0), crate::trust::coverage(&pairs, 2.0));
-            let med = crate::trust::quantile(&pairs.iter().map(|p| p.1).collect::<Vec<_>>(), 0.5);
+            // (pairs, within 1 sigma, within 2 sigma, median sigma) of sigmas `s`.
+            let summary = |s: &Array2<f64>| {
+                let pairs = error_sigma(s, &mut (0..data.y.nrows()), j);
+                let (c1, c2) = (crate::trust::coverage(&pairs, 1.0), crate::trust::coverage(&pairs, 2.0));
+                let med = crate::trust::quantile(&pairs.iter().map(|p| p.1).collect::<Vec<_>>(), 0.5);
+                (pairs, c1, c2, med)
+            };
+            let (pairs, c1, c2, med) = summary(sig);
             let mut extra = String::new();
             if let Some(cs) = ctx.cross_fitted {
-                let pairs = error_sigma(cs, &mut (0..data.y.nrows()), j);
-                let (x1, x2) = (crate::trust::coverage(&pairs, 1.0), crate::trust::coverage(&pairs, 2.0));
-                let med = crate::trust::quantile(&pairs.iter().map(|p| p.1).collect::<Vec<_>>(), 0.5);
-                let _ = write!(extra, " {} | {} | {} |", fmt_value(name, med), pct(x1, 1), pct(x2, 1));
-                cross_fitted.push((name.clone(), pairs.len(), x1, x2));
+                let (p, x1, x2, m) = summary(cs);
+                let _ = write!(extra, " {} | {} | {} |", fmt_value(name, m), pct(x1, 1), pct(x2, 1));
+                cross_fitted.push((name.clone(), p.len(), x1, x2));
             }
             let _ = writeln!(
                 md,
@@ -1394,8 +1397,7 @@ impl OutOfFold {
             let cal = self.calibration(y, &others, fs);
             for i in (0..y.nrows()).filter(|&i| self.fold_of[i] == f) {
                 for j in 0..y.ncols() {
-                    let z = fs.to_z(j, self.est[[i, j]]);
-                    sig[[i, j]] = fs.spread_to_label(j, z, cal.sigma_z(j, self.spread_z[[i, j]]));
+                    sig[[i, j]] = crate::model_file::sigma_of(fs, &cal, j, self.est[[i, j]], self.spread_z[[i, j]]);
                 }
             }
         }
