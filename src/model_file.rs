@@ -314,10 +314,13 @@ pub enum Runner<'e> {
 
 /// Estimates with their raw spread: `mean` in label units; `spread_z` in standardised units (log10
 /// units for a log label): an ensemble's member spread, a forest's trees', the kNN's neighbours';
-/// NaN where the estimator has none.
+/// NaN where the estimator has none. `members_z` is an ensemble's member spread alone (the standard
+/// deviation of its members' estimates, standardised units; NaN for a single estimator): the part of
+/// `spread_z` that is the model's own doubt, without the variance heads' predicted noise.
 pub struct Estimates {
     pub mean: ndarray::Array2<f64>,
     pub spread_z: ndarray::Array2<f64>,
+    pub members_z: ndarray::Array2<f64>,
 }
 
 impl Runner<'_> {
@@ -340,6 +343,7 @@ impl Runner<'_> {
         type Each = (ndarray::Array2<f64>, Option<ndarray::Array2<f64>>);
         let single = |(mean, var): Each| Estimates {
             spread_z: var.map_or_else(|| ndarray::Array2::from_elem(mean.dim(), f64::NAN), |v| v.mapv(f64::sqrt)),
+            members_z: ndarray::Array2::from_elem(mean.dim(), f64::NAN),
             mean,
         };
         // Members' estimates are averaged in standardised units (for a log label: in log10).
@@ -348,17 +352,19 @@ impl Runner<'_> {
             let m = each.len() as f64;
             let mut mean = ndarray::Array2::zeros((n, k));
             let mut spread_z = ndarray::Array2::zeros((n, k));
+            let mut members_z = ndarray::Array2::zeros((n, k));
             for i in 0..n {
                 for j in 0..k {
                     let z: Vec<f64> = each.iter().map(|e| s.to_z(j, e.0[[i, j]])).collect();
                     let zm = z.iter().sum::<f64>() / m;
                     mean[[i, j]] = s.to_label(j, zm);
                     let aleatoric = each.iter().map(|e| e.1.as_ref().map_or(0.0, |v| v[[i, j]])).sum::<f64>() / m;
-                    spread_z[[i, j]] =
-                        (z.iter().map(|v| (v - zm).powi(2)).sum::<f64>() / (m - 1.0).max(1.0) + aleatoric).sqrt();
+                    let epistemic = z.iter().map(|v| (v - zm).powi(2)).sum::<f64>() / (m - 1.0).max(1.0);
+                    spread_z[[i, j]] = (epistemic + aleatoric).sqrt();
+                    members_z[[i, j]] = epistemic.sqrt();
                 }
             }
-            Estimates { mean, spread_z }
+            Estimates { mean, spread_z, members_z }
         };
         Ok(match self {
             Runner::Gpu(m, net) => single(estimate_rows_with(m.arch(), x, rows, s, batch, |b| net.predict(b))?),
@@ -378,7 +384,8 @@ impl Runner<'_> {
                         *v = s.to_label(j, *v);
                     }
                 }
-                Estimates { mean: z, spread_z }
+                let members_z = ndarray::Array2::from_elem(z.dim(), f64::NAN);
+                Estimates { mean: z, spread_z, members_z }
             }
         })
     }

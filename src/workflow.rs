@@ -604,6 +604,7 @@ pub fn run_evaluate(
         history: Some(&t.history),
         synthetic: data.synthetic || t.synthetic,
         spread_z: Some(&e.spread_z),
+        members_z: Some(&e.members_z).filter(|m| m.iter().any(|v| v.is_finite())),
         fold: None,
         cross_fitted: None,
     };
@@ -620,6 +621,9 @@ pub struct ReportContext<'a> {
     pub synthetic: bool,
     /// Each star's raw model spread (standardised units, before calibration), for `estimates.csv`.
     pub spread_z: Option<&'a Array2<f64>>,
+    /// An ensemble's member spread alone (standardised units; NaN for a single estimator), for
+    /// `estimates.csv`.
+    pub members_z: Option<&'a Array2<f64>>,
     /// Each star's cross-validation fold (0-based; crossval only), for `estimates.csv` (written 1-based,
     /// as the fold model files are numbered).
     pub fold: Option<&'a [usize]>,
@@ -664,9 +668,9 @@ pub fn fmt_value(label: &str, v: f64) -> String {
 }
 
 /// Writes `estimates.csv`: `file` (and `fold` in cross-validation), then per label `LABEL_true`,
-/// `LABEL_est`, `LABEL_err` (the calibrated 1-sigma, when the model has one) and `LABEL_spread_z`
-/// (the model's raw spread in standardised units, when known), one row per star (empty where
-/// unknown).
+/// `LABEL_est`, `LABEL_err` (the calibrated 1-sigma, when the model has one), `LABEL_spread_z`
+/// (the model's raw spread in standardised units, when known) and, for an ensemble, `LABEL_members_z`
+/// (its members' spread alone, the same units), one row per star (empty where unknown).
 fn write_estimates(
     path: &Path,
     ctx: &ReportContext,
@@ -687,6 +691,9 @@ fn write_estimates(
         if ctx.spread_z.is_some() {
             let _ = write!(out, ",{t}_spread_z");
         }
+        if ctx.members_z.is_some() {
+            let _ = write!(out, ",{t}_members_z");
+        }
     }
     out.push('\n');
     let num = |v: f64| if v.is_finite() { format!("{v}") } else { String::new() };
@@ -701,6 +708,9 @@ fn write_estimates(
                 let _ = write!(out, ",{}", num(s[[i, j]]));
             }
             if let Some(s) = ctx.spread_z {
+                let _ = write!(out, ",{}", num(s[[i, j]]));
+            }
+            if let Some(s) = ctx.members_z {
                 let _ = write!(out, ",{}", num(s[[i, j]]));
             }
         }
@@ -1267,6 +1277,8 @@ pub struct OutOfFold {
     pub sig: Array2<f64>,
     /// The fold models' raw spreads, each in its fold model's standardised units (NaN where none).
     pub spread_z: Array2<f64>,
+    /// The fold ensembles' member spreads alone (the same units; NaN for single estimators).
+    pub members_z: Array2<f64>,
     /// Each star's fold (0-based).
     pub fold_of: Vec<usize>,
     /// Each fold model's label scaling.
@@ -1313,7 +1325,8 @@ pub fn out_of_fold(
     let mut o = OutOfFold {
         est: nan.clone(),
         sig: nan.clone(),
-        spread_z: nan,
+        spread_z: nan.clone(),
+        members_z: nan,
         fold_of,
         scalings: Vec::with_capacity(folds),
         first_history: None,
@@ -1359,6 +1372,7 @@ pub fn out_of_fold(
             o.est.row_mut(row).assign(&e.mean.row(k));
             o.sig.row_mut(row).assign(&s.row(k));
             o.spread_z.row_mut(row).assign(&e.spread_z.row(k));
+            o.members_z.row_mut(row).assign(&e.members_z.row(k));
         }
         let fold_mae = crate::train::label_mae(&data.y, &test_rows, &e.mean, 0).unwrap_or(0.0);
         on_fold(f + 1, &outcome, fold_mae);
@@ -1463,6 +1477,7 @@ pub fn run_crossval(
         history: o.first_history.as_ref(),
         synthetic: data.synthetic,
         spread_z: Some(&o.spread_z),
+        members_z: Some(&o.members_z).filter(|m| m.iter().any(|v| v.is_finite())),
         fold: Some(&o.fold_of),
         cross_fitted: Some(&cross),
     };

@@ -91,6 +91,21 @@ fn an_ensemble_is_one_file_whose_spread_gives_calibrated_errors() {
     // Different stars get different uncertainties: the members' spread differs from star to star.
     let first = &rows[0][fe];
     assert!(rows.iter().any(|r| &r[fe] != first));
+
+    // evaluate's estimates.csv gives the members' spread apart: without variance heads it is the
+    // whole raw spread, star by star.
+    let report = dir.path().join("r");
+    let labels = train.join("labels.csv");
+    let args =
+        ["evaluate", "--model", s(&model), "--spectra", s(&train), "--labels", s(&labels), "--report", s(&report)];
+    let (code, out, err) = specnn(&args);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (head, rows) = csv(&report.join("estimates.csv"));
+    let (sz, mz) = (col(&head, "feh_spread_z"), col(&head, "feh_members_z"));
+    for r in &rows {
+        let (a, b): (f64, f64) = (r[sz].parse().unwrap(), r[mz].parse().unwrap());
+        assert!(b > 0.0 && (a - b).abs() <= 1e-12 * a, "{r:?}");
+    }
 }
 
 /// `--loss nll` on a SYNTHETIC survey: the file records the loss and has a mean and a log-variance
@@ -517,6 +532,7 @@ fn out_of_fold_calibration_recovers_the_error_scale_across_folds() {
         est: est.clone(),
         sig: ndarray::Array2::from_elem((n, 1), f64::NAN),
         spread_z: spread.clone(),
+        members_z: ndarray::Array2::from_elem((n, 1), f64::NAN),
         fold_of: (0..n).map(|i| i % 3).collect(),
         scalings: vec![fold_scaling.clone(); 3],
         first_history: None,
