@@ -12,6 +12,10 @@ For each report and label it prints
   (sigma = sqrt((a s^p)^2 + f^2)). Each is fitted twice: on every star of the run ("oracle": fitted on
   the stars it is scored on, an upper bound) and fold by fold (fitted on the other folds' stars,
   scored on the fold's; crossval reports only, they have a `fold` column).
+For an ensemble's report (with `LABEL_members_z`, the members' spread alone) it also splits the raw
+spread into the variance heads' part, h^2 = spread^2 - members^2, and the members' part m, and gives
+the fold-by-fold coverage of each alone and of sqrt(h^2 + (w m)^2) with w chosen, fold by fold, on
+the other folds' stars from 0.5, 1, 1.5, 2, 3, 4, 6 (does weighing the two parts apart help?).
 With two or more reports it also counts the >3-sigma misses the first shares with each other one.
 
 Errors are in label units relative to the estimate's scale: Teff as (truth - estimate) / estimate
@@ -36,7 +40,7 @@ def load(report):
     out = {"file": [r["file"] for r in rows]}
     out["fold"] = np.array([int(r["fold"]) for r in rows]) if "fold" in rows[0] else None
     for name in labels:
-        for part in ("true", "est", "err", "spread_z"):
+        for part in ("true", "est", "err", "spread_z", "members_z"):
             out[f"{name}_{part}"] = np.array([num(r, f"{name}_{part}") for r in rows])
     return labels, out
 
@@ -78,6 +82,53 @@ def apply(params, s):
 def cov(err, sig):
     e = np.abs(err)
     return np.mean(e < sig), np.mean(e < 2 * sig)
+
+
+WEIGHTS = [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
+
+
+def by_fold(err, spread, fold, ok):
+    """Coverage of sigmas fitted (`fit`, power 1) on the other folds' stars, scored on each fold's."""
+    sig = np.full(len(err), np.nan)
+    for f in np.unique(fold):
+        other, this = ok & (fold != f), ok & (fold == f)
+        sig[this] = apply(fit(err[other], spread[other], [1.0]), spread[this])
+    return cov(err[ok], sig[ok])
+
+
+def members_table(labels, d):
+    """The fold-by-fold coverage of the variance heads' and the members' parts of the spread."""
+    print("| label | heads only | members only | both (w = 1) | w chosen on the other folds | w per fold |")
+    print("|---|---|---|---|---|---|")
+    for name in labels:
+        t, e, sg, s, m = (d[f"{name}_{k}"] for k in ("true", "est", "err", "spread_z", "members_z"))
+        ok = np.isfinite(t) & np.isfinite(e) & np.isfinite(s) & np.isfinite(m)
+        err = (t - e) / (np.abs(e) if name in LOG_LABELS else 1.0)
+        heads = np.sqrt(np.maximum(np.where(ok, s, 0.0) ** 2 - np.where(ok, m, 0.0) ** 2, 0.0))
+        mem = np.where(ok, m, 0.0)
+        cells = [name]
+        for spread in (heads, mem, np.sqrt(heads**2 + mem**2)):
+            c1, c2 = by_fold(err, spread, d["fold"], ok)
+            cells.append(f"{100 * c1:.1f} / {100 * c2:.1f}")
+        # w chosen on the other folds (by the same two-target miss), then the fold's sigmas fitted
+        # on the other folds with that w.
+        sig, chosen = np.full(len(err), np.nan), []
+        for f in np.unique(d["fold"]):
+            other, this = ok & (d["fold"] != f), ok & (d["fold"] == f)
+            best = (np.inf, np.inf), None
+            for w in WEIGHTS:
+                sp = np.sqrt(heads**2 + (w * mem) ** 2)
+                c = by_fold(err, sp, d["fold"], other)
+                if miss(*c) < best[0]:
+                    best = miss(*c), w
+            w = best[1]
+            chosen.append(w)
+            sp = np.sqrt(heads**2 + (w * mem) ** 2)
+            sig[this] = apply(fit(err[other], sp[other], [1.0]), sp[this])
+        c1, c2 = cov(err[ok], sig[ok])
+        cells += [f"{100 * c1:.1f} / {100 * c2:.1f}", ", ".join(f"{w:g}" for w in chosen)]
+        print("| " + " | ".join(cells) + " |")
+    print()
 
 
 def main(reports):
@@ -125,6 +176,8 @@ def main(reports):
             print("| " + " | ".join(cells) + " |")
         stars = {f for f, _ in bad}
         print(f"\n{len(stars)} stars, {len(bad)} labels beyond 3 sigma.\n")
+        if d["fold"] is not None and any(np.isfinite(d[f"{n}_members_z"]).any() for n in labels):
+            members_table(labels, d)
         misses.append((report, bad))
     first = misses[0]
     for report, bad in misses[1:]:
