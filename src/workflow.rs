@@ -668,7 +668,8 @@ pub fn fmt_value(label: &str, v: f64) -> String {
 }
 
 /// Writes `estimates.csv`: `file` (and `fold` in cross-validation), then per label `LABEL_true`,
-/// `LABEL_est`, `LABEL_err` (the calibrated 1-sigma, when the model has one), `LABEL_spread_z`
+/// `LABEL_est`, `LABEL_err` (the calibrated 1-sigma, when the model has one; in cross-validation the
+/// fold model's own, followed by `LABEL_err_other_folds`, the one calibrated on the other folds), `LABEL_spread_z`
 /// (the model's raw spread in standardised units, when known) and, for an ensemble, `LABEL_members_z`
 /// (its members' spread alone, the same units), one row per star (empty where unknown).
 fn write_estimates(
@@ -687,6 +688,9 @@ fn write_estimates(
         let _ = write!(out, ",{t}_true,{t}_est");
         if sig.is_some() {
             let _ = write!(out, ",{t}_err");
+        }
+        if ctx.cross_fitted.is_some() {
+            let _ = write!(out, ",{t}_err_other_folds");
         }
         if ctx.spread_z.is_some() {
             let _ = write!(out, ",{t}_spread_z");
@@ -707,6 +711,9 @@ fn write_estimates(
             if let Some(s) = sig {
                 let _ = write!(out, ",{}", num(s[[i, j]]));
             }
+            if let Some(s) = ctx.cross_fitted {
+                let _ = write!(out, ",{}", num(s[[i, j]]));
+            }
             if let Some(s) = ctx.spread_z {
                 let _ = write!(out, ",{}", num(s[[i, j]]));
             }
@@ -717,6 +724,71 @@ fn write_estimates(
         out.push('\n');
     }
     crate::io::write_atomic(path, out.as_bytes())
+}
+
+/// At most this many stars in a report's list of misses beyond 3 sigma.
+const FAR_MISSES_LISTED: usize = 30;
+
+/// The report's list of the stars whose error exceeds 3 stated sigmas in some label, worst first: a
+/// Gaussian error does that for 0.27% of stars, so these are the estimates (or the labels) to check.
+fn write_far_misses(
+    md: &mut String,
+    data: &Labelled,
+    est: &Array2<f64>,
+    sig: &Array2<f64>,
+    targets: &[String],
+    cv: bool,
+) {
+    let z = |i: usize, j: usize| {
+        let (e, s) = (data.y[[i, j]] - est[[i, j]], sig[[i, j]]);
+        if e.is_finite() && s.is_finite() && s > 0.0 {
+            e.abs() / s
+        } else {
+            f64::NAN
+        }
+    };
+    // (worst z, star) for every star beyond 3 sigma in some label.
+    let mut far: Vec<(f64, usize)> = (0..data.y.nrows())
+        .filter_map(|i| {
+            let worst = (0..targets.len()).map(|j| z(i, j)).filter(|v| v.is_finite()).fold(f64::NAN, f64::max);
+            (worst > 3.0).then_some((worst, i))
+        })
+        .collect();
+    far.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let counts: Vec<String> = targets
+        .iter()
+        .enumerate()
+        .map(|(j, name)| {
+            let scored = (0..data.y.nrows()).filter(|&i| z(i, j).is_finite()).count();
+            let beyond = (0..data.y.nrows()).filter(|&i| z(i, j) > 3.0).count();
+            format!("{name} {beyond} of {scored} ({})", pct(beyond as f64 / scored.max(1) as f64, 1))
+        })
+        .collect();
+    let whose = if cv { "sigmas calibrated on the other folds" } else { "the stated sigmas" };
+    let _ = writeln!(
+        md,
+        "\n### Stars beyond 3 sigma (estimates or labels to check)\n\nErrors above 3 sigmas ({whose}): {}; \
+        Gaussian errors would give 0.3%. {} stars, the worst {} listed (truth -> estimate +- sigma).\n",
+        counts.join(", "),
+        far.len(),
+        far.len().min(FAR_MISSES_LISTED)
+    );
+    if far.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "| file | worst | beyond 3 sigma |\n|---|---|---|");
+    for &(worst, i) in far.iter().take(FAR_MISSES_LISTED) {
+        let name = data.files[i].file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let cells: Vec<String> = (0..targets.len())
+            .filter(|&j| z(i, j) > 3.0)
+            .map(|j| {
+                let t = &targets[j];
+                let (y, e, s) = (data.y[[i, j]], est[[i, j]], sig[[i, j]]);
+                format!("{t} {} -> {} +- {} ({:.1} sigma)", fmt_value(t, y), fmt_value(t, e), fmt_value(t, s), z(i, j))
+            })
+            .collect();
+        let _ = writeln!(md, "| {name} | {worst:.1} sigma | {} |", cells.join("; "));
+    }
 }
 
 /// S/N bins of the reports' metrics (header S/N; stars without one are counted apart).
@@ -999,6 +1071,7 @@ pub fn write_report(
         )?;
         let _ = writeln!(md, "\n![coverage](coverage.png)");
         figs.push(("coverage".into(), "coverage.png".into()));
+        write_far_misses(&mut md, data, est, ctx.cross_fitted.unwrap_or(sig), targets, ctx.cross_fitted.is_some());
     }
     // Metrics by the header's S/N.
     let known: Vec<usize> = (0..data.snr.len()).filter(|&i| data.snr[i].is_some()).collect();

@@ -242,6 +242,53 @@ fn knn_baseline_trains_predicts_and_reports_coverage() {
     let spreads: Vec<f64> = est.lines().skip(1).map(|l| l.split(',').nth(4).unwrap().parse().unwrap()).collect();
     assert_eq!(spreads.len(), 30);
     assert!(spreads.iter().all(|v| v.is_finite() && *v >= 0.0) && spreads.iter().any(|v| *v > 0.0), "{est}");
+
+    // A wrong label: one star's Teff label tripled. The report lists it first among the stars beyond 3
+    // sigma, and its counts are those of estimates.csv's errors against its sigmas.
+    let (head, rows) = csv(&test.join("labels.csv"));
+    let (fc, tc) = (col(&head, "file"), col(&head, "teff"));
+    let wrong = rows[0][fc].clone();
+    let mut text = head.join(",") + "\n";
+    for (i, r) in rows.iter().enumerate() {
+        let mut r = r.clone();
+        if i == 0 {
+            r[tc] = format!("{}", 3.0 * r[tc].parse::<f64>().unwrap());
+        }
+        text += &(r.join(",") + "\n");
+    }
+    let bad_labels = dir.path().join("bad-labels.csv");
+    std::fs::write(&bad_labels, text).unwrap();
+    let report = dir.path().join("r2");
+    let (code, out, err) = specnn(&[
+        "evaluate",
+        "--model",
+        s(&model),
+        "--spectra",
+        s(&test),
+        "--labels",
+        s(&bad_labels),
+        "--report",
+        s(&report),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (head, rows) = csv(&report.join("estimates.csv"));
+    let beyond = |name: &str| {
+        let (t, e, g) = (
+            col(&head, &format!("{name}_true")),
+            col(&head, &format!("{name}_est")),
+            col(&head, &format!("{name}_err")),
+        );
+        let v = |r: &Vec<String>, c: usize| r[c].parse::<f64>().unwrap();
+        rows.iter().filter(|r| (v(r, t) - v(r, e)).abs() > 3.0 * v(r, g)).count()
+    };
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    let section = md.split("### Stars beyond 3 sigma").nth(1).expect("a section on the misses beyond 3 sigma");
+    for name in ["teff", "logg", "feh"] {
+        assert!(section.contains(&format!("{name} {} of 30", beyond(name))), "{name}: {section}");
+    }
+    assert!(beyond("teff") >= 1);
+    let first_row = section.lines().find(|l| l.starts_with("| ") && !l.starts_with("| file")).unwrap();
+    assert!(first_row.starts_with(&format!("| {wrong} |")) && first_row.contains("teff"), "{section}");
 }
 
 #[test]

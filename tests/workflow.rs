@@ -434,13 +434,30 @@ fn crossval_estimates_every_star_out_of_fold() {
     let mut lines = est.lines();
     assert_eq!(
         lines.next(),
-        Some("file,fold,feh_true,feh_est,feh_err,feh_spread_z,teff_true,teff_est,teff_err,teff_spread_z")
+        Some(
+            "file,fold,feh_true,feh_est,feh_err,feh_err_other_folds,feh_spread_z,\
+            teff_true,teff_est,teff_err,teff_err_other_folds,teff_spread_z"
+        )
     );
     let folds: Vec<usize> = lines.map(|l| l.split(',').nth(1).unwrap().parse().unwrap()).collect();
     assert_eq!(folds.len(), 48);
     for f in 1..=3 {
         assert_eq!(folds.iter().filter(|&&x| x == f).count(), 16, "{est}");
     }
+    // The misses beyond 3 sigma are counted against the sigmas calibrated on the other folds.
+    let beyond = est
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            // feh_true, feh_est, feh_err (the fold model's own), feh_err_other_folds.
+            let c: Vec<f64> = l.split(',').skip(2).take(4).map(|v| v.parse().unwrap_or(f64::NAN)).collect();
+            (c[0] - c[1]).abs() > 3.0 * c[3]
+        })
+        .count();
+    let far = md.split("### Stars beyond 3 sigma").nth(1).expect("a section on the misses beyond 3 sigma");
+    assert!(
+        far.contains("(sigmas calibrated on the other folds): feh ") && far.contains(&format!("feh {beyond} of 48"))
+    );
     let (code, _, err) = specnn(&[
         "crossval",
         "--spectra",
