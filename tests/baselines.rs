@@ -113,17 +113,7 @@ fn baselines_train_predict_and_evaluate_from_the_command_line() {
         );
         assert_eq!(text.lines().count(), 261);
         let report = dir.path().join(format!("rep-{arch}"));
-        let (code, out, err) = specnn(&[
-            "evaluate",
-            "--model",
-            s(&model),
-            "--spectra",
-            s(&train),
-            "--labels",
-            s(&labels),
-            "--report",
-            s(&report),
-        ]);
+        let (code, out, err) = common::evaluate(&model, &train, &labels, &report);
         assert_eq!(code, 0, "{arch}: {out}\n{err}");
         assert!(std::fs::read_to_string(report.join("report.md")).unwrap().contains(&format!("\"kind\":\"{arch}\"")));
         // Baselines are fitted in one go: --resume is refused with a reason.

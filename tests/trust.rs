@@ -95,10 +95,7 @@ fn an_ensemble_is_one_file_whose_spread_gives_calibrated_errors() {
     // evaluate's estimates.csv gives the members' spread apart: without variance heads it is the
     // whole raw spread, star by star.
     let report = dir.path().join("r");
-    let labels = train.join("labels.csv");
-    let args =
-        ["evaluate", "--model", s(&model), "--spectra", s(&train), "--labels", s(&labels), "--report", s(&report)];
-    let (code, out, err) = specnn(&args);
+    let (code, out, err) = common::evaluate(&model, &train, &train.join("labels.csv"), &report);
     assert_eq!(code, 0, "{out}\n{err}");
     let (head, rows) = csv(&report.join("estimates.csv"));
     let (sz, mz) = (col(&head, "feh_spread_z"), col(&head, "feh_members_z"));
@@ -220,17 +217,7 @@ fn knn_baseline_trains_predicts_and_reports_coverage() {
     assert_eq!(meta.get("specnn-baseline").map(String::as_str), Some("\"knn\""));
     assert_eq!(tensors["knn.components"].shape(), &[50, 143]);
     let report = dir.path().join("r");
-    let (code, out, err) = specnn(&[
-        "evaluate",
-        "--model",
-        s(&model),
-        "--spectra",
-        s(&test),
-        "--labels",
-        s(&test.join("labels.csv")),
-        "--report",
-        s(&report),
-    ]);
+    let (code, out, err) = common::evaluate(&model, &test, &test.join("labels.csv"), &report);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("within 1 sigma"), "{out}");
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
@@ -259,17 +246,7 @@ fn knn_baseline_trains_predicts_and_reports_coverage() {
     let bad_labels = dir.path().join("bad-labels.csv");
     std::fs::write(&bad_labels, text).unwrap();
     let report = dir.path().join("r2");
-    let (code, out, err) = specnn(&[
-        "evaluate",
-        "--model",
-        s(&model),
-        "--spectra",
-        s(&test),
-        "--labels",
-        s(&bad_labels),
-        "--report",
-        s(&report),
-    ]);
+    let (code, out, err) = common::evaluate(&model, &test, &bad_labels, &report);
     assert_eq!(code, 0, "{out}\n{err}");
     let (head, rows) = csv(&report.join("estimates.csv"));
     let beyond = |name: &str| {

@@ -125,17 +125,7 @@ fn train_predict_evaluate() {
 
     // Evaluate: the seed's metrics, a report and figures.
     let report = dir.path().join("report");
-    let (code, out, err) = specnn(&[
-        "evaluate",
-        "--model",
-        s(&model),
-        "--spectra",
-        s(&test),
-        "--labels",
-        s(&test.join("labels.csv")),
-        "--report",
-        s(&report),
-    ]);
+    let (code, out, err) = common::evaluate(&model, &test, &test.join("labels.csv"), &report);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("SYNTHETIC") && out.contains("40 stars evaluated") && out.contains("VMP: recall"), "{out}");
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
@@ -187,17 +177,7 @@ fn train_predict_evaluate() {
         .collect();
     std::fs::write(&partial, cut).unwrap();
     let report2 = dir.path().join("report2");
-    let (code, out, err) = specnn(&[
-        "evaluate",
-        "--model",
-        s(&model),
-        "--spectra",
-        s(&test),
-        "--labels",
-        s(&partial),
-        "--report",
-        s(&report2),
-    ]);
+    let (code, out, err) = common::evaluate(&model, &test, &partial, &report2);
     assert_eq!(code, 0, "{out}\n{err}");
     let md = std::fs::read_to_string(report2.join("report.md")).unwrap();
     assert!(

@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The shared data folder (`$SPECNN_DATA`, else `../shared/data` beside the checkout), if present.
 /// When it is absent the calling test prints why it skips; with `SPECNN_REQUIRE_DATA=1` (set by CI) it
@@ -33,6 +33,13 @@ pub fn specnn(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into(),
         String::from_utf8_lossy(&out.stderr).into(),
     )
+}
+
+/// Runs `specnn evaluate --model M --spectra S --labels L --report R`: (exit code, stdout, stderr).
+pub fn evaluate(model: &Path, spectra: &Path, labels: &Path, report: &Path) -> (i32, String, String) {
+    let arg = |p: &Path| p.to_str().expect("UTF-8 path").to_owned();
+    let (m, sp, l, r) = (arg(model), arg(spectra), arg(labels), arg(report));
+    specnn(&["evaluate", "--model", &m, "--spectra", &sp, "--labels", &l, "--report", &r])
 }
 
 /// A GPU for the GPU tests: the first adapter of any kind (lavapipe counts). Without one the calling
