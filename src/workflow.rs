@@ -547,6 +547,8 @@ pub struct Evaluation {
     /// Crossval only, the same for the sigmas of a calibration fitted on the other folds' stars
     /// ([`OutOfFold::cross_fitted_sigmas`]); empty otherwise.
     pub cross_fitted: Vec<(String, usize, f64, f64)>,
+    /// Every label estimate off by more than 3 sigmas (crossval: the other folds' sigmas), worst first.
+    pub beyond_3_sigma: Vec<FarMiss>,
     /// Per label: the MAE of predicting the evaluated stars' median, and the skill 1 - MAE / that
     /// (NaN for a label no star has).
     pub skill: Vec<(String, f64, f64)>,
@@ -555,6 +557,19 @@ pub struct Evaluation {
     pub evaluated: usize,
     pub refused: usize,
     pub synthetic: bool,
+}
+
+/// One label estimate whose error exceeds 3 stated sigmas.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FarMiss {
+    /// The spectrum's file name.
+    pub file: String,
+    pub label: String,
+    pub truth: f64,
+    pub estimate: f64,
+    pub sigma: f64,
+    /// |truth - estimate| / sigma.
+    pub z: f64,
 }
 
 /// Runs `specnn evaluate`: the seed's metrics on a labelled folder, `report.md` and PNG figures.
@@ -731,6 +746,7 @@ const FAR_MISSES_LISTED: usize = 30;
 
 /// The report's list of the stars whose error exceeds 3 stated sigmas in some label, worst first: a
 /// Gaussian error does that for 0.27% of stars, so these are the estimates (or the labels) to check.
+/// Returns every such label estimate, worst first.
 fn write_far_misses(
     md: &mut String,
     data: &Labelled,
@@ -738,7 +754,7 @@ fn write_far_misses(
     sig: &Array2<f64>,
     targets: &[String],
     cv: bool,
-) {
+) -> Vec<FarMiss> {
     let z = |i: usize, j: usize| {
         let (e, s) = (data.y[[i, j]] - est[[i, j]], sig[[i, j]]);
         if e.is_finite() && s.is_finite() && s > 0.0 {
@@ -773,12 +789,27 @@ fn write_far_misses(
         far.len(),
         far.len().min(FAR_MISSES_LISTED)
     );
+    let file = |i: usize| data.files[i].file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut all: Vec<FarMiss> = far
+        .iter()
+        .flat_map(|&(_, i)| {
+            (0..targets.len()).filter(move |&j| z(i, j) > 3.0).map(move |j| FarMiss {
+                file: file(i),
+                label: targets[j].clone(),
+                truth: data.y[[i, j]],
+                estimate: est[[i, j]],
+                sigma: sig[[i, j]],
+                z: z(i, j),
+            })
+        })
+        .collect();
+    all.sort_by(|a, b| b.z.total_cmp(&a.z));
     if far.is_empty() {
-        return;
+        return all;
     }
     let _ = writeln!(md, "| file | worst | beyond 3 sigma |\n|---|---|---|");
     for &(worst, i) in far.iter().take(FAR_MISSES_LISTED) {
-        let name = data.files[i].file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = file(i);
         let cells: Vec<String> = (0..targets.len())
             .filter(|&j| z(i, j) > 3.0)
             .map(|j| {
@@ -789,6 +820,7 @@ fn write_far_misses(
             .collect();
         let _ = writeln!(md, "| {name} | {worst:.1} sigma | {} |", cells.join("; "));
     }
+    all
 }
 
 /// S/N bins of the reports' metrics (header S/N; stars without one are counted apart).
@@ -989,6 +1021,7 @@ pub fn write_report(
             .collect()
     };
     let mut coverage = Vec::new();
+    let mut beyond_3_sigma = Vec::new();
     let mut cross_fitted = Vec::new();
     if let Some(sig) = sig {
         let _ = writeln!(
@@ -1071,7 +1104,8 @@ pub fn write_report(
         )?;
         let _ = writeln!(md, "\n![coverage](coverage.png)");
         figs.push(("coverage".into(), "coverage.png".into()));
-        write_far_misses(&mut md, data, est, ctx.cross_fitted.unwrap_or(sig), targets, ctx.cross_fitted.is_some());
+        beyond_3_sigma =
+            write_far_misses(&mut md, data, est, ctx.cross_fitted.unwrap_or(sig), targets, ctx.cross_fitted.is_some());
     }
     // Metrics by the header's S/N.
     let known: Vec<usize> = (0..data.snr.len()).filter(|&i| data.snr[i].is_some()).collect();
@@ -1320,6 +1354,7 @@ pub fn write_report(
         metrics: all,
         coverage,
         cross_fitted,
+        beyond_3_sigma,
         skill: skills,
         vmp,
         cemp,

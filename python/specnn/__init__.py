@@ -276,8 +276,10 @@ def evaluate(model, spectra, labels, report, *, vmp_feh=-2.0, cemp_cfe=1.0, medi
     spectra are not results on real stars), ``labels`` (per label: ``n``, ``mae``, ``sd``,
     ``median`` of truth - estimate, the same for the ``vmp`` and ``normal`` stars, ``mae_of_median``,
     ``skill``, and where the model gives uncertainties ``with_sigma``, ``within_1_sigma``,
-    ``within_2_sigma``), and ``vmp``/``cemp`` (``tp``, ``fp``, ``fn``, ``tn``, ``recall``, ``fpr``, or
-    None without [Fe/H]). ``vmp_feh`` and ``cemp_cfe`` are the flags' thresholds, as in ``predict``."""
+    ``within_2_sigma``, ``beyond_3_sigma`` (a count)), ``vmp``/``cemp`` (``tp``, ``fp``, ``fn``, ``tn``,
+    ``recall``, ``fpr``, or None without [Fe/H]), and ``beyond_3_sigma``: every label estimate off by
+    more than 3 sigmas, worst first, as dicts ``file``, ``label``, ``truth``, ``estimate``, ``sigma``,
+    ``z`` (the estimates, or the labels, to check). ``vmp_feh`` and ``cemp_cfe`` are the flags' thresholds, as in ``predict``."""
     return _specnn.evaluate(str(model), str(spectra), str(labels), str(report), float(vmp_feh), float(cemp_cfe),
                             medium, bool(recursive), str(device))
 
@@ -287,7 +289,8 @@ def crossval(report, *, spectra, labels, out, folds=5, on_fold=None, **options):
     ``out`` on the spectra in ``spectra`` (labels: the table ``labels``), estimates every star with the
     model that did not train on it, writes ``report/report.md`` and returns its figures (the dict of
     ``evaluate``). Every other keyword is ``specnn train``'s option, as for ``train``;
-    ``on_fold(fold, held_out_mae)`` is called after each fold."""
+    ``on_fold(fold, held_out_mae)`` is called after each fold. Its ``beyond_3_sigma`` and the labels'
+    ``*_other_folds`` figures use the sigmas calibrated on the other folds' stars."""
     try:
         return _specnn.crossval(str(spectra), str(labels), str(out), str(report), int(folds), _argv(options), on_fold)
     except SpecnnError as e:

@@ -575,7 +575,7 @@ fn audit<'py>(py: Python<'py>, path: PathBuf, device: &str) -> PyResult<Bound<'p
 
 /// An evaluation as a dict: the stars evaluated and refused, whether the data are synthetic, per label
 /// the seed's metrics (all stars, VMP, normal), the skill against the median and the coverage of the
-/// stated uncertainties, and the VMP and CEMP confusion counts.
+/// stated uncertainties, the VMP and CEMP confusion counts, and the label estimates beyond 3 sigmas.
 fn evaluation_dict<'py>(py: Python<'py>, e: &specnn::workflow::Evaluation) -> PyResult<Bound<'py, PyDict>> {
     let metrics = |m: &specnn::eval::Metrics| -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
@@ -615,6 +615,9 @@ fn evaluation_dict<'py>(py: Python<'py>, e: &specnn::workflow::Evaluation) -> Py
             d.set_item("within_1_sigma_other_folds", c1)?;
             d.set_item("within_2_sigma_other_folds", c2)?;
         }
+        if !e.coverage.is_empty() {
+            d.set_item("beyond_3_sigma", e.beyond_3_sigma.iter().filter(|m| &m.label == name).count())?;
+        }
         labels.set_item(name, d)?;
     }
     let d = PyDict::new(py);
@@ -624,6 +627,21 @@ fn evaluation_dict<'py>(py: Python<'py>, e: &specnn::workflow::Evaluation) -> Py
     d.set_item("labels", labels)?;
     d.set_item("vmp", confusion(&e.vmp)?)?;
     d.set_item("cemp", confusion(&e.cemp)?)?;
+    let far = e
+        .beyond_3_sigma
+        .iter()
+        .map(|m| {
+            let f = PyDict::new(py);
+            f.set_item("file", &m.file)?;
+            f.set_item("label", &m.label)?;
+            f.set_item("truth", m.truth)?;
+            f.set_item("estimate", m.estimate)?;
+            f.set_item("sigma", m.sigma)?;
+            f.set_item("z", m.z)?;
+            Ok(f)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    d.set_item("beyond_3_sigma", far)?;
     Ok(d)
 }
 

@@ -355,6 +355,18 @@ def test_crossval_estimates_every_real_miles_star_out_of_fold(data, tmp_path):
     for label in ("teff", "logg", "feh"):
         d = e["labels"][label]
         assert 0.5 < d["within_1_sigma_other_folds"] < 0.9 and d["within_1_sigma_other_folds"] < d["within_2_sigma_other_folds"]
+    # The estimates beyond 3 sigma (other folds' sigmas), worst first: the same ones estimates.csv gives.
+    far = e["beyond_3_sigma"]
+    assert far and all(m["z"] > 3 for m in far) and [m["z"] for m in far] == sorted((m["z"] for m in far), reverse=True)
+    for m in far:
+        assert m["z"] == pytest.approx(abs(m["truth"] - m["estimate"]) / m["sigma"])
+    with open(tmp_path / "cv" / "estimates.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for label in ("teff", "logg", "feh"):
+        expected = {r["file"] for r in rows if r[f"{label}_true"] and
+                    abs(float(r[f"{label}_true"]) - float(r[f"{label}_est"])) > 3 * float(r[f"{label}_err_other_folds"])}
+        assert {m["file"] for m in far if m["label"] == label} == expected
+        assert e["labels"][label]["beyond_3_sigma"] == len(expected)
     with pytest.raises(specnn.SpecnnError, match="epoks"):
         specnn.crossval(tmp_path / "cv2", spectra=data / "miles", labels=data / "miles" / "labels.csv",
                         out=tmp_path / "m2", arch="knn", targets="teff", epoks=3)
