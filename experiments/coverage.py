@@ -87,12 +87,12 @@ def cov(err, sig):
 WEIGHTS = [0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
 
 
-def by_fold(err, spread, fold, ok):
-    """Coverage of sigmas fitted (`fit`, power 1) on the other folds' stars, scored on each fold's."""
+def by_fold(err, spread, fold, ok, powers=(1.0,)):
+    """Coverage of sigmas fitted (`fit`) on the other folds' stars, scored on each fold's."""
     sig = np.full(len(err), np.nan)
     for f in np.unique(fold):
         other, this = ok & (fold != f), ok & (fold == f)
-        sig[this] = apply(fit(err[other], spread[other], [1.0]), spread[this])
+        sig[this] = apply(fit(err[other], spread[other], powers), spread[this])
     return cov(err[ok], sig[ok])
 
 
@@ -166,12 +166,7 @@ def main(reports):
                 if d["fold"] is None or (not has_spread and powers != [1.0]):
                     cells.append("")
                     continue
-                sig_f = np.full(len(err), np.nan)
-                for f in np.unique(d["fold"]):
-                    other, this = ok & (d["fold"] != f), ok & (d["fold"] == f)
-                    par = fit(err[other], spread[other], powers)
-                    sig_f[this] = apply(par, spread[this])
-                f1, f2 = cov(err[ok], sig_f[ok])
+                f1, f2 = by_fold(err, spread, d["fold"], ok, powers)
                 cells.append(f"{100 * f1:.1f} / {100 * f2:.1f}")
             print("| " + " | ".join(cells) + " |")
         stars = {f for f, _ in bad}

@@ -619,7 +619,7 @@ pub fn run_evaluate(
         history: Some(&t.history),
         synthetic: data.synthetic || t.synthetic,
         spread_z: Some(&e.spread_z),
-        members_z: Some(&e.members_z).filter(|m| m.iter().any(|v| v.is_finite())),
+        members_z: Some(&e.members_z),
         fold: None,
         cross_fitted: None,
     };
@@ -637,7 +637,7 @@ pub struct ReportContext<'a> {
     /// Each star's raw model spread (standardised units, before calibration), for `estimates.csv`.
     pub spread_z: Option<&'a Array2<f64>>,
     /// An ensemble's member spread alone (standardised units; NaN for a single estimator), for
-    /// `estimates.csv`.
+    /// `estimates.csv` (which leaves the column out when no star has one).
     pub members_z: Option<&'a Array2<f64>>,
     /// Each star's cross-validation fold (0-based; crossval only), for `estimates.csv` (written 1-based,
     /// as the fold model files are numbered).
@@ -695,6 +695,8 @@ fn write_estimates(
     sig: Option<&Array2<f64>>,
 ) -> Result<()> {
     let targets = ctx.targets;
+    // Only an ensemble has a member spread: no empty columns for single estimators.
+    let members_z = ctx.members_z.filter(|m| m.iter().any(|v| v.is_finite()));
     let mut out = String::from("file");
     if ctx.fold.is_some() {
         out += ",fold";
@@ -710,7 +712,7 @@ fn write_estimates(
         if ctx.spread_z.is_some() {
             let _ = write!(out, ",{t}_spread_z");
         }
-        if ctx.members_z.is_some() {
+        if members_z.is_some() {
             let _ = write!(out, ",{t}_members_z");
         }
     }
@@ -732,7 +734,7 @@ fn write_estimates(
             if let Some(s) = ctx.spread_z {
                 let _ = write!(out, ",{}", num(s[[i, j]]));
             }
-            if let Some(s) = ctx.members_z {
+            if let Some(s) = members_z {
                 let _ = write!(out, ",{}", num(s[[i, j]]));
             }
         }
@@ -763,20 +765,34 @@ fn write_far_misses(
             f64::NAN
         }
     };
-    // (worst z, star) for every star beyond 3 sigma in some label.
-    let mut far: Vec<(f64, usize)> = (0..data.y.nrows())
-        .filter_map(|i| {
-            let worst = (0..targets.len()).map(|j| z(i, j)).filter(|v| v.is_finite()).fold(f64::NAN, f64::max);
-            (worst > 3.0).then_some((worst, i))
+    let file = |i: usize| data.files[i].file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // (star, miss) for every label estimate beyond 3 sigma, worst first.
+    let mut far: Vec<(usize, FarMiss)> = (0..data.y.nrows())
+        .flat_map(|i| {
+            (0..targets.len()).filter(move |&j| z(i, j) > 3.0).map(move |j| {
+                let miss = FarMiss {
+                    file: file(i),
+                    label: targets[j].clone(),
+                    truth: data.y[[i, j]],
+                    estimate: est[[i, j]],
+                    sigma: sig[[i, j]],
+                    z: z(i, j),
+                };
+                (i, miss)
+            })
         })
         .collect();
-    far.sort_by(|a, b| b.0.total_cmp(&a.0));
+    far.sort_by(|a, b| b.1.z.total_cmp(&a.1.z));
+    // The stars, each at its worst label's place.
+    let mut listed = vec![false; data.y.nrows()];
+    let stars: Vec<(usize, f64)> =
+        far.iter().filter(|(i, _)| !std::mem::replace(&mut listed[*i], true)).map(|(i, m)| (*i, m.z)).collect();
     let counts: Vec<String> = targets
         .iter()
         .enumerate()
         .map(|(j, name)| {
             let scored = (0..data.y.nrows()).filter(|&i| z(i, j).is_finite()).count();
-            let beyond = (0..data.y.nrows()).filter(|&i| z(i, j) > 3.0).count();
+            let beyond = far.iter().filter(|(_, m)| &m.label == name).count();
             format!("{name} {beyond} of {scored} ({})", pct(beyond as f64 / scored.max(1) as f64, 1))
         })
         .collect();
@@ -786,41 +802,25 @@ fn write_far_misses(
         "\n### Stars beyond 3 sigma (estimates or labels to check)\n\nErrors above 3 sigmas ({whose}): {}; \
         Gaussian errors would give 0.3%. {} stars, the worst {} listed (truth -> estimate +- sigma).\n",
         counts.join(", "),
-        far.len(),
-        far.len().min(FAR_MISSES_LISTED)
+        stars.len(),
+        stars.len().min(FAR_MISSES_LISTED)
     );
-    let file = |i: usize| data.files[i].file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut all: Vec<FarMiss> = far
-        .iter()
-        .flat_map(|&(_, i)| {
-            (0..targets.len()).filter(move |&j| z(i, j) > 3.0).map(move |j| FarMiss {
-                file: file(i),
-                label: targets[j].clone(),
-                truth: data.y[[i, j]],
-                estimate: est[[i, j]],
-                sigma: sig[[i, j]],
-                z: z(i, j),
-            })
-        })
-        .collect();
-    all.sort_by(|a, b| b.z.total_cmp(&a.z));
-    if far.is_empty() {
-        return all;
+    if !stars.is_empty() {
+        let _ = writeln!(md, "| file | worst | beyond 3 sigma |\n|---|---|---|");
     }
-    let _ = writeln!(md, "| file | worst | beyond 3 sigma |\n|---|---|---|");
-    for &(worst, i) in far.iter().take(FAR_MISSES_LISTED) {
-        let name = file(i);
+    for &(i, worst) in stars.iter().take(FAR_MISSES_LISTED) {
+        // The star's misses in label order.
         let cells: Vec<String> = (0..targets.len())
-            .filter(|&j| z(i, j) > 3.0)
-            .map(|j| {
-                let t = &targets[j];
-                let (y, e, s) = (data.y[[i, j]], est[[i, j]], sig[[i, j]]);
-                format!("{t} {} -> {} +- {} ({:.1} sigma)", fmt_value(t, y), fmt_value(t, e), fmt_value(t, s), z(i, j))
+            .filter_map(|j| far.iter().find(|(r, m)| *r == i && m.label == targets[j]))
+            .map(|(_, m)| {
+                let t = &m.label;
+                let (y, e, s) = (fmt_value(t, m.truth), fmt_value(t, m.estimate), fmt_value(t, m.sigma));
+                format!("{t} {y} -> {e} +- {s} ({:.1} sigma)", m.z)
             })
             .collect();
-        let _ = writeln!(md, "| {name} | {worst:.1} sigma | {} |", cells.join("; "));
+        let _ = writeln!(md, "| {} | {worst:.1} sigma | {} |", file(i), cells.join("; "));
     }
-    all
+    far.into_iter().map(|(_, m)| m).collect()
 }
 
 /// S/N bins of the reports' metrics (header S/N; stars without one are counted apart).
@@ -1585,7 +1585,7 @@ pub fn run_crossval(
         history: o.first_history.as_ref(),
         synthetic: data.synthetic,
         spread_z: Some(&o.spread_z),
-        members_z: Some(&o.members_z).filter(|m| m.iter().any(|v| v.is_finite())),
+        members_z: Some(&o.members_z),
         fold: Some(&o.fold_of),
         cross_fitted: Some(&cross),
     };
